@@ -1,0 +1,35 @@
+# Two entry points do all setup on a fresh machine: `make demo` and `make test`.
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.codelora-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: demo test lint sandbox-deps embedded clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# bubblewrap is the sandbox; without it codelora falls back to process isolation and says so.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; }; } || \
+	  echo "note: bubblewrap not installed; the sandbox will use process isolation only"
+
+# Convert the embedded SmolLM2 GGUF once into a verified safetensors cache.
+embedded: $(STAMP)
+	$(PY) -c "from codelora.models import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
+
+demo: $(STAMP) sandbox-deps embedded
+	$(VENV)/bin/codelora generate --config demo --problem-file examples/sum_of_two.txt
+
+test: $(STAMP) sandbox-deps
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check codelora tests bench && $(VENV)/bin/ruff format --check codelora tests bench
+
+clean:
+	rm -rf $(VENV) outputs

