@@ -1,0 +1,141 @@
+"""Extract worked examples (input, expected output) from problem statements.
+
+Supported layouts (case-insensitive):
+
+* Codeforces / OpenCodeReasoning style::
+
+      Examples
+
+      Input
+
+      3
+      1 2 3
+
+      Output
+
+      6
+
+  ("Example" singular too, with or without blank lines, ``Input:``/``Output:``).
+* AtCoder style: ``Sample Input 1`` / ``Sample Output 1`` headings.
+* Inline style: ``Example 1:`` followed by ``Input: ...`` / ``Output: ...``.
+
+Blocks may be wrapped in ``` fences.  Only text after the first
+examples heading (or the first ``Sample Input`` heading) is considered, so
+the statement's own "Input"/"Output" specification sections are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_examples"]
+
+_HEADING_RE = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?\s*(?:examples?|samples?|sample\s+tests?|sample\s+cases?|"
+    r"(?:example|sample)\s*#?\s*\d+)\s*(?:\*\*)?\s*:?\s*(?:\*\*)?\s*$",
+    re.IGNORECASE,
+)
+_SAMPLE_INPUT_RE = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?\s*sample\s+input\b", re.IGNORECASE)
+_MARKER_RE = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?\s*(?:sample\s+|example\s+)?(?P<kind>input|output)"
+    r"(?:\s*#?\s*\d+)?\s*(?:\*\*)?\s*(?::\s*(?:\*\*)?\s*(?P<rest>.*?)|\s*)$",
+    re.IGNORECASE,
+)
+_STOP_RE = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?\s*(?:notes?|explanation|hints?|constraints|"
+    r"(?:example|sample)\s*#?\s*\d+|examples?|samples?)\b\s*(?:\*\*)?\s*:?",
+    re.IGNORECASE,
+)
+_FENCE_RE = re.compile(r"^\s*(`{3,}|~{3,})")
+
+
+def _is_prose(line: str) -> bool:
+    s = line.strip()
+    words = re.findall(r"[A-Za-z]{2,}", s)
+    return len(s.split()) >= 4 and len(words) >= 2 and s[-1:] in ".:!?)"
+
+
+def _clean_block(lines: list[str], is_output: bool) -> str:
+    lines = [ln.rstrip() for ln in lines]
+    # Fenced block: take the first fence's content.
+    for i, ln in enumerate(lines):
+        m = _FENCE_RE.match(ln)
+        if m:
+            fence = m.group(1)[0] * 3
+            body = []
+            for ln2 in lines[i + 1 :]:
+                if ln2.strip().startswith(fence):
+                    break
+                body.append(ln2)
+            lines = body
+            break
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if is_output:
+        # Drop trailing explanatory prose separated by a blank line.
+        for i in range(1, len(lines)):
+            if not lines[i - 1].strip() and lines[i].strip() and _is_prose(lines[i]):
+                lines = lines[:i]
+                break
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines)
+
+
+def _region_start(lines: list[str]) -> int | None:
+    for i, ln in enumerate(lines):
+        if _HEADING_RE.match(ln):
+            return i + 1
+        if _SAMPLE_INPUT_RE.match(ln):
+            return i
+    return None
+
+
+def parse_examples(statement: str) -> list[tuple[str, str]]:
+    """Return ``[(input, expected_output), ...]`` found in ``statement``.
+
+    Lines are right-stripped; inputs end with a newline, outputs do not.
+    Returns ``[]`` when no examples section is found.
+    """
+    if not statement:
+        return []
+    lines = statement.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    start = _region_start(lines)
+    if start is None:
+        return []
+
+    blocks: list[tuple[str, list[str]]] = []
+    current: tuple[str, list[str]] | None = None
+    in_fence = False
+    for ln in lines[start:]:
+        if _FENCE_RE.match(ln):
+            in_fence = not in_fence
+            if current is not None:
+                current[1].append(ln)
+            continue
+        if not in_fence:
+            m = _MARKER_RE.match(ln)
+            if m:
+                current = (m.group("kind").lower(), [])
+                blocks.append(current)
+                rest = m.group("rest")
+                if rest and rest.strip():
+                    current[1].append(rest)
+                continue
+            if _STOP_RE.match(ln):
+                current = None
+                continue
+        if current is not None:
+            current[1].append(ln)
+
+    pairs: list[tuple[str, str]] = []
+    pending: str | None = None
+    for kind, body in blocks:
+        if kind == "input":
+            pending = _clean_block(body, is_output=False)
+        elif pending is not None:
+            out = _clean_block(body, is_output=True)
+            inp = pending + "\n" if pending else ""
+            pairs.append((inp, out))
+            pending = None
+    return pairs
