@@ -70,3 +70,17 @@ def test_user_errors_are_one_line(argv, needle):
     err_lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(err_lines) == 1 and needle in err_lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_prepare_cli_writes_split_report_and_histogram(tmp_path, capsys):
+    rc = main(["prepare", "--config", "demo", "--set", f"output_dir={tmp_path}", "--run-name", "r1"])
+    assert rc == 0
+    run = tmp_path / "r1"
+    for f in ("config.yaml", "split.json", "data_report.json", "plots/lengths.png", "data/train.jsonl"):
+        assert (run / f).is_file(), f
+    out = capsys.readouterr().out
+    assert "train" in out and "test" in out and "valid" in out
+    split = __import__("json").loads((run / "split.json").read_text())
+    train = set(split["splits"]["train"]["problems"])
+    test = set(split["splits"]["test"]["problems"])
+    assert train and test and not train & test
