@@ -29,6 +29,27 @@ def _cmd_download(a: argparse.Namespace) -> None:
     print(download(a.name, a.repo_type, a.revision))
 
 
+def _cmd_prepare(a: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from codelora.config import load_config, save_config
+    from codelora.data.format import ensure_pad_token
+    from codelora.models import load_tokenizer
+    from codelora.prepare import prepare, print_report
+
+    cfg = load_config(a.config, a.overrides)
+    if a.run_name:
+        cfg.run_name = a.run_name
+    run_dir = Path(cfg.output_dir) / cfg.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    tokenizer = load_tokenizer(cfg.model.source, cfg.model.revision)
+    ensure_pad_token(tokenizer)
+    report = prepare(cfg, run_dir, tokenizer)
+    print_report(report)
+    print(f"wrote {run_dir}/split.json, data_report.json, plots/lengths.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from codelora import __version__
 
@@ -52,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-type", choices=["model", "dataset"], help="default: dataset for deep/diverse, else model")
     p.add_argument("--revision")
     p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("prepare", help="load, validate, split (by problem) and tokenize a dataset into a run folder")
+    _add_config_args(p)
+    p.add_argument("--run-name", help="run folder name under output_dir (default: the config's run_name)")
+    p.set_defaults(func=_cmd_prepare)
 
     return parser
 
