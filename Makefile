@@ -23,7 +23,11 @@ embedded: $(STAMP)
 	$(PY) -c "from codelora.models import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
 
 demo: $(STAMP) sandbox-deps embedded
-	$(VENV)/bin/codelora generate --config demo --problem-file examples/sum_of_two.txt
+	rm -rf outputs/demo
+	$(VENV)/bin/codelora train --config demo
+	$(VENV)/bin/codelora generate --config demo --adapter outputs/demo/final --problem-file examples/sum_of_two.txt
+	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \
+	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture
 
 test: $(STAMP) sandbox-deps
 	$(PY) -m pytest -q

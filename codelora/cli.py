@@ -50,6 +50,33 @@ def _cmd_prepare(a: argparse.Namespace) -> None:
     print(f"wrote {run_dir}/split.json, data_report.json, plots/lengths.png")
 
 
+def _cmd_train(a: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from codelora.config import load_config
+    from codelora.train import train
+
+    cfg = load_config(a.config, a.overrides)
+    if a.run_name:
+        cfg.run_name = a.run_name
+    run_dir = Path(cfg.output_dir) / cfg.run_name
+    result = train(cfg, run_dir, resume=a.resume)
+    if result.get("interrupted"):
+        print(f"interrupted at step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _cmd_score(a: argparse.Namespace) -> None:
+    import json
+
+    from codelora.score import score
+
+    ks = tuple(int(x) for x in a.k.split(",")) if a.k else (1,)
+    summary = score(a.benchmark, a.samples, a.out, a.problems, a.timeout, a.memory_mb, a.workers, ks, a.tolerance)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from codelora import __version__
 
@@ -78,6 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--run-name", help="run folder name under output_dir (default: the config's run_name)")
     p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", help="LoRA-train a run: logs, plots, every checkpoint kept, resumable")
+    _add_config_args(p)
+    p.add_argument("--run-name", help="run folder name under output_dir (default: the config's run_name)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("score", help="grade already-generated programs in the sandbox (no model loaded)")
+    p.add_argument("--benchmark", required=True, choices=["humaneval", "livecodebench", "heldout"])
+    p.add_argument("--samples", required=True, help="samples file in the benchmark's own format")
+    p.add_argument("--problems", help="problems file (LiveCodeBench JSONL; default for humaneval: the bundled 164)")
+    p.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
+    p.add_argument("--timeout", type=float, help="seconds per test (default: 6 livecodebench, 3 humaneval)")
+    p.add_argument("--memory-mb", type=int, default=1024, help="address-space limit per program (default 1024)")
+    p.add_argument("--workers", type=int, help="parallel programs (default: number of cores)")
+    p.add_argument("--k", help="comma-separated k for pass@k (default: 1)")
+    p.add_argument("--tolerance", type=float, help="heldout only: absolute float tolerance (default: exact, as LiveCodeBench)")
+    p.set_defaults(func=_cmd_score)
 
     return parser
 

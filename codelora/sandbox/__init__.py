@@ -1,0 +1,14 @@
+"""Sandboxed execution of untrusted programs and grading of their outputs."""
+
+from codelora.sandbox.execution import ExecResult, isolation, isolation_description, run_program
+from codelora.sandbox.grading import GradeResult, grade_stdio_problem, outputs_match
+
+__all__ = [
+    "ExecResult",
+    "GradeResult",
+    "grade_stdio_problem",
+    "isolation",
+    "isolation_description",
+    "outputs_match",
+    "run_program",
+]

