@@ -5,7 +5,7 @@ STAMP := $(VENV)/.codelora-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: demo test lint sandbox-deps embedded clean
+.PHONY: demo test lint sandbox-deps browser-deps embedded clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,12 @@ sandbox-deps:
 	  { apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; }; } || \
 	  echo "note: bubblewrap not installed; the sandbox will use process isolation only"
 
+# Debian's chromium renders report.html in the browser test; without it that one test is skipped.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium not installed; the report's browser test will be skipped"
+
 # Convert the embedded SmolLM2 GGUF once into a verified safetensors cache.
 embedded: $(STAMP)
 	$(PY) -c "from codelora.models import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
@@ -29,7 +35,7 @@ demo: $(STAMP) sandbox-deps embedded
 	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture
 
-test: $(STAMP) sandbox-deps
+test: $(STAMP) sandbox-deps browser-deps
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -6,6 +6,8 @@ Writes into run_dir: split.json, data_report.json, plots/lengths.png and data/{t
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -17,7 +19,21 @@ from codelora.data.format import encode_prompt_completion, fit_example
 from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
 
-__all__ = ["load_tokenized", "prepare", "print_report"]
+__all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report"]
+
+# Bump when the tokenized format written below changes, so older caches are rebuilt rather than reused.
+FORMAT_VERSION = 1
+
+
+def data_fingerprint(cfg: RunConfig) -> str:
+    """sha256 of everything that decides the prepared rows: the data config and the tokenizer's model source."""
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "data": dataclasses.asdict(cfg.data),
+        "model_source": cfg.model.source,
+        "model_revision": cfg.model.revision,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -84,6 +100,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
     )
 
     per_split: dict[str, Any] = {}
+    file_hashes: dict[str, str] = {}
     all_prompt: list[int] = []
     all_completion: list[int] = []
     all_total: list[int] = []
@@ -116,6 +133,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         }
         text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in examples)
         _atomic_write_text(run_dir / "data" / f"{name}.jsonl", text)
+        file_hashes[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     plot = _plot_lengths(run_dir / "plots" / "lengths.png", all_prompt, all_completion, all_total, d.max_length)
     report = {
@@ -136,6 +154,9 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         "over_max_length_action": d.overlong,
         "split_file": "split.json",
         "plot": plot,
+        # what train checks before reusing data/ (written last, with this report)
+        "config_sha256": data_fingerprint(cfg),
+        "files_sha256": file_hashes,
     }
     _atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1) + "\n")
     return report

@@ -7,11 +7,16 @@ Run folder layout (run_dir):
   checkpoints/checkpoint-<step>/              every save_steps, all kept; meta.json (written last) marks
                                               a checkpoint complete; optimizer.pt only in the newest
   final/                                      the final adapter + meta.json
+  logs/tensorboard/                           TensorBoard events when train.report_to is tensorboard
+
+Multi-process (`accelerate launch -m codelora train ...`): every rank trains; only rank 0 prepares data and writes
+logs, checkpoint metadata and final/ (the Trainer itself saves weights on rank 0 and per-rank RNG states).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -19,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +33,28 @@ from typing import Any
 from codelora.config import RunConfig, save_config
 from codelora.errors import UserError
 
-__all__ = ["TrainingError", "complete_checkpoints", "train"]
+__all__ = ["TrainingError", "check_packing", "complete_checkpoints", "resume_config_diff", "train"]
+
+# Keys that may differ between a run and its --resume: they change neither the data nor the updates the model has
+# had up to the checkpoint. train.max_steps / train.epochs may extend (or shorten) a run; the learning-rate schedule
+# is then recomputed for the new total, so the rest of the run follows the new schedule (a note says so).
+# train.packing may be switched because training only packs where check_packing proved it loss-equivalent.
+# Every other key of model / data / lora / train changes the trajectory and must match.
+RESUME_FREE_KEYS = frozenset(
+    {
+        "model.device",
+        "train.max_steps",
+        "train.epochs",
+        "train.logging_steps",
+        "train.eval_steps",
+        "train.save_steps",
+        "train.report_to",
+        "train.gradient_checkpointing",
+        "train.packing",
+    }
+)
+RESUME_CHECKED_SECTIONS = ("model", "data", "lora", "train")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 METRIC_KEYS = [
     "step",
@@ -94,8 +121,9 @@ def _is_nan(x: Any) -> bool:
 class _MetricsLog:
     """metrics.jsonl + metrics.csv (rewritten from the rows) and the loss/lr plots."""
 
-    def __init__(self, run_dir: Path, keep_up_to_step: int | None):
+    def __init__(self, run_dir: Path, keep_up_to_step: int | None, write: bool = True):
         self.run_dir = run_dir
+        self.write = write  # False on ranks other than 0: rows kept in memory only
         self.jsonl = run_dir / "logs" / "metrics.jsonl"
         self.csv = run_dir / "logs" / "metrics.csv"
         self.rows: list[dict[str, Any]] = []
@@ -112,6 +140,8 @@ class _MetricsLog:
         self._flush()
 
     def _flush(self) -> None:
+        if not self.write:
+            return
         _atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=METRIC_KEYS)
@@ -121,6 +151,8 @@ class _MetricsLog:
         _atomic_write_text(self.csv, buf.getvalue())
 
     def plot(self) -> None:
+        if not self.write:
+            return
         try:
             import matplotlib
 
@@ -187,23 +219,58 @@ def _make_classes():
             return super().__iter__()
 
     class CodeloraTrainer(Trainer):
-        tokens_seen = 0
+        tokens_seen = 0  # real (non-pad) tokens over all processes
+        eval_seconds = 0.0  # time spent evaluating, left out of tokens_per_second
+        eval_collator = None  # eval batches stay padded: packing changes how the Trainer weights batch losses
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
                 return super()._get_train_sampler(train_dataset)
             ds = train_dataset if train_dataset is not None else self.train_dataset
+            # Groups sized by the global batch (x world size): every process draws the same order and accelerate
+            # deals whole micro-batches round-robin, so N processes see the batches one process would.
             return SeededLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
                 lengths=[len(ex["input_ids"]) for ex in ds],
                 seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
             )
 
+        def evaluate(self, *a, **kw):
+            start = time.time()
+            train_collator = self.data_collator
+            if self.eval_collator is not None:
+                self.data_collator = self.eval_collator
+            try:
+                return super().evaluate(*a, **kw)
+            finally:
+                self.data_collator = train_collator
+                self.eval_seconds += time.time() - start
+
         def training_step(self, model, inputs, num_items_in_batch=None):
+            import torch
+
             mask = inputs.get("attention_mask")
-            if mask is not None:
-                self.tokens_seen += int(mask.sum().item())
+            n = int(mask.sum().item()) if mask is not None else int(inputs["input_ids"].numel())  # packed: no pad
+            if self.args.world_size > 1:
+                n = int(self.accelerator.reduce(torch.tensor(n, device=self.accelerator.device), "sum").item())
+            self.tokens_seen += n
             return super().training_step(model, inputs, num_items_in_batch)
+
+        def _save_checkpoint(self, model, trial, *a, **kw):
+            ck = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            try:
+                return super()._save_checkpoint(model, trial, *a, **kw)
+            except OSError as e:
+                if e.errno not in _DISK_FULL:
+                    raise
+                # meta.json was not written, so the folder already reads as incomplete; remove it all the same
+                shutil.rmtree(ck, ignore_errors=True)
+                done = complete_checkpoints(Path(self.args.output_dir).parent)
+                newest = f"newest complete checkpoint {done[-1].name} is intact" if done else "no earlier checkpoint"
+                raise TrainingError(
+                    f"disk full ({os.strerror(e.errno)}) while saving {ck.name} to {ck.parent}; "
+                    f"removed the partial folder, {newest}; free space and run again with --resume"
+                ) from None
 
     class RunCallback(TrainerCallback):
         def __init__(self, run_dir: Path, cfg: RunConfig, metrics: _MetricsLog, elapsed_before: float):
@@ -215,6 +282,7 @@ def _make_classes():
             self.elapsed_before = elapsed_before
             self.last_time = self.start
             self.last_tokens = 0
+            self.last_eval_seconds = 0.0
             self.pending: dict[int, dict[str, Any]] = {}
             self.stop_requested = False
             self.commit = _git_commit()
@@ -225,9 +293,17 @@ def _make_classes():
         def on_train_begin(self, args, state, control, **kw):
             self.start = self.last_time = time.time()
             self.last_tokens = self.trainer.tokens_seen
+            self.last_eval_seconds = self.trainer.eval_seconds
 
         def on_step_end(self, args, state, control, **kw):
-            if self.stop_requested:
+            stop = self.stop_requested
+            if args.world_size > 1:  # a signal reaches the ranks at different steps: stop all at the same one
+                import torch
+
+                acc = self.trainer.accelerator
+                stop = bool(acc.reduce(torch.tensor(int(stop), device=acc.device), "sum").item())
+                self.stop_requested = stop
+            if stop:
                 control.should_save = True
                 control.should_training_stop = True
 
@@ -237,15 +313,15 @@ def _make_classes():
             tokens = self.trainer.tokens_seen
             if "loss" in logs:
                 loss = logs["loss"]
-                if _is_nan(float(loss)):
+                if _is_nan(float(loss)):  # the logged loss is averaged over ranks: every rank stops here
                     raise TrainingError(
                         f"training loss became {loss} at step {step}; lower train.learning_rate or check the data "
                         "(nothing was saved for this step)"
                     )
                 now = time.time()
-                dt = now - self.last_time
+                dt = now - self.last_time - (self.trainer.eval_seconds - self.last_eval_seconds)  # training time only
                 tps = (tokens - self.last_tokens) / dt if dt > 0 else None
-                self.last_time, self.last_tokens = now, tokens
+                self.last_time, self.last_tokens, self.last_eval_seconds = now, tokens, self.trainer.eval_seconds
                 self.metrics.add(
                     {
                         "step": step,
@@ -292,6 +368,10 @@ def _make_classes():
             }
 
         def on_save(self, args, state, control, **kw):
+            # every rank has written its part (rng_state_<rank>.pth) before rank 0 marks the checkpoint complete
+            self.trainer.accelerator.wait_for_everyone()
+            if not state.is_world_process_zero:
+                return
             ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if not ck.is_dir():
                 return
@@ -309,42 +389,256 @@ def _data_ready(run_dir: Path) -> bool:
     )
 
 
+def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
+    """Why the prepared data in run_dir cannot be reused for cfg (None: it can). 'unverified' when it predates
+    the fingerprint in data_report.json."""
+    from codelora.prepare import data_fingerprint
+
+    if not _data_ready(run_dir):
+        return "missing"
+    try:
+        report = json.loads((run_dir / "data_report.json").read_text(encoding="utf-8"))
+    except ValueError:
+        return "data_report.json is unreadable"
+    if "config_sha256" not in report:
+        return "unverified"
+    if report["config_sha256"] != data_fingerprint(cfg):
+        return "it was prepared with a different data config or model tokenizer"
+    for split, digest in (report.get("files_sha256") or {}).items():
+        path = run_dir / "data" / f"{split}.jsonl"
+        if not path.is_file() or _sha256_file(path) != digest:
+            return f"data/{split}.jsonl changed after it was prepared"
+    return None
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_config_diff(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+    """Keys of model/data/lora/train (minus RESUME_FREE_KEYS) whose value in cfg differs from the saved config.
+
+    A key the saved config lacks (written by an older codelora) counts as its default."""
+    defaults = _flatten(RunConfig().to_dict())
+    old = {**defaults, **_flatten(saved)}
+    new = _flatten(cfg.to_dict())
+    return [
+        k
+        for k in new
+        if k.split(".", 1)[0] in RESUME_CHECKED_SECTIONS and k not in RESUME_FREE_KEYS and old.get(k) != new[k]
+    ]
+
+
+def _check_resume_config(cfg: RunConfig, run_dir: Path, resume_from: Path) -> dict[str, Any]:
+    """Refuse a --resume whose config would change the trajectory; return the checkpoint's meta."""
+    meta = json.loads((resume_from / "meta.json").read_text(encoding="utf-8"))
+    saved = meta.get("config")
+    if saved is None and (run_dir / "config.yaml").is_file():
+        import yaml
+
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    if saved is None:
+        return meta
+    diff = resume_config_diff(saved, cfg)
+    if diff:
+        old = {**_flatten(RunConfig().to_dict()), **_flatten(saved)}
+        new = _flatten(cfg.to_dict())
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in diff)
+        raise UserError(
+            f"cannot resume {run_dir}: the config differs from {resume_from.name}'s on keys that change training: "
+            f"{shown}; use the run's own config.yaml or start a new run (--run-name)"
+        )
+    flat_saved, flat_new = _flatten(saved), _flatten(cfg.to_dict())
+    changed = [k for k in ("train.max_steps", "train.epochs") if k in flat_saved and flat_saved[k] != flat_new[k]]
+    if changed:
+        print(
+            f"codelora: resuming with changed {', '.join(changed)}: the learning-rate schedule is recomputed for the "
+            "new length",
+            file=sys.stderr,
+        )
+    return meta
+
+
+def _check_fits(cfg: RunConfig, model: Any) -> None:
+    """Refuse a config the model cannot take before any data is prepared or step trained."""
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(ctx, int) and cfg.data.max_length > ctx:
+        raise UserError(
+            f"data.max_length={cfg.data.max_length} is longer than the context of {cfg.model.source} "
+            f"(max_position_embeddings={ctx}); set data.max_length to at most {ctx}"
+        )
+
+
+def _packing_tolerance(dtype: Any) -> float:
+    import torch
+
+    # Absolute, on a per-example mean loss. Measured: kept apart, packed and alone agree to ~1e-6 in fp32 and ~1e-2
+    # in bf16 (SmolLM2-135M); examples that see each other move the loss by ~1.4 on SmolLM2-135M and still by
+    # ~8e-3 on the near-uniform attention of a tiny random Llama, which the fp32 tolerance catches.
+    return 1e-3 if dtype == torch.float32 else 5e-2
+
+
+def packing_losses(model: Any, examples: list[dict[str, list[int]]]) -> tuple[list[float], list[float]]:
+    """Per-example mean loss of `examples`, each run alone vs all packed into one row by collate_packed."""
+    import torch
+
+    from codelora.data.format import collate_packed
+
+    device = next(model.parameters()).device
+
+    def per_token(logits, labels):  # loss of token t+1 given the prefix up to t, -100 ignored
+        lp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+        tgt = labels[0, 1:]
+        keep = tgt != -100
+        return -lp[keep].gather(-1, tgt[keep].unsqueeze(-1)).squeeze(-1), keep
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            alone = []
+            for ex in examples:
+                ids = torch.tensor([ex["input_ids"]], device=device)
+                labels = torch.tensor([ex["labels"]], device=device)
+                nll, _ = per_token(model(input_ids=ids).logits, labels)
+                alone.append(float(nll.mean()))
+            packed = {k: v.to(device) for k, v in collate_packed(examples).items()}
+            logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
+            labels = packed["labels"]
+            lp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+            tgt = labels[0, 1:]
+            together, start = [], 0
+            for ex in examples:  # example i occupies [start, start + n); its predictions sit at [start, start+n-1)
+                n = len(ex["input_ids"])
+                t = tgt[start : start + n - 1]
+                keep = t != -100
+                nll = -lp[start : start + n - 1][keep].gather(-1, t[keep].unsqueeze(-1)).squeeze(-1)
+                together.append(float(nll.mean()))
+                start += n
+    finally:
+        model.train(was_training)
+    return alone, together
+
+
+def check_packing(model: Any, train_rows: list[dict[str, Any]], attn_implementation: str, n: int = 3) -> float:
+    """Start-of-training probe: pack a few training examples into one row and compare each example's loss with
+    the loss it gets alone. Equal (within the dtype's tolerance) <=> the attention kernel keeps packed examples
+    apart with position_ids; otherwise raise UserError naming the attention implementation.
+
+    A probe on the real model, rather than a support table, because whether the boundary holds depends on the
+    transformers and torch versions (block-diagonal masks from position_ids need torch >= 2.6 and no 2D mask) and
+    on the attention kernel; it costs two forward passes of ~200 tokens. Returns the largest difference seen.
+    """
+    import torch
+
+    rows = [r for r in train_rows if any(lab != -100 for lab in r["labels"][1:64])][:n] or train_rows[:n]
+    # examples of different lengths, labels on every token (the probe tests attention, not prompt masking)
+    examples = []
+    for i, r in enumerate(rows):
+        ids = list(r["input_ids"][: 64 - 8 * i])
+        examples.append({"input_ids": ids, "labels": [-100] + ids[1:]})
+    if len(examples) < 2:
+        return 0.0
+    alone, together = packing_losses(model, examples)
+    diff = max(abs(a - b) for a, b in zip(alone, together, strict=True))
+    tol = _packing_tolerance(next(model.parameters()).dtype)
+    if not diff <= tol or not torch.isfinite(torch.tensor(together)).all():
+        raise UserError(
+            f"train.packing: attention implementation '{attn_implementation}' does not keep packed examples apart "
+            f"here (per-example loss differs by {diff:.2g} packed vs unpacked, tolerance {tol:.2g}); "
+            "set train.packing=false or use model.attn_implementation=sdpa with torch>=2.6 / flash_attention_2"
+        )
+    return diff
+
+
+def _disk_full(e: OSError, what: str) -> TrainingError:
+    return TrainingError(
+        f"disk full ({os.strerror(e.errno)}) while writing {what}; earlier checkpoints are intact; "
+        "free space and run again with --resume"
+    )
+
+
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the final metrics."""
     run_dir = Path(run_dir)
+    # Read-only checks first, on every rank alike, before any rank writes anything.
     ckpts = _all_checkpoints(run_dir)
     if not resume and (ckpts or (run_dir / "final").exists()):
         raise UserError(f"run folder {run_dir} already exists; use --resume or another --run-name")
     resume_from: Path | None = None
+    resume_meta: dict[str, Any] = {}
     if resume:
         complete = complete_checkpoints(run_dir)
         if not complete:
             raise UserError(f"cannot resume {run_dir}: it has no complete checkpoint (checkpoint-*/meta.json)")
         resume_from = complete[-1]
-        for p in _all_checkpoints(run_dir):  # incomplete or newer-than-resume: Trainer would trip on them
-            if _step_of(p) > _step_of(resume_from):
-                shutil.rmtree(p)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        resume_meta = _check_resume_config(cfg, run_dir, resume_from)
+        problem = _data_problem(cfg, run_dir)
+        if problem == "unverified":
+            print(f"codelora: {run_dir}/data predates data fingerprints; reusing it unverified", file=sys.stderr)
+        elif problem is not None:
+            raise UserError(
+                f"cannot resume {run_dir}: its prepared data does not match the config ({problem}); "
+                "resuming on other data would not continue the same run"
+            )
 
     import torch
+    from accelerate import PartialState
     from peft import LoraConfig as PeftLoraConfig
     from peft import TaskType, get_peft_model
     from transformers import TrainingArguments
 
-    from codelora.data.format import collate, ensure_pad_token
+    from codelora.data.format import collate, collate_packed, ensure_pad_token
     from codelora.models import load_model, pick_device
     from codelora.prepare import load_tokenized, prepare
 
     m, t = cfg.model, cfg.train
     device = pick_device(m.device)
+    # Under `accelerate launch` this joins the process group (gloo on CPU, nccl on GPUs); alone it is a no-op.
+    dist = PartialState(cpu=device == "cpu")
+    main = dist.is_main_process
+    dist.wait_for_everyone()  # every rank has passed the checks above before rank 0 changes the folder
+    if main:
+        if resume_from is not None:
+            for p in _all_checkpoints(run_dir):  # incomplete or newer-than-resume: Trainer would trip on them
+                if _step_of(p) > _step_of(resume_from):
+                    shutil.rmtree(p)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    if device.startswith("cuda") and dist.num_processes > 1:
+        device = str(dist.device)
     model, tokenizer = load_model(
         m.source, dtype=m.dtype, device=device, attn_implementation=m.attn_implementation, revision=m.revision
     )
+    _check_fits(cfg, model)
     if ensure_pad_token(tokenizer) and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
-    if not _data_ready(run_dir):
-        prepare(cfg, run_dir, tokenizer)
-    save_config(cfg, run_dir / "config.yaml")
+    model.config.use_cache = False  # training: no KV cache (a cache also turns off packed-sequence masks)
+
+    if main:
+        problem = _data_problem(cfg, run_dir)
+        if problem is not None and not (resume_from is not None and problem == "unverified"):
+            if problem not in ("missing", "unverified"):
+                print(f"codelora: re-preparing {run_dir}/data: {problem}", file=sys.stderr)
+            prepare(cfg, run_dir, tokenizer)
+        save_config(cfg, run_dir / "config.yaml")
+    dist.wait_for_everyone()
     train_ds = load_tokenized(run_dir, "train")
     evals = {s: load_tokenized(run_dir, s) for s in ("valid", "test")}
     if not train_ds:
@@ -369,14 +663,26 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
             target_modules=list(lo.target_modules),
         ),
     )
+    if t.packing:
+        check_packing(model, train_ds, m.attn_implementation)
 
+    world = dist.num_processes
     steps_per_epoch = max(
-        1, math.ceil(math.ceil(len(train_ds) / t.per_device_batch_size) / t.gradient_accumulation_steps)
+        1, math.ceil(math.ceil(len(train_ds) / (t.per_device_batch_size * world)) / t.gradient_accumulation_steps)
     )
     total_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
     warmup_steps = math.ceil(t.warmup_ratio * total_steps)
     bf16 = device.startswith("cuda") and next(model.parameters()).dtype == torch.bfloat16
     fp16 = device.startswith("cuda") and next(model.parameters()).dtype == torch.float16
+    extra_callbacks = []
+    if t.report_to == "tensorboard":
+        # our own instance, pointed at the run folder (TrainingArguments.logging_dir is gone in transformers 5);
+        # it writes on rank 0 only
+        from transformers.integrations import TensorBoardCallback
+
+        tb = TensorBoardCallback()
+        tb.logging_dir = str(run_dir / "logs" / "tensorboard")
+        extra_callbacks.append(tb)
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
@@ -402,34 +708,42 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         fp16=fp16,
         use_cpu=device == "cpu",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        report_to=[] if t.report_to == "none" else [t.report_to],
+        report_to=[],  # TensorBoard, when asked for, is added below as a callback
         prediction_loss_only=True,
+        # Step-0 eval (the base model) inside train(): a trainer.evaluate() before train() marks the model as
+        # prepared by accelerate, which then never wraps it in DDP, and the ranks silently stop syncing gradients.
+        eval_on_start=resume_from is None and bool(evals),
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and stop the run), not be smoothed over
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # LoRA: frozen base weights are not "unused"; searching costs a pass
     )
 
     keep_up_to = None
     elapsed_before = 0.0
     tokens_before = 0
     if resume_from is not None:
-        meta = json.loads((resume_from / "meta.json").read_text())
-        keep_up_to = meta["step"]
-        elapsed_before = float(meta.get("elapsed_seconds") or 0.0)
-        tokens_before = int(meta.get("tokens_seen") or 0)
-    metrics = _MetricsLog(run_dir, keep_up_to_step=keep_up_to if resume_from is not None else -1)
+        keep_up_to = resume_meta["step"]
+        elapsed_before = float(resume_meta.get("elapsed_seconds") or 0.0)
+        tokens_before = int(resume_meta.get("tokens_seen") or 0)
+    metrics = _MetricsLog(run_dir, keep_up_to_step=keep_up_to if resume_from is not None else -1, write=main)
 
     CodeloraTrainer, RunCallback = _make_classes()
     cb = RunCallback(run_dir, cfg, metrics, elapsed_before)
     pad_id = tokenizer.pad_token_id
+
+    def padded(batch):
+        return collate(batch, pad_id)
+
     trainer = CodeloraTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=evals or None,
-        data_collator=lambda batch: collate(batch, pad_id),
-        callbacks=[cb],
+        data_collator=collate_packed if t.packing else padded,
+        callbacks=[cb, *extra_callbacks],
     )
+    trainer.eval_collator = padded
     trainer.tokens_seen = tokens_before
     cb.trainer = trainer
 
@@ -443,9 +757,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         for sig in (signal.SIGTERM, signal.SIGINT):
             old_handlers[sig] = signal.signal(sig, _on_signal)
     try:
-        if resume_from is None and evals:
-            trainer.evaluate()  # step 0: the base model (LoRA B is zero)
         out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        raise _disk_full(e, f"{e.filename or 'the logs'} at step {trainer.state.global_step}") from None
     finally:
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
@@ -468,15 +784,26 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         return result
 
     final, tmp = run_dir / "final", run_dir / "final.tmp"
-    if tmp.exists():
+    if main and tmp.exists():
         shutil.rmtree(tmp)
-    trainer.model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    meta = cb.meta(trainer.state)
-    meta["result"] = result
-    _atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    dist.wait_for_everyone()
+    try:
+        # every rank calls save_model: under FSDP / ZeRO-3 gathering the adapter is collective; rank 0 writes
+        trainer.save_model(str(tmp))
+        if main:
+            tokenizer.save_pretrained(str(tmp))
+            meta = cb.meta(trainer.state)
+            meta["result"] = result
+            _atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _disk_full(e, f"{final} (the checkpoints are complete)") from None
+    if main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    dist.wait_for_everyone()
     result["final"] = str(final)
     return result

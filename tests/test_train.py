@@ -20,6 +20,7 @@ OVERRIDES = [
     "train.eval_steps=4",
     "train.save_steps=2",
     "data.max_length=256",
+    "train.report_to=tensorboard",
 ]
 
 
@@ -57,6 +58,25 @@ def test_metrics_cadence_and_files(run_a):
     assert result["global_step"] == 6
     assert result["valid_loss_start"] == rows[0]["valid_loss"]
     assert result["train_loss"] == rows[-2]["train_loss"]
+
+
+def test_tensorboard_events_hold_the_train_loss(run_a):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = run_a
+    tb = run_dir / "logs" / "tensorboard"
+    assert list(tb.rglob("events.out.tfevents.*")), f"no events file under {tb}"
+    acc = EventAccumulator(str(tb))
+    acc.Reload()
+    if not acc.Tags()["scalars"]:  # events written one folder down (older transformers)
+        acc = EventAccumulator(str(next(tb.rglob("events.out.tfevents.*")).parent))
+        acc.Reload()
+    loss = {e.step: e.value for e in acc.Scalars("train/loss")}
+    expected = {r["step"]: r["train_loss"] for r in _rows(run_dir) if r["train_loss"] is not None}
+    assert loss.keys() == expected.keys()
+    for step, value in expected.items():
+        assert loss[step] == pytest.approx(value, rel=1e-5)
+    assert "eval/valid_loss" in acc.Tags()["scalars"]
 
 
 def test_checkpoints_and_final(run_a):

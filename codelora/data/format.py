@@ -15,6 +15,7 @@ __all__ = [
     "IGNORE_INDEX",
     "build_messages",
     "collate",
+    "collate_packed",
     "encode_prompt_completion",
     "end_of_turn_id",
     "ensure_pad_token",
@@ -160,3 +161,22 @@ def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
         "labels": torch.tensor(labels, dtype=torch.long),
         "attention_mask": torch.tensor(mask, dtype=torch.long),
     }
+
+
+def collate_packed(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """Pack the micro-batch into one row with no padding: input_ids and labels concatenated, position_ids
+    restarting at 0 per example, and no attention_mask.
+
+    Without a 2D mask, transformers derives the example boundaries from position_ids (a block-diagonal causal
+    mask for SDPA/eager, varlen kernels for flash-attention), so examples do not attend to each other; whether
+    that holds for a given attention implementation is checked at the start of training (codelora.train).
+    The first label of every example is -100, so no example's last token learns to predict the next one's start.
+    transformers' DataCollatorWithFlattening does exactly this.
+    """
+    from transformers import DataCollatorWithFlattening
+
+    if not batch:
+        raise ValueError("empty batch")
+    feats = [{"input_ids": list(ex["input_ids"]), "labels": list(ex["labels"])} for ex in batch]
+    out = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)(feats, return_tensors="pt")
+    return {k: out[k] for k in ("input_ids", "labels", "position_ids")}

@@ -1,0 +1,970 @@
+"""`codelora compare`: grade every checkpoint on the same problems, choose the best one and say why.
+
+One run (`compare_run`): the base model, every complete checkpoint and `final` (or the models named) are read from
+`RUN/eval/<benchmark>/<model>/` (written by `codelora evaluate`; models without results are evaluated first). The
+table joins each model with the losses logged at its step (logs/metrics.jsonl). Selection: highest pass@1; ties ->
+lower validation loss; ties -> earlier step (then table order, so `checkpoint-N` wins over an identical `final`).
+Flags: validation loss rising over consecutive evals while train loss falls, and `final` solving significantly fewer
+problems than the best (exact McNemar on the same problems, p < 0.05). Writes RUN/selection.json and
+RUN/plots/compare.png, both atomically.
+
+Several runs (`compare_runs`): each run's selected model (its selection.json for the benchmark, else selected here)
+and the base model side by side; runs of different base models or problem sets are refused unless forced.
+
+A problem counts as *solved* by a model when at least half of its samples pass (with greedy decoding, the default,
+there is one sample: solved = it passes). pass@1 is the mean over problems of the share of passing samples; its 95%
+interval is Wilson's (one sample per problem) or a seeded bootstrap over problems (several samples).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from codelora.errors import UserError
+from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
+
+BENCHMARKS = ("heldout", "livecodebench", "humaneval")
+ALPHA = 0.05
+MAX_EXAMPLES = 5
+MAX_CODE_CHARS = 4000
+SELECTION_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------------- run folders
+
+
+def require_run(run_dir: str | Path) -> Path:
+    """The folder as a Path if it is a run folder (has config.yaml), else one clear UserError."""
+    p = Path(run_dir)
+    if not p.exists():
+        raise UserError(f"{p}: no such run folder")
+    if not p.is_dir():
+        raise UserError(f"{p} is not a run folder (it is a file)")
+    if not (p / "config.yaml").is_file():
+        raise UserError(f"{p} is not a run folder (no config.yaml; run folders are written by `codelora train`)")
+    return p
+
+
+def run_config(run_dir: Path):
+    from codelora.config import load_config
+
+    return load_config(Path(run_dir) / "config.yaml")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({e})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            rows.append(obj)
+    return rows
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """logs/metrics.jsonl rows in step order ([] while nothing is logged yet)."""
+    path = Path(run_dir) / "logs" / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = read_jsonl(path)
+    for i, r in enumerate(rows, 1):
+        if not isinstance(r.get("step"), int):
+            raise UserError(f"{path}:{i}: missing or non-integer 'step'")
+    return sorted(rows, key=lambda r: r["step"])
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def run_models(run_dir: Path) -> tuple[list[dict], dict[str, Path]]:
+    """(complete models in step order: {name, kind, step, epoch, adapter}, incomplete folders by name).
+
+    base first (step 0), then `checkpoint-<step>` with meta.json, then `final` (its own row even when it is the same
+    step as the last checkpoint). A folder without meta.json is still being written or was interrupted.
+    """
+    from codelora.train import _all_checkpoints
+
+    run_dir = Path(run_dir)
+    models = [{"name": "base", "kind": "base", "step": 0, "epoch": 0.0, "adapter": None}]
+    incomplete: dict[str, Path] = {}
+    for ck in _all_checkpoints(run_dir):
+        meta_path = ck / "meta.json"
+        if not meta_path.is_file():
+            incomplete[ck.name] = ck
+            continue
+        meta = read_json(meta_path)
+        step = meta.get("step", int(ck.name.rsplit("-", 1)[1]))
+        models.append(
+            {"name": ck.name, "kind": "checkpoint", "step": step, "epoch": meta.get("epoch"), "adapter": str(ck)}
+        )
+    final = run_dir / "final"
+    if (final / "meta.json").is_file():
+        meta = read_json(final / "meta.json")
+        models.append(
+            {
+                "name": "final",
+                "kind": "final",
+                "step": meta.get("step"),
+                "epoch": meta.get("epoch"),
+                "adapter": str(final),
+            }
+        )
+    elif final.is_dir():
+        incomplete["final"] = final
+    return models, incomplete
+
+
+def resolve_models(run_dir: Path, requested: list[str] | None) -> tuple[list[dict], list[str]]:
+    """The models to compare and notes about skipped ones; named incomplete or unknown models are errors."""
+    models, incomplete = run_models(run_dir)
+    by_name = {m["name"]: m for m in models}
+    notes = []
+    if len(models) == 1:
+        extra = f" ({', '.join(sorted(incomplete))} incomplete: no meta.json)" if incomplete else ""
+        raise UserError(
+            f"{run_dir} has no complete checkpoint and no final adapter{extra}: nothing to compare with the base model"
+        )
+    if not requested or requested == ["all"] or "all" in requested:
+        for path in incomplete.values():
+            notes.append(f"skipped {path}: incomplete (no meta.json; still being written or interrupted)")
+        if requested and [r for r in requested if r != "all"]:
+            raise UserError("--models: 'all' cannot be combined with model names")
+        return models, notes
+    chosen = []
+    for name in requested:
+        if name in incomplete:
+            raise UserError(f"{incomplete[name]} is incomplete (no meta.json; still being written or interrupted)")
+        if name not in by_name:
+            raise UserError(f"--models: no model {name!r} in {run_dir} (available: {', '.join(by_name)}, or all)")
+        if by_name[name] not in chosen:
+            chosen.append(by_name[name])
+    order = {m["name"]: i for i, m in enumerate(models)}
+    return sorted(chosen, key=lambda m: order[m["name"]]), notes
+
+
+# ---------------------------------------------------------------------------------------------- evaluation results
+
+
+def _id_of(rec: dict, path: Path, lineno: int) -> str:
+    for key in ("task_id", "question_id"):
+        if key in rec:
+            return str(rec[key])
+    raise UserError(f"{path}:{lineno}: no task_id or question_id")
+
+
+def load_eval(run_dir: Path, benchmark: str, name: str) -> dict | None:
+    """One model's results: summary, per-problem sample outcomes, code of each sample; None if not evaluated."""
+    folder = Path(run_dir) / "eval" / benchmark / name
+    if not (folder / "summary.json").is_file():
+        return None
+    summary = read_json(folder / "summary.json")
+    if not isinstance(summary, dict):
+        raise UserError(f"{folder / 'summary.json'}: expected a JSON object")
+    results_path = folder / "results.jsonl"
+    if not results_path.is_file():
+        raise UserError(f"{results_path}: missing (summary.json exists: the evaluation is incomplete, run it again)")
+    problems: dict[str, dict[int, dict]] = {}
+    for lineno, rec in enumerate(read_jsonl(results_path), 1):
+        pid = _id_of(rec, results_path, lineno)
+        if "passed" not in rec:
+            raise UserError(f"{results_path}:{lineno}: no 'passed' field")
+        idx = int(rec.get("sample_index", 0))
+        problems.setdefault(pid, {})[idx] = {
+            "passed": bool(rec["passed"]),
+            "verdict": rec.get("verdict", "accepted" if rec["passed"] else "wrong_answer"),
+            "first_failure": rec.get("first_failure"),
+        }
+    if not problems:
+        raise UserError(f"{results_path}: no results")
+    code: dict[tuple[str, int], str] = {}
+    gen_path = folder / "generations.jsonl"
+    if gen_path.is_file():
+        for lineno, rec in enumerate(read_jsonl(gen_path), 1):
+            pid = _id_of(rec, gen_path, lineno)
+            code[(pid, int(rec.get("sample_index", 0)))] = rec.get("code") or rec.get("raw") or ""
+    return {"name": name, "folder": str(folder), "summary": summary, "problems": problems, "code": code}
+
+
+def score_of(ev: dict) -> dict:
+    """pass@1 (exact fraction and float), its 95% interval, and which problems count as solved."""
+    per_problem = {}
+    fractions = []
+    single = True
+    samples = 0
+    for pid, by_idx in ev["problems"].items():
+        outcomes = [o["passed"] for o in by_idx.values()]
+        samples += len(outcomes)
+        single = single and len(outcomes) == 1
+        frac = Fraction(sum(outcomes), len(outcomes))
+        fractions.append(frac)
+        per_problem[pid] = 2 * sum(outcomes) >= len(outcomes)
+    pass1 = sum(fractions, Fraction(0)) / len(fractions)
+    solved = sum(per_problem.values())
+    if single:
+        lo, hi = wilson_interval(solved, len(per_problem))
+        method = "wilson"
+    else:
+        lo, hi = bootstrap_interval([float(f) for f in fractions])
+        method = "bootstrap"
+    return {
+        "pass1": pass1,
+        "pass@1": float(pass1),
+        "pass@1_low": lo,
+        "pass@1_high": hi,
+        "interval": method,
+        "solved": solved,
+        "problems": len(per_problem),
+        "samples": samples,
+        "per_problem": per_problem,
+    }
+
+
+def losses_at(metrics: list[dict], step: int | None) -> dict:
+    """Losses at a model's step: the eval row at (or last before) it; train loss the last logged at or before it."""
+    out = {"train_loss": None, "valid_loss": None, "test_loss": None, "loss_step": None}
+    if step is None:
+        return out
+    for r in metrics:
+        if r["step"] > step:
+            break
+        if r.get("train_loss") is not None:
+            out["train_loss"] = r["train_loss"]
+        if r.get("valid_loss") is not None or r.get("test_loss") is not None:
+            out["valid_loss"] = r.get("valid_loss")
+            out["test_loss"] = r.get("test_loss")
+            out["loss_step"] = r["step"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- selection and flags
+
+
+def _key_valid(row: dict) -> float:
+    v = row.get("valid_loss")
+    return float("inf") if v is None else v
+
+
+def select_best(rows: list[dict]) -> tuple[str, list[str]]:
+    """Highest pass@1; ties -> lower validation loss (missing = worst); ties -> earlier step; then table order.
+
+    Each row needs model, step, pass1 (exact Fraction or float), solved, problems and valid_loss.
+    """
+    if not rows:
+        raise UserError("no evaluated models to choose from")
+
+    def p1(r: dict):
+        return r["pass1"] if "pass1" in r else Fraction(r["pass@1"]).limit_denominator(10**9)
+
+    def step(r: dict) -> int:
+        return r["step"] if r.get("step") is not None else 10**12
+
+    top = max(p1(r) for r in rows)
+    tied = [r for r in rows if p1(r) == top]
+    best = tied[0]
+    reasons = []
+    lead = f"{best['model']} has the highest pass@1 ({float(top):.3f}, {best['solved']}/{best['problems']} solved)"
+    if len(tied) == 1:
+        others = sorted((r for r in rows if r is not best), key=p1, reverse=True)
+        if others:
+            lead += f"; next: {others[0]['model']} ({float(p1(others[0])):.3f})"
+        return best["model"], [lead]
+    names = ", ".join(r["model"] for r in tied)
+    reasons.append(f"pass@1 {float(top):.3f} is shared by {names}")
+    low = min(_key_valid(r) for r in tied)
+    tied2 = [r for r in tied if _key_valid(r) == low]
+    if len(tied2) < len(tied):
+        best = tied2[0]
+        if len(tied2) == 1:
+            rest = sorted((r for r in tied if r is not best), key=_key_valid)
+            reasons.append(
+                f"{best['model']} chosen for the lower validation loss ({_fmt(best.get('valid_loss'))} < "
+                f"{_fmt(rest[0].get('valid_loss'))} of {rest[0]['model']})"
+            )
+            return best["model"], reasons
+        reasons.append(f"validation loss {_fmt(low)} is also shared by {', '.join(r['model'] for r in tied2)}")
+    else:
+        reasons.append(f"validation loss also ties ({_fmt(None if low == float('inf') else low)})")
+    first = min(step(r) for r in tied2)
+    tied3 = [r for r in tied2 if step(r) == first]
+    best = tied3[0]
+    if len(tied3) < len(tied2):
+        reasons.append(f"{best['model']} chosen as the earliest step ({first})")
+    else:
+        reasons.append(
+            f"{best['model']} chosen: same step ({first}) as {', '.join(r['model'] for r in tied3[1:])}, listed first"
+        )
+    return best["model"], reasons
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def loss_flags(metrics: list[dict], min_rises: int = 2) -> list[dict]:
+    """Validation loss rising at `min_rises` or more consecutive evals while the train loss falls over that span."""
+    evals: dict[int, float] = {}
+    for r in metrics:
+        if r.get("valid_loss") is not None:
+            evals[r["step"]] = r["valid_loss"]
+    steps = sorted(evals)
+
+    def train_at(s: int):
+        val = None
+        for r in metrics:
+            if r["step"] > s:
+                break
+            if r.get("train_loss") is not None:
+                val = r["train_loss"]
+        return val
+
+    flags = []
+    i = 1
+    while i < len(steps):
+        if evals[steps[i]] <= evals[steps[i - 1]]:
+            i += 1
+            continue
+        start = i - 1
+        while i < len(steps) and evals[steps[i]] > evals[steps[i - 1]]:
+            i += 1
+        span = steps[start:i]
+        rises = len(span) - 1
+        if rises < min_rises:
+            continue
+        trains = [(s, train_at(s)) for s in span if train_at(s) is not None]
+        if len(trains) >= 2 and trains[-1][1] < trains[0][1]:
+            v = " -> ".join(f"{evals[s]:.4f}" for s in span)
+            flags.append(
+                {
+                    "kind": "validation_loss_rising",
+                    "steps": span,
+                    "valid_loss": [evals[s] for s in span],
+                    "train_loss": [t for _, t in trains],
+                    "message": (
+                        f"overfitting: validation loss rose at {rises} consecutive evals (steps "
+                        f"{span[0]}-{span[-1]}: {v}) while train loss fell ({trains[0][1]:.4f} -> {trains[-1][1]:.4f})"
+                    ),
+                }
+            )
+    return flags
+
+
+def paired_test(a: str, sa: dict, b: str, sb: dict) -> dict:
+    """Exact McNemar of two models on the problems both were graded on."""
+    common = sorted(set(sa["per_problem"]) & set(sb["per_problem"]))
+    a_only = sum(1 for p in common if sa["per_problem"][p] and not sb["per_problem"][p])
+    b_only = sum(1 for p in common if sb["per_problem"][p] and not sa["per_problem"][p])
+    both = sum(1 for p in common if sa["per_problem"][p] and sb["per_problem"][p])
+    return {
+        "a": a,
+        "b": b,
+        "problems": len(common),
+        "a_only": a_only,
+        "b_only": b_only,
+        "both": both,
+        "neither": len(common) - a_only - b_only - both,
+        "p_value": mcnemar_exact(a_only, b_only),
+        "test": "exact McNemar (two-sided)",
+    }
+
+
+def final_flag(test: dict, alpha: float = ALPHA) -> dict | None:
+    """Flag when the final model (test['b']) solves significantly fewer problems than the best (test['a'])."""
+    if test["a_only"] > test["b_only"] and test["p_value"] < alpha:
+        return {
+            "kind": "final_worse_than_best",
+            **{k: test[k] for k in ("a", "b", "a_only", "b_only", "p_value")},
+            "message": (
+                f"overfitting: {test['b']} solves significantly fewer problems than {test['a']} "
+                f"({test['a_only']} only by {test['a']}, {test['b_only']} only by {test['b']}, of {test['problems']} "
+                f"common problems; exact McNemar p = {test['p_value']:.4g} < {alpha})"
+            ),
+        }
+    return None
+
+
+# --------------------------------------------------------------------------------------------------- consistency
+
+
+def _signature(ev: dict) -> dict:
+    s = ev["summary"]
+    return {
+        "benchmark": s.get("benchmark"),
+        "prompts_sha256": s.get("prompts_sha256"),
+        "sampling": s.get("sampling"),
+        "problems": sorted(ev["problems"]),
+    }
+
+
+def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
+    """Refuse models graded on different problems, prompts or sampling unless forced; forced -> flags."""
+    names = list(evals)
+    ref_name = names[0]
+    ref = _signature(evals[ref_name])
+    flags = []
+    for name in names[1:]:
+        sig = _signature(evals[name])
+        for key, label in (
+            ("benchmark", "benchmark"),
+            ("problems", "problem set"),
+            ("prompts_sha256", "prompts"),
+            ("sampling", "sampling settings"),
+        ):
+            if sig[key] == ref[key]:
+                continue
+            detail = "" if key == "problems" else f": {ref[key]!r} vs {sig[key]!r}"
+            msg = f"{ref_name} and {name} were evaluated with different {label}{detail}"
+            if not force:
+                raise UserError(f"{msg}; re-evaluate them alike, or pass --force to compare anyway (marked)")
+            flags.append({"kind": "forced", "models": [ref_name, name], "differs": key, "message": f"forced: {msg}"})
+    return flags
+
+
+# ------------------------------------------------------------------------------------------------ per-problem view
+
+
+def build_matrix(scores: dict[str, dict]) -> dict:
+    problems = sorted({p for s in scores.values() for p in s["per_problem"]})
+    solved = {m: [s["per_problem"].get(p) for p in problems] for m, s in scores.items()}
+    disagree = [p for i, p in enumerate(problems) if len({v[i] for v in solved.values() if v[i] is not None}) > 1]
+    return {"problems": problems, "models": list(scores), "solved": solved, "disagreements": disagree}
+
+
+def build_examples(
+    evals: dict[str, dict], matrix: dict, chosen: list[str] | None, best: str, final: str | None
+) -> list[dict]:
+    """Each model's first-sample answer to chosen problems (default: where models disagree, best-vs-final first)."""
+    if chosen:
+        known = set(matrix["problems"])
+        for p in chosen:
+            if p not in known:
+                raise UserError(
+                    f"--problems: no problem {p!r} in the results (known: {', '.join(matrix['problems'][:8])}...)"
+                )
+        picks = list(chosen)
+    else:
+        dis = matrix["disagreements"]
+        col = {m: dict(zip(matrix["problems"], v, strict=True)) for m, v in matrix["solved"].items()}
+        if final and final in col and best in col:
+            first = [p for p in dis if col[best][p] != col[final][p]]
+        else:
+            first = []
+        picks = (first + [p for p in dis if p not in first])[:MAX_EXAMPLES] or matrix["problems"][:2]
+    out = []
+    for pid in picks:
+        answers = []
+        for name, ev in evals.items():
+            by_idx = ev["problems"].get(pid)
+            if not by_idx:
+                answers.append({"model": name, "verdict": None, "passed": None, "code": None, "first_failure": None})
+                continue
+            idx = min(by_idx)
+            code = ev["code"].get((pid, idx))
+            if code is not None and len(code) > MAX_CODE_CHARS:
+                code = code[:MAX_CODE_CHARS] + f"\n# ... ({len(code) - MAX_CODE_CHARS} more characters)"
+            o = by_idx[idx]
+            answers.append(
+                {
+                    "model": name,
+                    "sample_index": idx,
+                    "verdict": o["verdict"],
+                    "passed": o["passed"],
+                    "code": code,
+                    "first_failure": o["first_failure"],
+                }
+            )
+        out.append({"problem": pid, "answers": answers})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- one run
+
+
+def matching_options(existing: dict | None) -> dict:
+    """evaluate() options that reproduce an existing evaluation's sampling and problem count, so new results pair
+    with it (greedy keeps the run's configured temperature: passing 0 would change the recorded settings)."""
+    if not existing:
+        return {}
+    s = existing["summary"].get("sampling") or {}
+    opts: dict[str, Any] = {k: s[k] for k in ("n", "top_p", "max_new_tokens", "seed") if s.get(k) is not None}
+    if s.get("greedy") is False and s.get("temperature") is not None:
+        opts["temperature"] = s["temperature"]
+    opts["limit"] = len(existing["problems"])
+    return opts
+
+
+def _evaluate_missing(run_dir: Path, benchmark: str, names: list[str], options: dict) -> None:
+    try:
+        from codelora.evaluate import evaluate
+    except ImportError as e:
+        raise UserError(
+            f"no {benchmark} results yet for {', '.join(names)} in {run_dir}/eval/{benchmark}/ and codelora.evaluate "
+            f"is not available ({e})"
+        ) from None
+    print(f"evaluating {', '.join(names)} on {benchmark} (not evaluated yet)", file=sys.stderr)
+    evaluate(run_dir, benchmark, models=names, **options)
+
+
+def compare_run(
+    run_dir: str | Path,
+    benchmark: str = "heldout",
+    models: list[str] | None = None,
+    force: bool = False,
+    problems: list[str] | None = None,
+    evaluate_missing: bool = True,
+    evaluate_options: dict | None = None,
+    write: bool = True,
+) -> dict:
+    """Compare a run's models on one benchmark; return (and by default write) the selection document."""
+    run_dir = require_run(run_dir)
+    if benchmark not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
+    entries, notes = resolve_models(run_dir, models)
+    evals = {m["name"]: load_eval(run_dir, benchmark, m["name"]) for m in entries}
+    missing = [n for n, ev in evals.items() if ev is None]
+    if missing and evaluate_missing:
+        existing = next((ev for ev in evals.values() if ev is not None), None)
+        _evaluate_missing(run_dir, benchmark, missing, {**matching_options(existing), **(evaluate_options or {})})
+        evals = {m["name"]: load_eval(run_dir, benchmark, m["name"]) for m in entries}
+        missing = [n for n, ev in evals.items() if ev is None]
+    if missing:
+        if not evaluate_missing and len(missing) < len(evals):
+            notes.append(f"not evaluated on {benchmark} yet, left out: {', '.join(missing)}")
+            entries = [m for m in entries if m["name"] not in missing]
+            evals = {n: ev for n, ev in evals.items() if ev is not None}
+        else:
+            raise UserError(f"no {benchmark} results for {', '.join(missing)} in {run_dir}/eval/{benchmark}/")
+    return _finish(run_dir, benchmark, entries, evals, notes, force, problems, write)
+
+
+def _finish(run_dir, benchmark, entries, evals, notes, force, problems, write) -> dict:
+    flags = check_consistent(evals, force)
+    forced = {n for f in flags for n in f["models"]}
+    metrics = read_metrics(run_dir)
+    scores = {n: score_of(ev) for n, ev in evals.items()}
+    steps = {m["name"]: m["step"] for m in entries}
+    rows = []
+    for m in entries:
+        s = scores[m["name"]]
+        row = {
+            "model": m["name"],
+            "step": m["step"],
+            "epoch": m["epoch"],
+            **losses_at(metrics, m["step"]),
+            **{k: s[k] for k in ("pass@1", "pass@1_low", "pass@1_high", "interval", "solved", "problems", "samples")},
+            "note": "",
+        }
+        if m["name"] == "base":
+            row["train_loss"] = None  # nothing trained yet at step 0
+        if m["kind"] == "final":
+            dup = [n for n, st in steps.items() if n.startswith("checkpoint-") and st == m["step"]]
+            if dup:
+                row["note"] = f"same step as {dup[0]}"
+        if m["name"] in forced:
+            row["note"] = (row["note"] + "; " if row["note"] else "") + "forced"
+            row["forced"] = True
+        rows.append(row)
+    best, reasons = select_best([{**r, "pass1": scores[r["model"]]["pass1"]} for r in rows])
+    tests = []
+    if best != "base" and "base" in scores:
+        t = paired_test(best, scores[best], "base", scores["base"])
+        tests.append(t)
+        reasons.append(
+            f"vs base: {t['a_only']} problems solved only by {best}, {t['b_only']} only by base "
+            f"(exact McNemar p = {t['p_value']:.4g})"
+        )
+    elif best == "base":
+        reasons.append("no fine-tuned model beats the base model on this benchmark")
+    flags += loss_flags(metrics)
+    final = "final" if "final" in scores else None
+    if final and best != final:
+        t = paired_test(best, scores[best], final, scores[final])
+        tests.append(t)
+        flag = final_flag(t)
+        if flag:
+            flags.append(flag)
+        else:
+            reasons.append(
+                f"final vs {best}: {t['b_only']} solved only by final, {t['a_only']} only by {best} "
+                f"(p = {t['p_value']:.4g}: not a significant drop)"
+            )
+    matrix = build_matrix(scores)
+    doc = {
+        "version": SELECTION_VERSION,
+        "run": str(run_dir),
+        "benchmark": benchmark,
+        "best": best,
+        "best_step": steps.get(best),
+        "best_adapter": next((m["adapter"] for m in entries if m["name"] == best), None),
+        "reasons": reasons,
+        "flags": flags,
+        "notes": notes,
+        "table": rows,
+        "paired_tests": tests,
+        "matrix": matrix,
+        "examples": build_examples(evals, matrix, problems, best, final),
+        "evaluation": {k: v for k, v in _signature(next(iter(evals.values()))).items() if k != "problems"},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if write:
+        atomic_write_text(run_dir / "selection.json", json.dumps(doc, indent=1, default=str) + "\n")
+        plot_run(run_dir / "plots" / "compare.png", rows, metrics, best, benchmark)
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------------ many runs
+
+
+def compare_runs(
+    run_dirs: list[str | Path],
+    benchmark: str = "heldout",
+    force: bool = False,
+    out: str | Path | None = None,
+    problems: list[str] | None = None,
+    evaluate_missing: bool = True,
+    evaluate_options: dict | None = None,
+    write: bool = True,
+) -> dict:
+    """The selected model of each run and the base model in one table, plot and selection.json under `out`."""
+    if len(run_dirs) < 2:
+        raise UserError("--runs needs at least two run folders")
+    runs = [require_run(r) for r in run_dirs]
+    labels = [r.name for r in runs]
+    if len(set(labels)) != len(labels):
+        labels = [str(r) for r in runs]
+    cfgs = [run_config(r) for r in runs]
+    flags: list[dict] = []
+    bases = {(c.model.source, c.model.revision) for c in cfgs}
+    if len(bases) > 1:
+        desc = ", ".join(f"{lab} uses {c.model.source}" for lab, c in zip(labels, cfgs, strict=True))
+        if not force:
+            raise UserError(f"runs have different base models ({desc}); pass --force to compare anyway (marked)")
+        flags.append(
+            {
+                "kind": "forced",
+                "models": [],
+                "differs": "base_model",
+                "message": f"forced: different base models ({desc})",
+            }
+        )
+    selections = []
+    for r in runs:
+        sel_path = r / "selection.json"
+        sel = read_json(sel_path) if sel_path.is_file() else None
+        if not sel or sel.get("benchmark") != benchmark or "best" not in sel:
+            sel = compare_run(
+                r,
+                benchmark,
+                force=force,
+                evaluate_missing=evaluate_missing,
+                evaluate_options=evaluate_options,
+                write=write,
+            )
+        selections.append(sel)
+    entries, evals, notes = [], {}, []
+    shared_base = len(bases) == 1
+    for i, (r, lab, sel) in enumerate(zip(runs, labels, selections, strict=True)):
+        want = ["base", sel["best"]] if (i == 0 or not shared_base) else [sel["best"]]
+        if sel["best"] == "base":
+            want = ["base"] if (i == 0 or not shared_base) else []
+            notes.append(f"{lab}: its selected model is the base model")
+        for name in want:
+            ev = load_eval(r, benchmark, name)
+            if ev is None:
+                raise UserError(
+                    f"no {benchmark} results for {name} in {r}/eval/{benchmark}/ (run codelora compare --run {r})"
+                )
+            row_name = "base" if (name == "base" and shared_base) else f"{lab}:{name}"
+            step = next((row["step"] for row in sel["table"] if row["model"] == name), 0)
+            epoch = next((row["epoch"] for row in sel["table"] if row["model"] == name), 0.0)
+            entries.append({"name": row_name, "run": lab, "run_dir": r, "model": name, "step": step, "epoch": epoch})
+            evals[row_name] = ev
+    flags += check_consistent(evals, force)
+    forced = {n for f in flags for n in f["models"]}
+    if any(f["differs"] == "base_model" for f in flags if f["kind"] == "forced"):
+        forced |= set(evals)
+    scores = {n: score_of(ev) for n, ev in evals.items()}
+    rows = []
+    for e in entries:
+        s = scores[e["name"]]
+        row = {
+            "model": e["name"],
+            "run": e["run"],
+            "step": e["step"],
+            "epoch": e["epoch"],
+            **losses_at(read_metrics(e["run_dir"]), e["step"]),
+            **{k: s[k] for k in ("pass@1", "pass@1_low", "pass@1_high", "interval", "solved", "problems", "samples")},
+            "note": "forced" if e["name"] in forced else "",
+        }
+        if e["model"] == "base":
+            row["train_loss"] = None
+        if e["name"] in forced:
+            row["forced"] = True
+        rows.append(row)
+    best, reasons = select_best([{**r, "pass1": scores[r["model"]]["pass1"]} for r in rows])
+    tests = [paired_test(best, scores[best], n, scores[n]) for n in scores if n != best]
+    for t in tests:
+        reasons.append(
+            f"vs {t['b']}: {t['a_only']} problems solved only by {best}, {t['b_only']} only by {t['b']} "
+            f"(exact McNemar p = {t['p_value']:.4g})"
+        )
+    matrix = build_matrix(scores)
+    out_dir = Path(out) if out else runs[0].parent / ("compare-" + "-".join(r.name for r in runs))
+    doc = {
+        "version": SELECTION_VERSION,
+        "runs": [str(r) for r in runs],
+        "benchmark": benchmark,
+        "best": best,
+        "reasons": reasons,
+        "flags": flags,
+        "notes": notes,
+        "table": rows,
+        "paired_tests": tests,
+        "matrix": matrix,
+        "examples": build_examples(evals, matrix, problems, best, None),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "out": str(out_dir),
+    }
+    if write:
+        atomic_write_text(out_dir / "selection.json", json.dumps(doc, indent=1, default=str) + "\n")
+        plot_runs(out_dir / "plots" / "compare.png", runs, labels, selections, best, benchmark)
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _pass_series(rows: list[dict], ax, label: str, marker: str = "o-") -> None:
+    pts = sorted(
+        (r for r in rows if r["step"] is not None and not r["model"].endswith("final")), key=lambda r: r["step"]
+    )
+    if pts:
+        xs = [r["step"] for r in pts]
+        ys = [r["pass@1"] for r in pts]
+        err = [
+            [y - r["pass@1_low"] for y, r in zip(ys, pts, strict=True)],
+            [r["pass@1_high"] - y for y, r in zip(ys, pts, strict=True)],
+        ]
+        ax.errorbar(xs, ys, yerr=err, fmt=marker, capsize=3, label=label)
+    for r in rows:
+        if r["model"].endswith("final") and r["step"] is not None:
+            ax.plot([r["step"]], [r["pass@1"]], "D", markerfacecolor="none", markersize=9, label=f"{label} final")
+
+
+def plot_run(path: Path, rows: list[dict], metrics: list[dict], best: str, benchmark: str) -> None:
+    """pass@1 (with 95% intervals) and losses against step; the chosen model marked."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    _pass_series(rows, ax1, "pass@1")
+    b = next(r for r in rows if r["model"] == best)
+    if b["step"] is not None:
+        ax1.plot([b["step"]], [b["pass@1"]], "*", color="red", markersize=16, label=f"selected: {best}")
+    ax1.set_ylabel(f"pass@1 ({benchmark})")
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    for key, style in (("train_loss", "-"), ("valid_loss", "o-"), ("test_loss", "s--")):
+        pts = [(r["step"], r[key]) for r in metrics if r.get(key) is not None]
+        if pts:
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], style, label=key.replace("_loss", ""))
+    if b["step"] is not None:
+        ax2.axvline(b["step"], color="red", linestyle=":", label="selected")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("loss")
+    ax2.grid(alpha=0.3)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
+    fig.suptitle("checkpoint comparison")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_runs(
+    path: Path, runs: list[Path], labels: list[str], selections: list[dict], best: str, benchmark: str
+) -> None:
+    """Each run's pass@1 and validation/train loss against step; each run's selected model starred."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    for r, lab, sel in zip(runs, labels, selections, strict=True):
+        _pass_series(sel["table"], ax1, lab)
+        chosen = next((row for row in sel["table"] if row["model"] == sel["best"]), None)
+        if chosen and chosen["step"] is not None:
+            star = "*" if f"{lab}:{sel['best']}" != best else "P"
+            ax1.plot([chosen["step"]], [chosen["pass@1"]], star, markersize=15, label=f"{lab}: {sel['best']}")
+        metrics = read_metrics(r)
+        for key, style in (("train_loss", "-"), ("valid_loss", "o-")):
+            pts = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
+            if pts:
+                ax2.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{lab} {key.replace('_loss', '')}")
+    ax1.set_ylabel(f"pass@1 ({benchmark})")
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("loss")
+    ax2.grid(alpha=0.3)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=7)
+    fig.suptitle(f"runs compared (best: {best})")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------------- print
+
+
+TABLE_HEAD = ["model", "step", "epoch", "train loss", "valid loss", "test loss", "pass@1 [95% CI]", "solved", "note"]
+
+
+def table_cells(row: dict) -> list[str]:
+    """One table row as strings (shared by the console table and the report)."""
+    epoch = row.get("epoch")
+    return [
+        row["model"],
+        _fmt(row.get("step")),
+        "-" if epoch is None else f"{epoch:.2f}",
+        _fmt(row.get("train_loss")),
+        _fmt(row.get("valid_loss")),
+        _fmt(row.get("test_loss")),
+        f"{row['pass@1']:.3f} [{row['pass@1_low']:.3f}, {row['pass@1_high']:.3f}]",
+        f"{row['solved']}/{row['problems']}",
+        row.get("note") or "",
+    ]
+
+
+def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    # A pipe or log file gets a wide table instead of rich's 80-column default, so cells do not wrap.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    what = "runs" if "runs" in doc else "checkpoints"
+    table = Table(title=f"{doc['benchmark']}: {what} compared")
+    for h in TABLE_HEAD:
+        table.add_column(h, justify="left" if h in ("model", "note") else "right")
+    for row in doc["table"]:
+        style = "bold green" if row["model"] == doc["best"] else None
+        table.add_row(*table_cells(row), style=style)
+    console.print(table)
+    m = doc["matrix"]
+    if m["problems"] and len(m["problems"]) <= 80:
+        console.print("per problem (# solved, . not solved; problems in id order):")
+        mt = Table(show_header=True)
+        mt.add_column("model")
+        mt.add_column("problems 1.." + str(len(m["problems"])))
+        for name, vals in m["solved"].items():
+            mt.add_row(name, "".join("#" if v else ("." if v is not None else " ") for v in vals))
+        console.print(mt)
+    if m["disagreements"]:
+        shown = ", ".join(m["disagreements"][:10]) + (" ..." if len(m["disagreements"]) > 10 else "")
+        console.print(f"models disagree on {len(m['disagreements'])} problems: {shown}")
+    if show_examples:
+        for ex in doc["examples"]:
+            side = Table(title=f"problem {ex['problem']}", show_lines=True)
+            for a in ex["answers"]:
+                side.add_column(f"{a['model']}: {a['verdict'] or 'not graded'}", overflow="fold")
+            cells = []
+            for a in ex["answers"]:
+                f = a.get("first_failure") or {}
+                fail = "".join(f"\n{k}: {f[k]}" for k in ("input", "expected", "got", "detail") if f.get(k))
+                cells.append((a.get("code") or "(no code)") + (f"\n--- first failing test ---{fail}" if fail else ""))
+            side.add_row(*cells)
+            console.print(side, markup=False)
+    console.print(f"[bold]selected: {doc['best']}[/bold]")
+    for r in doc["reasons"]:
+        console.print(f"  - {r}")
+    for f in doc["flags"]:
+        console.print(f"[yellow]flag: {f['message']}[/yellow]")
+    for n in doc.get("notes", []):
+        console.print(f"note: {n}")
+    console.print(path_note)
+
+
+def compare_command(
+    run: str | None,
+    runs: list[str] | None,
+    benchmark: str = "heldout",
+    models: list[str] | None = None,
+    force: bool = False,
+    out: str | None = None,
+    problems: list[str] | None = None,
+    evaluate_missing: bool = True,
+    limit: int | None = None,
+) -> dict:
+    """What `codelora compare` does: compare, write, print."""
+    options = {"limit": limit} if limit is not None else None
+    if run and runs:
+        raise UserError("give either --run or --runs, not both")
+    if runs:
+        if models:
+            raise UserError("--models applies to --run; with --runs each run's selected model is used")
+        doc = compare_runs(runs, benchmark, force, out, problems, evaluate_missing, options)
+        where = f"wrote {doc['out']}/selection.json and {doc['out']}/plots/compare.png"
+    elif run:
+        if out:
+            raise UserError("--out applies to --runs; --run writes into the run folder")
+        doc = compare_run(run, benchmark, models, force, problems, evaluate_missing, options)
+        where = f"wrote {run}/selection.json and {run}/plots/compare.png"
+    else:
+        raise UserError("give --run RUN or --runs RUN1 RUN2 ...")
+    print_selection(doc, where, show_examples=bool(problems))
+    return doc

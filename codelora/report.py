@@ -1,0 +1,417 @@
+"""`codelora report`: one page about a run, as self-contained HTML (plots embedded) and as Markdown.
+
+RUN/report.html needs nothing but a browser: inline CSS, PNGs as base64 data URIs, no script, no external URL.
+RUN/report.md links the same PNGs relatively (plots/...), for a repository README. Both are written atomically.
+Sections: config (resolved config + recipe table), data, training (loss and lr curves, eval rows), comparison
+(table + plot), selection (choice, reasons, flags), matrix (which model solves which problem), samples (answers side
+by side with verdicts and first failing test). A section whose inputs do not exist yet says "not yet available", so
+the report works on a run that is still training.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codelora.compare import (
+    BENCHMARKS,
+    TABLE_HEAD,
+    _fmt,
+    atomic_write_text,
+    compare_run,
+    read_json,
+    read_metrics,
+    require_run,
+    run_config,
+    run_models,
+    table_cells,
+)
+from codelora.errors import UserError
+
+SECTIONS = [
+    ("config", "Configuration"),
+    ("data", "Data"),
+    ("training", "Training"),
+    ("comparison", "Checkpoint comparison"),
+    ("selection", "Selection"),
+    ("matrix", "Per-problem matrix"),
+    ("samples", "Sample answers"),
+]
+NOT_YET = "not yet available"
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;
+color:#1b1f24;line-height:1.45}
+h1{border-bottom:2px solid #d0d7de;padding-bottom:.3em}
+h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #d0d7de;padding:.25em .6em;
+vertical-align:top;text-align:left}th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.best td{background:#dafbe1;font-weight:600}img{max-width:100%;border:1px solid #d0d7de;margin:.5em 0}
+pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.82em;max-height:32em;white-space:pre}
+.na{color:#6e7781;font-style:italic}
+.flag{background:#fff8c5;border-left:4px solid #d4a72c;padding:.4em .8em;margin:.4em 0}
+.ok{color:#1a7f37;font-weight:700;text-align:center}.no{color:#cf222e;text-align:center}.wide{overflow-x:auto}
+.side td{min-width:22em;max-width:40em}.verdict-accepted{color:#1a7f37;font-weight:700}
+.verdict-other{color:#cf222e;font-weight:700}nav a{margin-right:1em}.meta{color:#57606a;font-size:.9em}
+"""
+
+
+class _Doc:
+    """Builds the HTML and Markdown bodies side by side so both always hold the same sections."""
+
+    def __init__(self) -> None:
+        self.html: list[str] = []
+        self.md: list[str] = []
+
+    def section(self, sid: str, title: str) -> None:
+        self.html.append(f'<h2 id="{sid}">{html.escape(title)}</h2>')
+        self.md.append(f"\n## {title}\n")
+
+    def para(self, text: str, cls: str | None = None) -> None:
+        c = f' class="{cls}"' if cls else ""
+        self.html.append(f"<p{c}>{html.escape(text)}</p>")
+        self.md.append(f"_{text}_\n" if cls == "na" else f"{text}\n")
+
+    def not_yet(self, why: str) -> None:
+        self.para(f"{NOT_YET}: {why}", "na")
+
+    def flag(self, text: str) -> None:
+        self.html.append(f'<div class="flag">{html.escape(text)}</div>')
+        self.md.append(f"> **flag:** {text}\n")
+
+    def bullets(self, items: list[str]) -> None:
+        if items:
+            self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+            self.md.append("".join(f"- {i}\n" for i in items))
+
+    def table(
+        self, head: list[str], rows: list[list[str]], highlight: set[int] = frozenset(), wide: bool = False
+    ) -> None:
+        h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+        body = []
+        for i, r in enumerate(rows):
+            cls = ' class="best"' if i in highlight else ""
+            body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>")
+        t = f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        self.html.append(f'<div class="wide">{t}</div>' if wide else t)
+        esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
+        md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        md += [
+            "| " + " | ".join(f"**{c}**" if i in highlight and c else c for c in r) + " |" for i, r in enumerate(esc)
+        ]
+        self.md.append("\n".join(md) + "\n")
+
+    def image(self, run_dir: Path, rel: str, alt: str) -> bool:
+        path = run_dir / rel
+        if not path.is_file():
+            return False
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        self.html.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+        self.md.append(f"![{alt}]({rel})\n")
+        return True
+
+    def pre(self, text: str, lang: str = "") -> None:
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+        fence = "````" if "```" in text else "```"
+        self.md.append(f"{fence}{lang}\n{text.rstrip()}\n{fence}\n")
+
+    def raw(self, html_text: str, md_text: str) -> None:
+        self.html.append(html_text)
+        self.md.append(md_text)
+
+
+def _recipe_rows(cfg) -> list[list[str]]:
+    m, d, lo, t, e = cfg.model, cfg.data, cfg.lora, cfg.train, cfg.eval
+    steps = f"{t.max_steps} (max_steps)" if t.max_steps and t.max_steps > 0 else f"{t.epochs:g} epochs"
+    return [
+        ["base model", f"{m.source}" + (f" @ {m.revision}" if m.revision else "")],
+        [
+            "precision / attention",
+            f"{m.dtype}, {m.attn_implementation}, gradient checkpointing {'on' if t.gradient_checkpointing else 'off'}",
+        ],
+        ["data", f"{d.dataset} (target: {d.target}, max length {d.max_length}, overlong: {d.overlong})"],
+        ["LoRA", f"r {lo.r}, alpha {lo.alpha}, dropout {lo.dropout:g}, bias {lo.bias}, {' '.join(lo.target_modules)}"],
+        ["length", steps],
+        ["batch", f"{t.per_device_batch_size} x accumulation {t.gradient_accumulation_steps}"],
+        [
+            "optimizer",
+            f"{t.optim}, lr {t.learning_rate:g} {t.lr_scheduler}, warmup {t.warmup_ratio:g}, "
+            f"weight decay {t.weight_decay:g}",
+        ],
+        ["cadence", f"log every {t.logging_steps}, eval every {t.eval_steps}, save every {t.save_steps} steps"],
+        ["seed", str(t.seed)],
+        [
+            "evaluation sampling",
+            ("greedy" if e.greedy else f"temperature {e.temperature:g}, top_p {e.top_p:g}, seed {e.seed}")
+            + f", max {e.max_new_tokens} new tokens",
+        ],
+        ["system prompt", d.system_prompt],
+    ]
+
+
+def _config_section(doc: _Doc, run_dir: Path, cfg) -> None:
+    doc.section(*SECTIONS[0])
+    doc.table(["field", "value"], _recipe_rows(cfg))
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    doc.raw("<details><summary>resolved config.yaml</summary>", "<details><summary>resolved config.yaml</summary>\n\n")
+    doc.pre(text, "yaml")
+    doc.raw("</details>", "\n</details>\n")
+
+
+def _data_section(doc: _Doc, run_dir: Path) -> None:
+    doc.section(*SECTIONS[1])
+    path = run_dir / "data_report.json"
+    if not path.is_file():
+        doc.not_yet("no data_report.json (written by codelora prepare / train)")
+        return
+    rep = read_json(path)
+    rows = []
+    for name, s in (rep.get("splits") or {}).items():
+        p, c = s.get("prompt_tokens") or {}, s.get("completion_tokens") or {}
+        rows.append(
+            [
+                name,
+                s.get("rows"),
+                s.get("problems"),
+                s.get("examples"),
+                s.get("over_max_length"),
+                f"{p.get('p50')}/{p.get('p90')}/{p.get('max')}",
+                f"{c.get('p50')}/{c.get('p90')}/{c.get('max')}",
+            ]
+        )
+    doc.table(
+        [
+            "split",
+            "rows",
+            "problems",
+            "examples",
+            "over max",
+            "prompt tokens p50/p90/max",
+            "completion tokens p50/p90/max",
+        ],
+        rows,
+    )
+    dup = (rep.get("duplicates") or {}).get("count", 0)
+    doc.bullets(
+        [
+            f"source: {rep.get('source')} ({rep.get('kind')}), target: {rep.get('target')}",
+            f"rows read: {rep.get('rows_read')}, valid: {rep.get('rows_valid')}, "
+            f"bad: {len(rep.get('bad_rows') or [])}, "
+            f"duplicates dropped: {dup}",
+            f"over max_length {rep.get('max_length')}: {rep.get('over_max_length')} ({rep.get('overlong')})",
+        ]
+    )
+    doc.image(run_dir, "plots/lengths.png", "token lengths")
+
+
+def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
+    doc.section(*SECTIONS[2])
+    models, incomplete = run_models(run_dir)
+    ckpts = [m for m in models if m["kind"] == "checkpoint"]
+    final = next((m for m in models if m["kind"] == "final"), None)
+    last = metrics[-1]["step"] if metrics else None
+    if final:
+        status = f"finished: final adapter at step {final['step']}, {len(ckpts)} complete checkpoints"
+    else:
+        status = (
+            f"in progress or stopped: last logged step {_fmt(last)}, {len(ckpts)} complete checkpoints"
+            f" ({', '.join(m['name'] for m in ckpts) or 'none yet'}), no final adapter yet"
+        )
+    if incomplete:
+        status += f"; incomplete (no meta.json): {', '.join(sorted(incomplete))}"
+    doc.para(status)
+    if not metrics:
+        doc.not_yet("no logs/metrics.jsonl yet")
+        return
+    shown = doc.image(run_dir, "plots/loss.png", "loss curves")
+    shown = doc.image(run_dir, "plots/lr.png", "learning rate") or shown
+    if not shown:
+        doc.para(f"loss plots {NOT_YET} (drawn at each eval)", "na")
+    evals = [r for r in metrics if r.get("valid_loss") is not None or r.get("test_loss") is not None]
+    train_by = {}
+    cur = None
+    for r in metrics:
+        if r.get("train_loss") is not None:
+            cur = r["train_loss"]
+        train_by[r["step"]] = cur
+    rows = [
+        [
+            r["step"],
+            _fmt(r.get("epoch"), 2),
+            _fmt(train_by.get(r["step"]) if r["step"] else None),
+            _fmt(r.get("valid_loss")),
+            _fmt(r.get("test_loss")),
+        ]
+        for r in evals
+    ]
+    if rows:
+        doc.table(["step", "epoch", "train loss (last logged)", "validation loss", "test loss"], rows)
+
+
+def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, str]:
+    """The run's selection.json (if for the asked benchmark), else one computed now from existing results only."""
+    path = run_dir / "selection.json"
+    if path.is_file():
+        sel = read_json(path)
+        if isinstance(sel, dict) and "best" in sel and (benchmark is None or sel.get("benchmark") == benchmark):
+            return sel, f"from selection.json ({sel.get('created', '')})"
+    benches = [benchmark] if benchmark else [b for b in BENCHMARKS if (run_dir / "eval" / b).is_dir()]
+    why = "no evaluation results yet (codelora evaluate / codelora compare)"
+    for b in benches:
+        try:
+            sel = compare_run(run_dir, b, evaluate_missing=False, write=False)
+        except UserError as e:
+            why = str(e)
+            continue
+        return sel, "computed for this report from the results so far; run `codelora compare` to record a selection"
+    return None, why
+
+
+def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -> None:
+    doc.section(*SECTIONS[3])
+    if sel is None:
+        doc.not_yet(why)
+        for sid, title in SECTIONS[4:]:
+            doc.section(sid, title)
+            doc.not_yet("needs the comparison")
+        return
+    doc.para(f"benchmark: {sel['benchmark']}; {why}", "meta")
+    best_rows = {i for i, r in enumerate(sel["table"]) if r["model"] == sel["best"]}
+    doc.table(TABLE_HEAD, [table_cells(r) for r in sel["table"]], best_rows)
+    if not doc.image(run_dir, "plots/compare.png", "pass@1 and losses against step"):
+        doc.para(f"comparison plot {NOT_YET} (written by codelora compare)", "na")
+
+    doc.section(*SECTIONS[4])
+    doc.raw(f"<p>selected: <strong>{html.escape(sel['best'])}</strong></p>", f"selected: **{sel['best']}**\n")
+    doc.bullets(list(sel.get("reasons") or []))
+    for f in sel.get("flags") or []:
+        doc.flag(f.get("message", json.dumps(f)))
+    if not sel.get("flags"):
+        doc.para("no overfitting flags")
+    for n in sel.get("notes") or []:
+        doc.para(f"note: {n}", "meta")
+
+    doc.section(*SECTIONS[5])
+    m = sel.get("matrix") or {}
+    if not m.get("problems"):
+        doc.not_yet("no per-problem results")
+    else:
+        models = list(m["solved"])
+        dis = set(m.get("disagreements") or [])
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in models)
+        rows_html, rows_md = [], []
+        for i, pid in enumerate(m["problems"]):
+            cells = [m["solved"][n][i] for n in models]
+            tds = "".join(
+                '<td class="ok">&#10003;</td>'
+                if v
+                else ('<td class="no">&#10007;</td>' if v is False else "<td>-</td>")
+                for v in cells
+            )
+            mark = " *" if pid in dis else ""
+            rows_html.append(f"<tr><td>{html.escape(pid)}{mark}</td>{tds}</tr>")
+            rows_md.append(
+                f"| {pid}{mark} | " + " | ".join("✓" if v else ("✗" if v is False else "-") for v in cells) + " |"
+            )
+        totals = [sum(1 for v in m["solved"][n] if v) for n in models]
+        foot = "".join(f"<td><strong>{t}</strong></td>" for t in totals)
+        doc.raw(
+            f'<div class="wide"><table><thead><tr><th>problem</th>{head}</tr></thead><tbody>{"".join(rows_html)}'
+            f"<tr><td><strong>solved</strong></td>{foot}</tr></tbody></table></div>",
+            "| problem | "
+            + " | ".join(models)
+            + " |\n|"
+            + "---|" * (len(models) + 1)
+            + "\n"
+            + "\n".join(rows_md)
+            + "\n| **solved** | "
+            + " | ".join(str(t) for t in totals)
+            + " |\n",
+        )
+        doc.para(f"problems marked * are those the models disagree on ({len(dis)} of {len(m['problems'])})", "meta")
+
+    doc.section(*SECTIONS[6])
+    examples = sel.get("examples") or []
+    if not examples:
+        doc.not_yet("no answers recorded")
+    for ex in examples:
+        _example(doc, ex)
+
+
+def _failure_text(f: Any) -> str:
+    if not f:
+        return ""
+    if not isinstance(f, dict):
+        return str(f)
+    parts = [f"verdict: {f.get('verdict')}"]
+    for key in ("input", "expected", "got", "detail"):
+        if f.get(key):
+            parts.append(f"{key}:\n{f[key]}")
+    return "\n".join(parts)
+
+
+def _example(doc: _Doc, ex: dict) -> None:
+    doc.raw(f"<h3>{html.escape(ex['problem'])}</h3>", f"\n### {ex['problem']}\n")
+    cells_h, md = [], []
+    for a in ex["answers"]:
+        v = a.get("verdict") or "not graded"
+        cls = "verdict-accepted" if a.get("passed") else "verdict-other"
+        code = a.get("code")
+        fail = _failure_text(a.get("first_failure"))
+        cell = f'<td><strong>{html.escape(a["model"])}</strong> <span class="{cls}">{html.escape(v)}</span>'
+        cell += f"<pre>{html.escape(code)}</pre>" if code is not None else '<p class="na">no code recorded</p>'
+        if fail:
+            cell += f"<div>first failing test:</div><pre>{html.escape(fail)}</pre>"
+        cells_h.append(cell + "</td>")
+        md.append(f"**{a['model']}**: {v}\n")
+        if code is not None:
+            md.append(f"```python\n{code.rstrip()}\n```\n")
+        if fail:
+            md.append(f"first failing test:\n```\n{fail.rstrip()}\n```\n")
+    doc.raw(f'<div class="wide"><table class="side"><tr>{"".join(cells_h)}</tr></table></div>', "\n".join(md))
+
+
+def build_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[str, str]:
+    """(html, markdown) of the report for a run, from what exists so far."""
+    run_dir = require_run(run_dir)
+    if benchmark is not None and benchmark not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
+    cfg = run_config(run_dir)
+    metrics = read_metrics(run_dir)
+    doc = _Doc()
+    _config_section(doc, run_dir, cfg)
+    _data_section(doc, run_dir)
+    _training_section(doc, run_dir, metrics)
+    sel, why = _load_selection(run_dir, benchmark)
+    _comparison_sections(doc, run_dir, sel, why)
+
+    from codelora import __version__
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    title = f"codelora run: {run_dir.name}"
+    nav = "".join(f'<a href="#{sid}">{html.escape(t)}</a>' for sid, t in SECTIONS)
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f'<p class="meta">{html.escape(str(run_dir))} &middot; generated {now} by codelora {__version__}</p>'
+        f"<nav>{nav}</nav>\n" + "\n".join(doc.html) + "\n</body></html>\n"
+    )
+    md = f"# {title}\n\n_{run_dir} · generated {now} by codelora {__version__}_\n" + "\n".join(doc.md)
+    return page, md
+
+
+def write_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[Path, Path]:
+    """Write RUN/report.html and RUN/report.md atomically; return their paths."""
+    run_dir = require_run(run_dir)
+    page, md = build_report(run_dir, benchmark)
+    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    atomic_write_text(html_path, page)
+    atomic_write_text(md_path, md)
+    return html_path, md_path
