@@ -1,0 +1,630 @@
+"""`codelora export`: one checkpoint of a run as a PEFT adapter folder or as a merged, verified transformers model.
+
+Adapter export: adapter_config.json + adapter_model.safetensors (loadable by `PeftModel.from_pretrained` and vLLM),
+the tokenizer with its chat template, the model card and the loss plot; the copy is loaded back onto the base
+model and generates before the folder is published.
+
+Merged export: the base model is loaded in fp32, the adapter applied and merged (`merge_and_unload`), the result
+cast to the requested dtype and saved as safetensors shards with the tokenizer, chat template and generation
+config, loadable by `AutoModelForCausalLM` alone. The merge is then verified against base + adapter (fp32, unmerged)
+on a few chat-formatted prompts (the run's system prompt):
+
+* logits: max |merged - reference| over every position of prompt + continuation must stay within
+  `rtol * max(1, max |reference logit|)`, rtol = 1e-4 (fp32), 3e-2 (fp16), 1e-1 (bf16). Checked twice: the fp32
+  merge in memory against the fp32 tolerance (this is what catches a wrong merge, however small the adapter), and
+  the folder reloaded in the export dtype against that dtype's tolerance (this catches casting and saving mistakes:
+  lost tied weights, missing shards). bf16 keeps 8 bits of mantissa (rounding 2^-9 per weight), fp16 11: the
+  bounds leave room for that rounding adding up over the layers. Measured on SmolLM2-135M (30 layers, max |logit|
+  43): fp32 8.6e-5 (tolerance 4.3e-3), bf16 1.18 (tolerance 4.3); a lost lm_head or layer is far above both.
+* greedy continuation: the reference greedily generates VERIFY_TOKENS tokens per prompt; the merged model, fed the
+  same sequence, must pick the same token at every step (teacher forcing, so one step cannot cascade). A step may
+  differ only where the reference's own top two logits are within `TIE[dtype] * max(1, max |logit|)`: a tie that
+  rounding can flip (1e-5 fp32, 4e-3 fp16, 1.5e-2 bf16). Ties are counted and printed.
+
+Everything is written to `DIR.tmp-xxxx` and renamed to DIR at the end; a failure removes the temporary folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from codelora.errors import UserError
+
+__all__ = ["ExportError", "export", "resolve_checkpoint", "TOLERANCE", "VERIFY_PROMPTS", "VERIFY_TOKENS"]
+
+# Relative logit tolerance per export dtype (see the module docstring).
+TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2, "bf16": 1e-1}
+# A greedy step may differ only where the reference's own top two logits are this close (relative, as above).
+TIE = {"fp32": 1e-5, "fp16": 4e-3, "bf16": 1.5e-2}
+VERIFY_TOKENS = 16
+VERIFY_PROMPTS = [
+    "Read two integers a and b from standard input and print their sum.",
+    "Given a line of space-separated integers, print the largest one.",
+    "Read a string s and print it reversed.",
+]
+# Files of a PEFT adapter folder; checkpoints also hold trainer state that an export must not carry.
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# Embedded models are converted from a GGUF of a Hub model: name the Hub model in exported metadata.
+EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+class ExportError(UserError):
+    """The merged model does not reproduce base + adapter (or the export cannot be written)."""
+
+
+def _log(msg: str) -> None:
+    print(f"export: {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- run and checkpoint
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({str(e).splitlines()[0]})") from None
+
+
+def require_run(run_dir: str | Path) -> Path:
+    p = Path(run_dir)
+    if not p.is_dir():
+        raise UserError(f"{p}: no such run folder")
+    if not (p / "config.yaml").is_file():
+        raise UserError(f"{p} is not a run folder (no config.yaml; run folders are written by `codelora train`)")
+    return p
+
+
+def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error") -> dict[str, Any]:
+    """{"name", "path", "step", "meta"} of `best` (selection.json), `final`, `<step>` or `checkpoint-<step>`.
+
+    When selection.json picks the base model there is no adapter to export: an error, or with if_base="final"
+    the final adapter (so a demo pipeline still ends with an export; the card says the base model won).
+    """
+    from codelora.train import complete_checkpoints
+
+    run_dir = Path(run_dir)
+    which = str(which).strip()
+    selection = None
+    if which == "best":
+        sel_path = run_dir / "selection.json"
+        if not sel_path.is_file():
+            raise UserError(
+                f"{sel_path} not found: run `codelora compare --run {run_dir}` first, "
+                "or pass --checkpoint final or a step"
+            )
+        selection = _read_json(sel_path)
+        best = selection.get("best") if isinstance(selection, dict) else None
+        if not isinstance(best, str) or not best:
+            raise UserError(f"{sel_path}: no 'best' model name")
+        if best == "base" and if_base == "final":
+            _log(f"{sel_path} selects the base model; exporting final instead (--if-base final)")
+            best = "final"
+        elif best == "base":
+            raise UserError(
+                f"{sel_path} selects the base model (no checkpoint beat it), so there is no adapter to export; "
+                "pass --checkpoint final or a step to export one anyway"
+            )
+        which = best
+    available = [p.name for p in complete_checkpoints(run_dir)]
+    if (run_dir / "final" / "meta.json").is_file():
+        available.append("final")
+    choices = ", ".join(available) or "none"
+    if which == "final":
+        path = run_dir / "final"
+    else:
+        name = which if which.startswith("checkpoint-") else f"checkpoint-{which}"
+        try:
+            int(name.split("-", 1)[1])
+        except ValueError:
+            raise UserError(
+                f"--checkpoint {which!r} is not best, final, a step number or checkpoint-<step>; "
+                f"complete ones in {run_dir}: {choices}"
+            ) from None
+        path = run_dir / "checkpoints" / name
+    if not path.is_dir():
+        raise UserError(f"{path} does not exist; complete checkpoints in {run_dir}: {choices}")
+    if not (path / "meta.json").is_file():
+        raise UserError(f"{path} is incomplete (no meta.json; it was interrupted while saving); complete: {choices}")
+    for f in ADAPTER_FILES:
+        if not (path / f).is_file():
+            raise UserError(f"{path} has no {f}; it is not a LoRA adapter checkpoint")
+    meta = _read_json(path / "meta.json")
+    return {"name": path.name, "path": path, "step": int(meta.get("step") or 0), "meta": meta, "selection": selection}
+
+
+def _identity(name: str | None) -> str:
+    """A comparable name for a model source or adapter base path (embedded caches may live under any root)."""
+    if not name:
+        return ""
+    name = str(name)
+    if name.startswith(("embedded:", "tiny-random:")):
+        return name
+    p = Path(name).expanduser()
+    if len(p.parts) >= 2 and p.parts[-2] == "embedded" and p.name in EMBEDDED_HUB_IDS:
+        return f"embedded:{p.name}"
+    if p.exists():
+        return str(p.resolve())
+    return name
+
+
+def check_base_model(adapter_dir: Path, source: str, meta: dict[str, Any], run_dir: Path) -> None:
+    """The adapter must have been trained on the run's base model: one line naming both otherwise."""
+    from codelora.models import parse_source
+
+    cfg_path = adapter_dir / "adapter_config.json"
+    adapter_base = _read_json(cfg_path).get("base_model_name_or_path")
+    want = _identity(source)
+    kind = parse_source(source).kind
+    if kind == "tiny-random":
+        # Built in memory: peft records no usable name; any recorded name must still be this one.
+        ok = not adapter_base or _identity(adapter_base) == want
+    else:
+        ok = _identity(adapter_base) == want
+    trained_on = ((meta.get("config") or {}).get("model") or {}).get("source")
+    if ok and trained_on and _identity(trained_on) != want:
+        ok, adapter_base, cfg_path = False, trained_on, adapter_dir / "meta.json"
+    if not ok:
+        raise UserError(
+            f"{cfg_path} was trained on base model '{adapter_base}', but {run_dir}/config.yaml says "
+            f"model.source '{source}'; export it from its own run folder"
+        )
+
+
+def hub_base_id(source: str) -> str:
+    """The base model's Hub id for metadata (embedded models name the Hub model they were converted from)."""
+    from codelora.models import parse_source
+
+    src = parse_source(source)
+    if src.kind == "embedded":
+        return EMBEDDED_HUB_IDS.get(src.name, source)
+    return source
+
+
+# ----------------------------------------------------------------------------------------------- output folder
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder path")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"--out {out} exists and is not empty; pass --force to replace it, or choose another folder")
+
+
+def _publish(tmp: Path, out: Path, force: bool) -> None:
+    """Rename tmp to out; an existing out (empty, or any with --force) is renamed away first, then deleted."""
+    _check_out(out, force)
+    old = None
+    if out.exists():
+        old = out.with_name(f"{out.name}.old-{secrets.token_hex(4)}")
+        os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC from Python, or from safetensors' Rust writer (which reports it in its message)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e)
+        if "No space left on device" in text or "StorageFull" in text or "os error 28" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+def _load_base(cfg, dtype: str, device: str):
+    """The run's base model and tokenizer exactly as training set them up (pad token, embedding size)."""
+    from codelora.data.format import ensure_pad_token
+    from codelora.models import load_model
+
+    model, tokenizer = load_model(
+        cfg.model.source,
+        dtype=dtype,
+        device=device,
+        attn_implementation=cfg.model.attn_implementation,
+        revision=cfg.model.revision,
+    )
+    if ensure_pad_token(tokenizer) and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer
+
+
+def _apply_adapter(model, adapter_dir: Path, source: str):
+    from peft import PeftModel
+
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UserError(f"adapter {adapter_dir} does not fit model {source}: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return model
+
+
+def _merge(peft_model):
+    """Fold the LoRA weights into the base weights (fp32). A seam for tests that tamper with the merge."""
+    return peft_model.merge_and_unload()
+
+
+def _save_model(model, folder: Path, max_shard_size: str) -> None:
+    model.save_pretrained(str(folder), max_shard_size=max_shard_size)
+
+
+def _prompt_ids(tokenizer, system_prompt: str) -> list[list[int]]:
+    from codelora.generate import build_chat
+
+    out = []
+    for text in VERIFY_PROMPTS:
+        ids = tokenizer.apply_chat_template(build_chat(system_prompt, text), add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        out.append(list(ids))
+    return out
+
+
+def _reference(model, tokenizer, prompts: list[list[int]], n_tokens: int) -> list[dict[str, Any]]:
+    """Greedy continuations of base + adapter and its fp32 logits over prompt + continuation (kept on the CPU)."""
+    import torch
+
+    refs = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.no_grad():
+        for ids in prompts:
+            x = torch.tensor([ids], device=model.device)
+            out = model.generate(
+                input_ids=x,
+                attention_mask=torch.ones_like(x),
+                max_new_tokens=n_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=pad,
+            )
+            seq = out[0].tolist()
+            logits = model(input_ids=torch.tensor([seq], device=model.device)).logits[0].float().cpu()
+            refs.append({"seq": seq, "prompt_len": len(ids), "logits": logits})
+    return refs
+
+
+def _compare(model, refs: list[dict[str, Any]], dtype: str, label: str) -> dict[str, Any]:
+    """Max logit difference and teacher-forced greedy agreement of `model` against the references."""
+    import torch
+
+    rtol, tie_rtol = TOLERANCE[dtype], TIE[dtype]
+    worst, scale, tokens = 0.0, 1.0, 0
+    problems, ties = [], []
+    with torch.no_grad():
+        for i, ref in enumerate(refs):
+            seq, p = ref["seq"], ref["prompt_len"]
+            got = model(input_ids=torch.tensor([seq], device=model.device)).logits[0].float().cpu()
+            want = ref["logits"]
+            if got.shape != want.shape:
+                raise ExportError(f"{label}: logits shape {tuple(got.shape)} != reference {tuple(want.shape)}")
+            worst = max(worst, float((got - want).abs().max()))
+            scale = max(scale, float(want.abs().max()))
+            tie = tie_rtol * max(1.0, float(want.abs().max()))
+            # logits at position j predict token j + 1: the continuation is seq[p:], predicted from p - 1 on
+            for j in range(p - 1, len(seq) - 1):
+                tokens += 1
+                expected, chosen = seq[j + 1], int(got[j].argmax())
+                if chosen == expected:
+                    continue
+                gap = float(want[j, expected] - want[j, chosen])
+                where = f"prompt {i + 1} token {j - p + 2}: {chosen} instead of {expected}, reference gap {gap:.3g}"
+                (ties if gap <= tie else problems).append(where)
+    return {
+        "max_logit_diff": worst,
+        "tolerance": rtol * scale,
+        "rtol": rtol,
+        "tie_threshold": tie_rtol * scale,
+        "greedy_tokens": tokens,
+        "ties": ties,
+        "divergent": problems,
+    }
+
+
+def _generation_config(model, tokenizer, cfg) -> None:
+    """Stop at the end of a turn and decode as the run's evaluation did (greedy, or its temperature/top_p)."""
+    from codelora.data.format import END_OF_TURN
+
+    gc_ = model.generation_config
+    eos = [tokenizer.eos_token_id]
+    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN) if END_OF_TURN in tokenizer.get_vocab() else None
+    if eot is not None and eot not in eos:
+        eos.append(eot)
+    gc_.eos_token_id = eos[0] if len(eos) == 1 else eos
+    gc_.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.bos_token_id is not None:
+        gc_.bos_token_id = tokenizer.bos_token_id
+    ev = cfg.eval
+    gc_.max_new_tokens = ev.max_new_tokens
+    if ev.greedy or ev.temperature == 0:
+        gc_.do_sample, gc_.temperature, gc_.top_p, gc_.top_k = False, None, None, None
+    else:
+        gc_.do_sample, gc_.temperature, gc_.top_p, gc_.top_k = True, ev.temperature, ev.top_p, None
+
+
+def _free() -> None:
+    """Give memory back after the caller dropped its references (a merged 1.5B model is 6 GB in fp32)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    checkpoint: str = "best",
+    merge: bool = False,
+    dtype: str | None = None,
+    force: bool = False,
+    max_shard_size: str = "2GB",
+    if_base: str = "error",
+    verify_tokens: int = VERIFY_TOKENS,
+) -> dict[str, Any]:
+    """Export one checkpoint of a run into `out`; return export_meta (also written as out/export_meta.json)."""
+    from codelora.compare import run_config
+
+    run_dir = require_run(run_dir)
+    out = Path(out).expanduser()
+    if dtype is not None and dtype not in TOLERANCE:
+        raise UserError(f"--dtype {dtype!r} is not valid; choices: {', '.join(TOLERANCE)}")
+    if dtype is not None and not merge:
+        raise UserError("--dtype applies to a merged export; add --merge (an adapter export keeps its weights)")
+    _check_out(out, force)
+    run_abs, out_abs = run_dir.resolve(), out.resolve()
+    kept = [run_abs / d for d in ("checkpoints", "final", "data", "logs", "plots", "eval")]
+    if run_abs.is_relative_to(out_abs) or any(out_abs.is_relative_to(k) for k in kept):
+        raise UserError(f"--out {out} would overwrite the run folder {run_dir} or its contents; choose another")
+    cfg = run_config(run_dir)
+    if if_base not in ("error", "final"):
+        raise UserError(f"--if-base {if_base!r} is not valid; choices: error, final")
+    ck = resolve_checkpoint(run_dir, checkpoint, if_base)
+    check_base_model(ck["path"], cfg.model.source, ck["meta"], run_dir)
+    if merge and dtype is None:
+        dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bf16"
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    start = time.time()
+    try:
+        if merge:
+            meta = _export_merged(cfg, ck, tmp, dtype, max_shard_size, verify_tokens)
+        else:
+            meta = _export_adapter(cfg, ck, tmp, verify_tokens)
+        meta.update(
+            {
+                "run": str(run_dir.resolve()),
+                "checkpoint": ck["name"],
+                "step": ck["step"],
+                "selected_by": _selected_by(checkpoint, ck),
+                "source": cfg.model.source,
+                "base_model": hub_base_id(cfg.model.source),
+                "git_commit": ck["meta"].get("git_commit"),
+                "export_git_commit": _git_commit(),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        _write_card_and_extras(run_dir, cfg, ck, tmp, meta)
+        meta["seconds"] = round(time.time() - start, 1)
+        (tmp / "export_meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        _publish(tmp, out, force)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception) and not isinstance(e, UserError) and _disk_full(e):
+            raise ExportError(
+                f"disk full while writing the export next to {out} ({_space_note(out)}); "
+                "nothing was exported and the temporary folder was removed"
+            ) from None
+        raise
+    _log(f"wrote {out} in {meta['seconds']} s")
+    return meta
+
+
+def _selected_by(checkpoint: str, ck: dict[str, Any]) -> str:
+    if checkpoint != "best":
+        return f"--checkpoint {checkpoint}"
+    if (ck["selection"] or {}).get("best") == "base":
+        return "selection.json picked the base model; final exported instead (--if-base final)"
+    return "selection.json"
+
+
+def _space_note(out: Path) -> str:
+    try:
+        return f"{_human(shutil.disk_usage(out.parent).free)} free there now"
+    except OSError:
+        return "free space unknown"
+
+
+def _git_commit() -> str | None:
+    from codelora.train import _git_commit as commit
+
+    return commit()
+
+
+def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> dict[str, Any]:
+    from codelora.config import SYSTEM_PROMPT
+
+    src = ck["path"]
+    for f in ADAPTER_FILES:
+        shutil.copy2(src / f, tmp / f)
+    # A local cache path means nothing on another machine: embedded bases are named by their Hub model.
+    acfg_path = tmp / "adapter_config.json"
+    acfg = _read_json(acfg_path)
+    recorded = acfg.get("base_model_name_or_path")
+    acfg["base_model_name_or_path"] = (
+        hub_base_id(cfg.model.source)
+        if _identity(recorded) == _identity(cfg.model.source) and cfg.model.source.startswith("embedded:")
+        else recorded
+    )
+    acfg_path.write_text(json.dumps(acfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    _log(f"loading {cfg.model.source} + {tmp.name} to check the adapter loads and generates")
+    base, tokenizer = _load_base(cfg, cfg.model.dtype, cfg.model.device)
+    tokenizer.save_pretrained(str(tmp))
+    model = _apply_adapter(base, tmp, cfg.model.source)
+    prompts = _prompt_ids(tokenizer, cfg.data.system_prompt or SYSTEM_PROMPT)[:1]
+    refs = _reference(model, tokenizer, prompts, verify_tokens)
+    generated = len(refs[0]["seq"]) - refs[0]["prompt_len"]
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    del model, base
+    _free()
+    if generated < 1 or lora == 0:
+        raise ExportError(f"the exported adapter loaded with {lora} LoRA weights and generated {generated} tokens")
+    return {
+        "merged": False,
+        "dtype": None,
+        "adapter_parameters": lora,
+        "verify": {"loaded_with": "PeftModel.from_pretrained", "generated_tokens": generated},
+        "max_logit_diff": None,
+    }
+
+
+def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_size: str, n_tokens: int):
+    from transformers import AutoModelForCausalLM
+
+    from codelora.config import SYSTEM_PROMPT
+    from codelora.models import pick_device, pick_dtype
+
+    device = pick_device(cfg.model.device)
+    t0 = time.time()
+    _log(f"loading {cfg.model.source} in fp32 on {device} and applying {ck['path']}")
+    base, tokenizer = _load_base(cfg, "fp32", device)
+    model = _apply_adapter(base, ck["path"], cfg.model.source)
+    prompts = _prompt_ids(tokenizer, cfg.data.system_prompt or SYSTEM_PROMPT)
+    refs = _reference(model, tokenizer, prompts, n_tokens)
+    t_ref = time.time()
+
+    merged = _merge(model)
+    merged.eval()
+    in_memory = _compare(merged, refs, "fp32", "fp32 merge")
+    _fail_if_diverged(in_memory, "the fp32 merge (in memory)", "fp32")
+
+    _generation_config(merged, tokenizer, cfg)
+    merged.to(dtype=pick_dtype(dtype, device))
+    n_params = sum(p.numel() for p in merged.parameters())
+    bytes_per = {"fp32": 4, "fp16": 2, "bf16": 2}[dtype]
+    _log(f"saving merged model ({n_params / 1e6:.1f} M parameters, {dtype}, about {_human(n_params * bytes_per)})")
+    _save_model(merged, tmp, max_shard_size)
+    tokenizer.save_pretrained(str(tmp))
+    del merged, model, base
+    _free()
+    t_save = time.time()
+
+    _log(f"reloading {tmp.name} with AutoModelForCausalLM and comparing with base + adapter")
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=pick_dtype(dtype, device))
+    reloaded.to(device)
+    reloaded.eval()
+    saved = _compare(reloaded, refs, dtype, f"merged {dtype}")
+    del reloaded
+    _free()
+    _fail_if_diverged(saved, f"the saved {dtype} merge", dtype)
+    line = (
+        f"merge check: max |logit diff| {saved['max_logit_diff']:.3g} (tolerance {saved['tolerance']:.3g}, {dtype}; "
+        f"fp32 merge in memory {in_memory['max_logit_diff']:.3g}) over {len(refs)} prompts; "
+        + (
+            f"greedy continuation identical ({saved['greedy_tokens']} tokens)"
+            if not saved["ties"]
+            else f"greedy continuation identical except {len(saved['ties'])} of {saved['greedy_tokens']} tokens at "
+            f"near-ties of the reference (top-two gap <= {saved['tie_threshold']:.3g}: {saved['ties'][0]})"
+        )
+    )
+    print(line, flush=True)
+    return {
+        "merged": True,
+        "dtype": dtype,
+        "parameters": n_params,
+        "max_logit_diff": saved["max_logit_diff"],
+        "verify": {
+            "prompts": len(refs),
+            "greedy_tokens": saved["greedy_tokens"],
+            "tolerance": saved["tolerance"],
+            "rtol": saved["rtol"],
+            "max_logit_diff_fp32_in_memory": in_memory["max_logit_diff"],
+            "tolerance_fp32_in_memory": in_memory["tolerance"],
+            "tie_threshold": saved["tie_threshold"],
+            "ties": saved["ties"],
+            "line": line,
+        },
+        "timings": {
+            "load_and_reference_s": round(t_ref - t0, 1),
+            "merge_and_save_s": round(t_save - t_ref, 1),
+            "reload_and_compare_s": round(time.time() - t_save, 1),
+        },
+    }
+
+
+def _fail_if_diverged(result: dict[str, Any], what: str, dtype: str) -> None:
+    over = result["max_logit_diff"] > result["tolerance"]
+    if over or result["divergent"]:
+        why = []
+        if over:
+            why.append(
+                f"max |logit diff| {result['max_logit_diff']:.3g} exceeds the {dtype} tolerance {result['tolerance']:.3g}"
+            )
+        if result["divergent"]:
+            why.append(f"greedy continuation differs ({'; '.join(result['divergent'][:3])})")
+        raise ExportError(
+            f"merge check failed: {what} does not reproduce base + adapter: {', '.join(why)}; nothing exported"
+        )
+
+
+def _write_card_and_extras(run_dir: Path, cfg, ck: dict[str, Any], tmp: Path, meta: dict[str, Any]) -> None:
+    from codelora.model_card import build_card
+
+    plots = []
+    for name in ("loss.png", "lr.png"):
+        if (run_dir / "plots" / name).is_file():
+            shutil.copy2(run_dir / "plots" / name, tmp / name)
+            plots.append(name)
+    meta["plots"] = plots
+    (tmp / "README.md").write_text(build_card(run_dir, cfg, ck, meta, _prompt_example(tmp, cfg)), encoding="utf-8")
+
+
+def _prompt_example(folder: Path, cfg) -> str:
+    """The chat-formatted training prompt, rendered by the tokenizer saved in the export (proves it has a template)."""
+    from transformers import AutoTokenizer
+
+    from codelora.generate import build_chat
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if not getattr(tok, "chat_template", None):
+        raise ExportError(f"the tokenizer saved in {folder} has no chat template; the export would not be usable")
+    return tok.apply_chat_template(
+        build_chat(cfg.data.system_prompt, "PROBLEM"), tokenize=False, add_generation_prompt=True
+    )
