@@ -106,11 +106,11 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     """Trade compute for memory (use_reentrant=False)."""
     packing: bool = False
-    """Pack several examples per row; refused where the attention kernel cannot keep them apart."""
+    """Pack each micro-batch into one row (position_ids restart per example, no padding); a start-of-training probe refuses it where the attention kernel cannot keep examples apart."""
     group_by_length: bool = True
     """Batch examples of similar length to cut padding."""
     report_to: Literal["none", "tensorboard"] = "none"
-    """Extra logging backend besides metrics.jsonl/csv."""
+    """Extra logging backend besides metrics.jsonl/csv; `tensorboard` writes events to outputs/<run>/logs/tensorboard."""
 
 
 @dataclass
@@ -127,6 +127,10 @@ class EvalConfig:
     """Greedy decoding for pass@1 (temperature/top_p then unused)."""
     batch_size: int = 8
     """Prompts generated together."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend of `codelora evaluate`: `hf` (transformers, batched) or `vllm` (GPU, optional extra)."""
+    vllm_mode: Literal["merge", "lora"] = "merge"
+    """vLLM only: `merge` the adapter into the base (fastest for one model) or serve it as a `lora` adapter."""
 
 
 @dataclass

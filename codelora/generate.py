@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from codelora.config import SYSTEM_PROMPT, RunConfig
@@ -46,7 +47,10 @@ def generate_answer(model, tokenizer, system_prompt: str, problem: str, cfg: Run
         build_chat(system_prompt, problem), add_generation_prompt=True, return_tensors="pt", return_dict=True
     ).to(model.device)
     ev = cfg.eval
-    kwargs: dict = {"max_new_tokens": ev.max_new_tokens, "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id}
+    kwargs: dict = {
+        "max_new_tokens": ev.max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+    }
     if ev.greedy or ev.temperature == 0:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
@@ -80,3 +84,181 @@ def run_generate(cfg: RunConfig, source: str | None, adapter: str | None, prompt
     print("\n--- extracted code ---")
     print(code if found else "(no Python code block found in the answer)")
     return answer, code
+
+
+# ---------------------------------------------------------------- batched generation (codelora evaluate)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings shared by every model of one evaluation (so comparisons are fair)."""
+
+    greedy: bool = True
+    temperature: float = 0.2
+    top_p: float = 0.9
+    max_new_tokens: int = 1024
+    seed: int = 42
+
+    @classmethod
+    def from_config(cls, ev) -> Sampling:
+        greedy = ev.greedy or ev.temperature == 0
+        return cls(greedy, ev.temperature, ev.top_p, ev.max_new_tokens, ev.seed)
+
+    def key(self) -> dict:
+        """What decides a sample's output: greedy ignores temperature, top_p and seed."""
+        if self.greedy:
+            return {"greedy": True, "max_new_tokens": self.max_new_tokens}
+        return {
+            "greedy": False,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    text: str  # decoded answer, special tokens skipped
+    new_tokens: int  # tokens generated, the stop token included, padding after it excluded
+    stopped: bool  # ended on an end-of-turn/eos token (False: hit max_new_tokens)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """End-of-turn (`<|im_end|>`) and eos: generation of one answer stops at either."""
+    from codelora.data.format import end_of_turn_id
+
+    ids = [end_of_turn_id(tokenizer)]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(int(tokenizer.eos_token_id))
+    return ids
+
+
+def render_prompt(tokenizer, system_prompt: str | None, problem: str) -> str:
+    """The chat prompt exactly as training builds it (codelora.data.format), as text."""
+    from codelora.data.format import build_messages
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("the tokenizer has no chat template; use an instruct/chat model")
+    return tokenizer.apply_chat_template(
+        build_messages(system_prompt, problem), tokenize=False, add_generation_prompt=True
+    )
+
+
+def prompt_ids(tokenizer, system_prompt: str | None, problem: str) -> list[int]:
+    from codelora.data.format import _template, build_messages
+
+    return _template(tokenizer, build_messages(system_prompt, problem), True)
+
+
+class _PerRowSampler:
+    """Samples each row with its own torch.Generator, so a sample's tokens depend only on its seed,
+    not on which other prompts share its batch (or on resuming). Returns scores that are -inf except
+    at the chosen token, so generate's greedy step picks it."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, device):
+        import torch
+
+        self.generators = []
+        for s in seeds:
+            g = torch.Generator(device=device)
+            g.manual_seed(int(s))
+            self.generators.append(g)
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            cum = sorted_logits.softmax(-1).cumsum(-1)
+            drop_sorted = cum - sorted_logits.softmax(-1) > self.top_p  # keep the token that crosses top_p
+            drop = drop_sorted.scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        probs = logits.softmax(-1)
+        out = torch.full_like(scores, float("-inf"))
+        for row, g in enumerate(self.generators):
+            tok = torch.multinomial(probs[row], 1, generator=g)
+            out[row, tok] = 0.0
+        return out
+
+
+def generate_batch(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    sampling: Sampling,
+    seeds: list[int] | None = None,
+    batch_size: int = 8,
+    on_batch=None,
+    progress: bool = True,
+) -> list[Generation]:
+    """Generate one answer per prompt (token ids from `prompt_ids`), batched.
+
+    Prompts are sorted by length (longest first: little padding, and memory trouble shows at once),
+    left-padded, decoded with the KV cache, and stop at the end-of-turn token. `seeds[i]` seeds prompt
+    i's sampling (ignored when greedy). `on_batch([(index, Generation), ...])` is called as each batch
+    finishes, so the caller can save it. Returns the generations in prompt order.
+    """
+    import torch
+    from transformers import LogitsProcessorList
+
+    if seeds is None:
+        seeds = [sampling.seed] * len(prompts)
+    stops = stop_token_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    results: list[Generation | None] = [None] * len(prompts)
+    device = model.device
+    bar = None
+    if progress and prompts:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(prompts), desc="generate", unit="answer", file=sys.stderr)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                p = prompts[i]
+                ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+                mask[row, width - len(p) :] = 1
+            kwargs: dict = {
+                "max_new_tokens": sampling.max_new_tokens,
+                "do_sample": False,
+                "temperature": None,
+                "top_p": None,
+                "top_k": None,
+                "eos_token_id": stops,
+                "pad_token_id": pad_id,
+                "use_cache": True,
+            }
+            if not sampling.greedy:
+                sampler = _PerRowSampler([seeds[i] for i in idx], sampling.temperature, sampling.top_p, device)
+                kwargs["logits_processor"] = LogitsProcessorList([sampler])
+            with torch.no_grad():
+                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+            new = out[:, width:].tolist()
+            done = []
+            for row, i in enumerate(idx):
+                toks = new[row]
+                stop_at = next((j for j, t in enumerate(toks) if t in stops), None)
+                kept = toks if stop_at is None else toks[: stop_at + 1]
+                gen = Generation(tokenizer.decode(kept, skip_special_tokens=True), len(kept), stop_at is not None)
+                results[i] = gen
+                done.append((i, gen))
+            if on_batch is not None:
+                on_batch(done)
+            if bar is not None:
+                bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results  # type: ignore[return-value]

@@ -43,3 +43,13 @@ def load_problems(path: Path | None = None) -> dict[str, dict]:
 
 def grade(problem: dict, completion: str, timeout: float | None = None, memory_mb: int = 1024) -> GradeResult:
     return grade_humaneval(problem, completion, timeout or DEFAULT_TIMEOUT, memory_mb)
+
+
+def build_prompt(problem: dict) -> str:
+    """User message for one HumanEval problem; the model answers with the whole function, which
+    `grade` appends to the prompt (a later definition replaces the stub)."""
+    return (
+        "Complete the following Python function. Return the complete function (with its imports) "
+        "in a ```python code block.\n\n"
+        f"```python\n{problem['prompt'].rstrip()}\n```\n"
+    )

