@@ -28,12 +28,21 @@ browser-deps:
 embedded: $(STAMP)
 	$(PY) -c "from codelora.models import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
 
+# The whole workflow on the embedded model, a few minutes on 2 CPU cores:
+# train -> answer one problem -> grade a LiveCodeBench-format fixture -> evaluate base and final on the
+# held-out split -> compare every checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
 demo: $(STAMP) sandbox-deps embedded
 	rm -rf outputs/demo
 	$(VENV)/bin/codelora train --config demo
 	$(VENV)/bin/codelora generate --config demo --adapter outputs/demo/final --problem-file examples/sum_of_two.txt
 	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture
+	$(VENV)/bin/codelora evaluate --run outputs/demo --benchmark heldout --models base,final
+	$(VENV)/bin/codelora compare --run outputs/demo --benchmark heldout
+	$(VENV)/bin/codelora report --run outputs/demo
+	$(VENV)/bin/codelora export --run outputs/demo --checkpoint best --if-base final --merge --out outputs/demo/export --force
+	$(VENV)/bin/codelora push --export outputs/demo/export --repo your-user/codelora-demo --dry-run
+	@echo "report: $(CURDIR)/outputs/demo/report.html"
 
 test: $(STAMP) sandbox-deps browser-deps
 	$(PY) -m pytest -q

@@ -80,7 +80,9 @@ def _cmd_score(a: argparse.Namespace) -> None:
 def _cmd_compare(a: argparse.Namespace) -> None:
     from codelora.compare import compare_command
 
-    compare_command(a.run, a.runs, a.benchmark, a.models, a.force, a.out, a.problems, not a.no_evaluate, a.limit)
+    # `--models base,final` (as evaluate takes them) and `--models base final` both work.
+    models = [m for item in a.models for m in item.split(",") if m] if a.models else None
+    compare_command(a.run, a.runs, a.benchmark, models, a.force, a.out, a.problems, not a.no_evaluate, a.limit)
 
 
 def _cmd_report(a: argparse.Namespace) -> None:
@@ -182,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--run", help="run folder: compare its base model, checkpoints and final")
     g.add_argument("--runs", nargs="+", metavar="RUN", help="several run folders: their selected models side by side")
     p.add_argument("--benchmark", default="heldout", choices=["heldout", "livecodebench", "humaneval"])
-    p.add_argument("--models", nargs="+", metavar="NAME", help="base, checkpoint-<step>, final, or all (default: all)")
+    p.add_argument("--models", nargs="+", metavar="NAME",
+                   help="base, checkpoint-<step>, final, or all; spaces or commas (default: all)")
     p.add_argument("--force", action="store_true", help="compare despite different base/problems/sampling (marked)")
     p.add_argument("--out", help="--runs only: output folder (default: <parent>/compare-<run names>)")
     p.add_argument("--problems", nargs="+", metavar="ID", help="problems to show side by side (default: disagreements)")
