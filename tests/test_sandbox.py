@@ -2,14 +2,24 @@
 
 import os
 import socket
+import threading
 import time
 
 import pytest
 
+from codelora.sandbox import execution
 from codelora.sandbox.execution import isolation, isolation_description, run_program
 from codelora.sandbox.grading import execution_verdict, grade_stdio_problem
 
 needs_bwrap = pytest.mark.skipif(isolation() != "bwrap", reason="bubblewrap not available")
+
+
+@pytest.fixture(autouse=True, params=["zygote", "one-off"])
+def sandbox_mode(request, monkeypatch):
+    """Every test runs both through the per-thread zygote sandbox and through one bwrap per program."""
+    if request.param == "one-off":
+        monkeypatch.setenv("CODELORA_NO_ZYGOTE", "1")
+    return request.param
 
 
 def test_isolation_description():
@@ -169,3 +179,162 @@ def test_large_stdin_no_deadlock():
     data = "1\n" * 3_000_000
     r = run_program("import sys\nprint(len(sys.stdin.read()))", data, timeout=10)
     assert r.stdout.strip() == str(len(data))
+
+
+@needs_bwrap
+def test_no_capabilities_cannot_remount_root_writable():
+    # With capabilities, `mount -o remount,bind,rw /` inside bwrap (run as root) makes the host's
+    # root filesystem writable from the sandbox.
+    target = f"/var/tmp/codelora-remount-{os.getpid()}-{time.time_ns()}"
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('caps', open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+        "rc = libc.mount(b'none', b'/', None, 32 | 4096, None)  # MS_REMOUNT | MS_BIND, not read-only\n"
+        "print('mount', rc, ctypes.get_errno())\n"
+        f"try:\n    open({target!r}, 'w').write('x')\n    print('wrote')\nexcept OSError as e:\n    print('blocked', e)\n"
+    )
+    try:
+        r = run_program(code, timeout=5)
+        assert r.returncode == 0, r.stderr
+        assert "caps 0000000000000000" in r.stdout and "mount -1" in r.stdout and "blocked" in r.stdout
+        assert not os.path.exists(target)
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
+
+
+@needs_bwrap
+def test_nothing_carries_over_to_the_next_program(sandbox_mode):
+    marker = f"codelora-leftover-{os.getpid()}-{time.time_ns()}"
+    first = (
+        "import os, sys\n"
+        f"for p in ['/tmp/{marker}', '/dev/shm/{marker}', '../{marker}', '{marker}']:\n"
+        "    open(p, 'w').write('x')\n"
+        "os.chmod('..', 0)\n"
+        "if os.fork() == 0:\n    os.setsid()\n"
+        f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(1000)', {marker!r}])\n"
+        "print('left')\n"
+    )
+    second = (
+        "import os\n"
+        f"print([p for p in ['/tmp/{marker}', '/dev/shm/{marker}', '../{marker}', '{marker}'] if os.path.exists(p)])\n"
+        "print(len(os.listdir('..')), os.access('..', os.W_OK))\n"
+        "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]\n"
+        "print(sorted(open(f'/proc/{p}/cmdline', 'rb').read() for p in others))\n"
+    )
+    assert run_program(first, timeout=5).stdout.strip() == "left"
+    r = run_program(second, timeout=5)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["[]", "1 True", "[]"]
+    assert _pids_with_marker(marker) == []
+
+
+@needs_bwrap
+def test_program_cannot_reach_the_zygote(sandbox_mode):
+    # The zygote is not dumpable and the program has no capabilities: it cannot open the
+    # zygote's fds (its control socket), memory or environment, nor ptrace it.
+    if sandbox_mode != "zygote":
+        pytest.skip("no zygote in one-off mode")
+    code = (
+        "import ctypes, os\nppid = os.getppid()\nfds = os.listdir(f'/proc/{ppid}/fd')\n"
+        "paths = [f'/proc/{ppid}/fd/{n}' for n in fds] + [f'/proc/{ppid}/mem', f'/proc/{ppid}/environ']\n"
+        "for p in paths:\n"
+        "    try:\n        os.close(os.open(p, os.O_RDWR if '/fd/' in p else os.O_RDONLY))\n        print('open', p)\n"
+        "    except OSError:\n        print('blocked')\n"
+        "print('ptrace', ctypes.CDLL(None).ptrace(16, ppid, 0, 0))  # PTRACE_ATTACH\n"
+        "print(sorted(os.listdir('/proc/self/fd')))\n"
+    )
+    r = run_program(code, timeout=5)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) >= 5 and set(lines[:-2]) == {"blocked"}, lines
+    assert lines[-2] == "ptrace -1"
+    assert lines[-1] == "['0', '1', '2', '3']"  # 3: listdir's own fd; nothing inherited
+
+
+@needs_bwrap
+def test_sysv_ipc_leftover_does_not_reach_the_next_program():
+    code = "import ctypes\nprint(ctypes.CDLL(None).shmget(0x5eed, 4096, 0o1000 | 0o600) >= 0)\n"
+    assert run_program(code, timeout=5).stdout.strip() == "True"
+    r = run_program("print(len(open('/proc/sysvipc/shm').read().strip().splitlines()))", timeout=5)
+    assert r.stdout.strip() == "1"
+
+
+@needs_bwrap  # without bubblewrap the parent is the scorer itself
+def test_sandbox_survives_and_recovers_after_killing_its_parent():
+    r = run_program("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('alive')", timeout=5)
+    assert execution_verdict(r) in (None, "runtime_error")
+    r = run_program("print(input() * 2)", "ab", timeout=5)
+    assert r.returncode == 0 and r.stdout == "abab\n"
+
+
+def test_concurrent_programs_get_their_own_output():
+    results = {}
+
+    def work(i):
+        results[i] = [run_program(f"print({i} * int(input()))", str(j), timeout=10).stdout for j in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: [f"{i * j}\n" for j in range(3)] for i in range(4)}
+
+
+@needs_bwrap
+def test_zygote_is_reused(sandbox_mode):
+    code = "import os\nprint(os.getppid(), os.getpid())"
+    a, b = run_program(code).stdout.split(), run_program(code).stdout.split()
+    if sandbox_mode == "zygote":
+        assert execution._thread_zygote() is not None
+        assert a[0] == b[0] and a[1] != b[1]  # same zygote, a fresh process each time
+    else:
+        assert a == b == ["1", "2"]  # bwrap's init and the program, a new sandbox each time
+
+
+@needs_bwrap
+def test_zygote_that_cannot_start_falls_back_to_one_off(sandbox_mode, monkeypatch):
+    if sandbox_mode != "zygote":
+        pytest.skip("zygote mode only")
+    monkeypatch.setattr(execution, "_ZYGOTE", "import sys; sys.exit(3)")
+    monkeypatch.setattr(execution, "_zygote_failures", 0)
+    monkeypatch.setattr(execution, "_local", threading.local())
+    for i in range(4):
+        r = run_program("print(input())", f"x{i}", timeout=5)
+        assert r.returncode == 0 and r.stdout == f"x{i}\n"
+    assert execution._zygote_failures == 3 and execution._thread_zygote() is None
+
+
+FRESH_INTERPRETER_CASES = [
+    "import sys\nprint(sys.argv, sys.orig_argv[1:], __name__, __file__.endswith('/main.py'), len(sys.path))",
+    "import sys, signal\nprint(sys.stdin.name, sys.stdout.name, sys.stderr.errors, sys.stderr.line_buffering)\n"
+    "print(signal.getsignal(signal.SIGPIPE), sys.flags.isolated, sys.flags.no_site, sys.getrecursionlimit())\n"
+    "print(repr(sys.stdin.read()))",
+    "import os\nprint(sorted(os.environ), os.environ['PWD'] == os.getcwd())",
+    "import __main__\nprint(__main__.__dict__ is globals(), type(__builtins__).__name__)",
+    "def f():\n    raise ValueError('x')\nf()",
+    "import sys; sys.exit(3)",
+    "import sys; sys.exit('bye')",
+    "import sys; sys.exit(256 + 7)",
+    "def f(:\n pass",
+    "import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), print('thread'))).start()\nprint('main')",
+    "import atexit, sys\natexit.register(lambda: print('atexit'))\natexit.register(lambda: sys.exit(5))\nprint(1)",
+    "import os\nprint('lost', end='')\nos._exit(4)",
+    "import sys\nsys.stdout.write('x')\nsys.stdout.close()",
+    "import sys; sys.stdout.write('no newline'); sys.stderr.write('err')",
+    "class A:\n    def __del__(self):\n        print('del')\na = A()",
+]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("code", FRESH_INTERPRETER_CASES)
+def test_zygote_runs_programs_like_a_fresh_interpreter(sandbox_mode, monkeypatch, code):
+    if sandbox_mode != "zygote":
+        pytest.skip("compares both modes itself")
+    got = []
+    for no_zygote in ("", "1"):
+        monkeypatch.setenv("CODELORA_NO_ZYGOTE", no_zygote)
+        r = run_program(code, "a\r\nb\n", timeout=5)
+        got.append((r.returncode, r.stdout, r.stderr.split("main.py")[-1]))  # workdir paths differ
+    assert got[0] == got[1]
