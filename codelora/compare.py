@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
+from codelora.files import atomic_write_text, read_jsonl
 from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 BENCHMARKS = ("heldout", "livecodebench", "humaneval")
@@ -67,26 +67,6 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({e})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            rows.append(obj)
-    return rows
-
-
 def read_metrics(run_dir: Path) -> list[dict]:
     """logs/metrics.jsonl rows in step order ([] while nothing is logged yet)."""
     path = Path(run_dir) / "logs" / "metrics.jsonl"
@@ -97,21 +77,6 @@ def read_metrics(run_dir: Path) -> list[dict]:
         if not isinstance(r.get("step"), int):
             raise UserError(f"{path}:{i}: missing or non-integer 'step'")
     return sorted(rows, key=lambda r: r["step"])
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def run_models(run_dir: Path) -> tuple[list[dict], dict[str, Path]]:

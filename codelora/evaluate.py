@@ -157,9 +157,9 @@ def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list
         )
     problems_file = eval_dir / "problems.jsonl"
     eval_dir.mkdir(parents=True, exist_ok=True)
-    from codelora.score import _atomic_write
+    from codelora.files import atomic_write_text
 
-    _atomic_write(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
+    atomic_write_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
     tasks = [Task(str(r["question_id"]), lcb.build_prompt(r)) for r in selected]
     info = {"source": source, "release": None if opts.get("problems") else release, "preset": preset, **filters}
     info["selected"] = len(selected)
@@ -436,9 +436,10 @@ def _evaluate_one(
     vllm_backend: _VllmBackend | None = None,
 ) -> dict:
     from codelora.extract import extract_code
+    from codelora.files import atomic_write_text
     from codelora.generate import prompt_ids, render_prompt, stop_token_ids
     from codelora.models import load_tokenizer
-    from codelora.score import _atomic_write, score
+    from codelora.score import score
 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(spec.source, cfg.model.revision)
@@ -519,17 +520,17 @@ def _evaluate_one(
 
     records = [have[keys[(t.task_id, i)]] for t, i in wanted]
     # one line per (task_id, sample_index) of this evaluation, in task order
-    _atomic_write(gen_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(gen_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     if benchmark == "livecodebench":
         by_task: dict[str, list[str]] = {}
         for r in records:
             by_task.setdefault(r["task_id"], []).append(r["code"])
         samples = out / "samples.json"
-        _atomic_write(samples, json.dumps([{"question_id": q, "code_list": c} for q, c in by_task.items()]) + "\n")
+        atomic_write_text(samples, json.dumps([{"question_id": q, "code_list": c} for q, c in by_task.items()]) + "\n")
     else:
         samples = out / "samples.jsonl"
         lines = [json.dumps({"task_id": r["task_id"], "completion": r["code"]}, ensure_ascii=False) for r in records]
-        _atomic_write(samples, "".join(line + "\n" for line in lines))
+        atomic_write_text(samples, "".join(line + "\n" for line in lines))
     ks = tuple(sorted({1} | {k for k in (5, 10, n) if k <= n}))
     summary = score(benchmark, samples, out, problems_file, workers=opts.get("workers"), k=ks)
     summary.update(
@@ -564,7 +565,7 @@ def _evaluate_one(
             },
         }
     )
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -18,6 +18,7 @@ from codelora.config import RunConfig
 from codelora.data.format import encode_prompt_completion, fit_example
 from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
+from codelora.files import atomic_write_text
 
 __all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report"]
 
@@ -34,13 +35,6 @@ def data_fingerprint(cfg: RunConfig) -> str:
         "model_revision": cfg.model.revision,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _percentiles(values: list[int]) -> dict[str, int]:
@@ -132,7 +126,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
             "completion_tokens": _percentiles(comp_lens),
         }
         text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in examples)
-        _atomic_write_text(run_dir / "data" / f"{name}.jsonl", text)
+        atomic_write_text(run_dir / "data" / f"{name}.jsonl", text)
         file_hashes[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     plot = _plot_lengths(run_dir / "plots" / "lengths.png", all_prompt, all_completion, all_total, d.max_length)
@@ -158,7 +152,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         "config_sha256": data_fingerprint(cfg),
         "files_sha256": file_hashes,
     }
-    _atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 

@@ -23,7 +23,6 @@ from codelora.compare import (
     BENCHMARKS,
     TABLE_HEAD,
     _fmt,
-    atomic_write_text,
     compare_run,
     read_json,
     read_metrics,
@@ -33,6 +32,7 @@ from codelora.compare import (
     table_cells,
 )
 from codelora.errors import UserError
+from codelora.files import atomic_write_text
 
 SECTIONS = [
     ("config", "Configuration"),

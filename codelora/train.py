@@ -32,6 +32,7 @@ from typing import Any
 
 from codelora.config import RunConfig, save_config
 from codelora.errors import UserError
+from codelora.files import atomic_write_text
 
 __all__ = ["TrainingError", "check_packing", "complete_checkpoints", "resume_config_diff", "train"]
 
@@ -72,13 +73,6 @@ METRIC_KEYS = [
 
 class TrainingError(UserError):
     """Training cannot go on (e.g. the loss became NaN)."""
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _step_of(path: Path) -> int:
@@ -142,13 +136,13 @@ class _MetricsLog:
     def _flush(self) -> None:
         if not self.write:
             return
-        _atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=METRIC_KEYS)
         w.writeheader()
         for r in self.rows:
             w.writerow({k: "" if r.get(k) is None else r[k] for k in METRIC_KEYS})
-        _atomic_write_text(self.csv, buf.getvalue())
+        atomic_write_text(self.csv, buf.getvalue())
 
     def plot(self) -> None:
         if not self.write:
@@ -375,7 +369,7 @@ def _make_classes():
             ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if not ck.is_dir():
                 return
-            _atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
+            atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
             for old in _all_checkpoints(self.run_dir):  # optimizer state only in the newest
                 if old != ck and (old / "optimizer.pt").exists():
                     (old / "optimizer.pt").unlink()
@@ -794,7 +788,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
             tokenizer.save_pretrained(str(tmp))
             meta = cb.meta(trainer.state)
             meta["result"] = result
-            _atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
+            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
     except OSError as e:
         if e.errno not in _DISK_FULL:
             raise

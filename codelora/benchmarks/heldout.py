@@ -16,16 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
+from codelora.files import atomic_write_text
 
 PARSER_VERSION = 2  # bump when example parsing or the keep rule changes: cached problem files are rebuilt
 REFERENCE_TIMEOUT = 6.0
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from codelora.score import _atomic_write as write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write(path, text)
 
 
 def reference_solutions(rows: list[dict]) -> list[str]:
@@ -175,8 +169,8 @@ def build_heldout(
     for p in usable:
         p.pop("references")
         p.pop("dropped")
-    _atomic_write(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
-    _atomic_write(report_path, json.dumps(report, indent=1) + "\n")
+    atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
+    atomic_write_text(report_path, json.dumps(report, indent=1) + "\n")
     return out, usable, report
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codelora.errors import UserError
+from codelora.files import jsonl_lines
 from codelora.sandbox.grading import (
     IMPORT_HEADER,
     SANDBOX_ERROR,
@@ -94,23 +95,16 @@ def load_problems(path: Path, wanted: set[str] | None = None) -> dict[str, Probl
     """question_id -> Problem. Only problems in `wanted` (if given) have their tests decoded."""
     path = Path(path)
     problems: dict[str, Problem] = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read problems file {path}: {e}") from None
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                qid = str(raw["question_id"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise UserError(f"{path}:{lineno}: not a LiveCodeBench problem ({e})") from None
-            if wanted is not None and qid not in wanted:
-                problems[qid] = Problem(qid, str(raw.get("difficulty") or "unknown"), None, [])
-                continue
-            problems[qid] = _decode_problem(raw, f"{path}:{lineno}")
+    for lineno, line in jsonl_lines(path, "problems file"):
+        try:
+            raw = json.loads(line)
+            qid = str(raw["question_id"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}:{lineno}: not a LiveCodeBench problem ({e})") from None
+        if wanted is not None and qid not in wanted:
+            problems[qid] = Problem(qid, str(raw.get("difficulty") or "unknown"), None, [])
+            continue
+        problems[qid] = _decode_problem(raw, f"{path}:{lineno}")
     return problems
 
 
@@ -258,21 +252,14 @@ def read_raw_problems(path: Path) -> list[dict]:
     """Rows of a code_generation_lite JSONL file, unparsed (tests are decoded only when grading)."""
     path = Path(path)
     rows = []
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot read problems file {path}: {e}") from None
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                if not isinstance(raw, dict) or "question_id" not in raw or "question_content" not in raw:
-                    raise KeyError("question_id/question_content")
-            except (ValueError, KeyError) as e:
-                raise UserError(f"{path}:{lineno}: not a LiveCodeBench problem ({e})") from None
-            rows.append(raw)
+    for lineno, line in jsonl_lines(path, "problems file"):
+        try:
+            raw = json.loads(line)
+            if not isinstance(raw, dict) or "question_id" not in raw or "question_content" not in raw:
+                raise KeyError("question_id/question_content")
+        except (ValueError, KeyError) as e:
+            raise UserError(f"{path}:{lineno}: not a LiveCodeBench problem ({e})") from None
+        rows.append(raw)
     if not rows:
         raise UserError(f"{path}: no problems")
     return rows

@@ -1,0 +1,65 @@
+"""Small file helpers every stage shares: atomic text writes and JSONL reading with line numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from codelora.errors import UserError
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write `text` to a unique temporary file beside `path`, then rename it over `path`.
+
+    A crash or a full disk leaves either the old file or the new one, never a half-written file that looks whole;
+    the temporary file is removed on failure. The temporary name is unique so concurrent writers never collide.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def jsonl_lines(path: Path | str, what: str = "file") -> Iterator[tuple[int, str]]:
+    """(line number, line) for every non-blank line; an unreadable file is one UserError naming it.
+
+    Callers decide what a bad line means (stop, or skip and report), so parsing stays with them.
+    """
+    path = Path(path)
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    with f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    yield lineno, line
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not UTF-8 text ({e})") from None
+
+
+def read_jsonl(path: Path | str, what: str = "file") -> list[dict]:
+    """Every line a JSON object; the first bad line stops with `path:line: …`."""
+    rows = []
+    for lineno, line in jsonl_lines(path, what):
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        rows.append(obj)
+    return rows
