@@ -11,8 +11,14 @@ from codelora.errors import UserError
 
 def _add_config_args(p: argparse.ArgumentParser, default: str = "demo") -> None:
     p.add_argument("--config", default=default, help=f"preset name or YAML file (default: {default})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config field; repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config field; repeatable",
+    )
 
 
 def _cmd_generate(a: argparse.Namespace) -> None:
@@ -98,9 +104,26 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
 
     opts = {
         k: getattr(a, k)
-        for k in ("n", "temperature", "top_p", "max_new_tokens", "seed", "batch_size", "backend", "vllm_mode",
-                  "limit", "preset", "platform", "difficulty", "date_from", "date_to", "problems", "release",
-                  "workers", "allow_contamination")
+        for k in (
+            "n",
+            "temperature",
+            "top_p",
+            "max_new_tokens",
+            "seed",
+            "batch_size",
+            "backend",
+            "vllm_mode",
+            "limit",
+            "preset",
+            "platform",
+            "difficulty",
+            "date_from",
+            "date_to",
+            "problems",
+            "release",
+            "workers",
+            "allow_contamination",
+        )
     }
     opts["overrides"] = a.overrides
     if (a.run is None) == (a.model is None and a.out is None):
@@ -122,8 +145,16 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
 def _cmd_export(a: argparse.Namespace) -> None:
     from codelora.export import export
 
-    export(a.run, a.out, checkpoint=a.checkpoint, merge=a.merge, dtype=a.dtype, force=a.force,
-           max_shard_size=a.max_shard_size, if_base=a.if_base)
+    export(
+        a.run,
+        a.out,
+        checkpoint=a.checkpoint,
+        merge=a.merge,
+        dtype=a.dtype,
+        force=a.force,
+        max_shard_size=a.max_shard_size,
+        if_base=a.if_base,
+    )
 
 
 def _cmd_push(a: argparse.Namespace) -> None:
@@ -142,14 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codelora {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("generate", help="answer one problem with a model (streams the answer, prints the code)")
-    _add_config_args(p)
-    p.add_argument("--model", help="model source (default: the config's model.source)")
-    p.add_argument("--adapter", help="LoRA adapter folder to apply")
-    p.add_argument("--prompt", help="problem text")
-    p.add_argument("--problem-file", help="file holding the problem text")
-    p.set_defaults(func=_cmd_generate)
-
     p = sub.add_parser("download", help="pre-fetch a hub model or dataset into the local cache")
     p.add_argument("name", help="hub id, or deep / diverse")
     p.add_argument("--repo-type", choices=["model", "dataset"], help="default: dataset for deep/diverse, else model")
@@ -167,38 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("score", help="grade already-generated programs in the sandbox (no model loaded)")
-    p.add_argument("--benchmark", required=True, choices=["humaneval", "livecodebench", "heldout"])
-    p.add_argument("--samples", required=True, help="samples file in the benchmark's own format")
-    p.add_argument("--problems", help="problems file (LiveCodeBench JSONL; default for humaneval: the bundled 164)")
-    p.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
-    p.add_argument("--timeout", type=float, help="seconds per test (default: 6 livecodebench, 3 humaneval)")
-    p.add_argument("--memory-mb", type=int, default=1024, help="address-space limit per program (default 1024)")
-    p.add_argument("--workers", type=int, help="parallel programs (default: number of cores)")
-    p.add_argument("--k", help="comma-separated k for pass@k (default: 1)")
-    p.add_argument("--tolerance", type=float, help="heldout only: absolute float tolerance (default: exact, as LiveCodeBench)")
-    p.set_defaults(func=_cmd_score)
-
-    p = sub.add_parser("compare", help="grade checkpoints on the same problems, choose the best, flag overfitting")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--run", help="run folder: compare its base model, checkpoints and final")
-    g.add_argument("--runs", nargs="+", metavar="RUN", help="several run folders: their selected models side by side")
-    p.add_argument("--benchmark", default="heldout", choices=["heldout", "livecodebench", "humaneval"])
-    p.add_argument("--models", nargs="+", metavar="NAME",
-                   help="base, checkpoint-<step>, final, or all; spaces or commas (default: all)")
-    p.add_argument("--force", action="store_true", help="compare despite different base/problems/sampling (marked)")
-    p.add_argument("--out", help="--runs only: output folder (default: <parent>/compare-<run names>)")
-    p.add_argument("--problems", nargs="+", metavar="ID", help="problems to show side by side (default: disagreements)")
-    p.add_argument("--no-evaluate", action="store_true", help="use existing results only; never run evaluate")
-    p.add_argument("--limit", type=int, help="models evaluated now: first N problems (default: as already evaluated)")
-    p.set_defaults(func=_cmd_compare)
-
-    p = sub.add_parser("report", help="write RUN/report.html (self-contained) and RUN/report.md")
-    p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--benchmark", choices=["heldout", "livecodebench", "humaneval"],
-                   help="benchmark of the comparison sections (default: the one in selection.json)")
-    p.set_defaults(func=_cmd_report)
-
     p = sub.add_parser("evaluate", help="generate with models of a run (or any model), grade the code, pass@k")
     p.add_argument("--run", help="run folder (outputs/<run>); its config.yaml gives system prompt, model and sampling")
     p.add_argument("--benchmark", required=True, choices=["heldout", "livecodebench", "humaneval"])
@@ -207,8 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="without --run: LoRA adapter folder to apply")
     p.add_argument("--out", help="without --run: folder for generations, results and summary")
     p.add_argument("--config", help="without --run: preset or YAML for system prompt and sampling (default: demo)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config field (e.g. eval.max_new_tokens=256); repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config field (e.g. eval.max_new_tokens=256); repeatable",
+    )
     p.add_argument("--n", type=int, help="samples per problem (default 1; n>1 samples for pass@k)")
     p.add_argument("--temperature", type=float, help="0 = greedy (the default for n=1); >0 samples")
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: eval.top_p, 0.9)")
@@ -223,26 +220,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--difficulty", help="livecodebench: easy, medium, hard (comma list)")
     p.add_argument("--date-from", help="livecodebench: first contest month, YYMM")
     p.add_argument("--date-to", help="livecodebench: last contest month, YYMM (inclusive)")
-    p.add_argument("--problems", help="livecodebench: local code_generation_lite JSONL; humaneval: problems file; "
-                   "heldout without --run: {task_id, prompt, tests} JSONL")
+    p.add_argument(
+        "--problems",
+        help="livecodebench: local code_generation_lite JSONL; humaneval: problems file; "
+        "heldout without --run: {task_id, prompt, tests} JSONL",
+    )
     p.add_argument("--release", help="livecodebench hub release (default release_v5)")
     p.add_argument("--workers", type=int, help="parallel programs when grading (default: number of cores)")
-    p.add_argument("--allow-contamination", action="store_true",
-                   help="evaluate even if problems are in the training split (results then overstate the model)")
+    p.add_argument(
+        "--allow-contamination",
+        action="store_true",
+        help="evaluate even if problems are in the training split (results then overstate the model)",
+    )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="grade checkpoints on the same problems, choose the best, flag overfitting")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", help="run folder: compare its base model, checkpoints and final")
+    g.add_argument("--runs", nargs="+", metavar="RUN", help="several run folders: their selected models side by side")
+    p.add_argument("--benchmark", default="heldout", choices=["heldout", "livecodebench", "humaneval"])
+    p.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME",
+        help="base, checkpoint-<step>, final, or all; spaces or commas (default: all)",
+    )
+    p.add_argument("--force", action="store_true", help="compare despite different base/problems/sampling (marked)")
+    p.add_argument("--out", help="--runs only: output folder (default: <parent>/compare-<run names>)")
+    p.add_argument("--problems", nargs="+", metavar="ID", help="problems to show side by side (default: disagreements)")
+    p.add_argument("--no-evaluate", action="store_true", help="use existing results only; never run evaluate")
+    p.add_argument("--limit", type=int, help="models evaluated now: first N problems (default: as already evaluated)")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", help="write RUN/report.html (self-contained) and RUN/report.md")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument(
+        "--benchmark",
+        choices=["heldout", "livecodebench", "humaneval"],
+        help="benchmark of the comparison sections (default: the one in selection.json)",
+    )
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("export", help="export a checkpoint as a LoRA adapter or a merged, verified model + model card")
     p.add_argument("--run", required=True, help="run folder (outputs/<run>)")
-    p.add_argument("--checkpoint", default="best",
-                   help="best (the run's selection.json), final, a step number or checkpoint-<step> (default: best)")
+    p.add_argument(
+        "--checkpoint",
+        default="best",
+        help="best (the run's selection.json), final, a step number or checkpoint-<step> (default: best)",
+    )
     p.add_argument("--merge", action="store_true", help="merge the adapter into the base weights (checked on logits)")
-    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
-                   help="merged weights' dtype (default: the run's model.dtype; auto -> bf16)")
+    p.add_argument(
+        "--dtype",
+        choices=["bf16", "fp16", "fp32"],
+        help="merged weights' dtype (default: the run's model.dtype; auto -> bf16)",
+    )
     p.add_argument("--out", required=True, help="export folder (written as OUT.tmp-xxxx, then renamed)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard of a merged model (default 2GB)")
-    p.add_argument("--if-base", choices=["error", "final"], default="error",
-                   help="when --checkpoint best finds the base model selected: stop (default) or export final")
+    p.add_argument(
+        "--if-base",
+        choices=["error", "final"],
+        default="error",
+        help="when --checkpoint best finds the base model selected: stop (default) or export final",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("push", help="upload an export folder to the Hugging Face Hub (token: HF_TOKEN or login)")
@@ -251,6 +291,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--dry-run", action="store_true", help="list files and sizes, check the card; no network")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("generate", help="answer one problem with a model (streams the answer, prints the code)")
+    _add_config_args(p)
+    p.add_argument("--model", help="model source (default: the config's model.source)")
+    p.add_argument("--adapter", help="LoRA adapter folder to apply")
+    p.add_argument("--prompt", help="problem text")
+    p.add_argument("--problem-file", help="file holding the problem text")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("score", help="grade already-generated programs in the sandbox (no model loaded)")
+    p.add_argument("--benchmark", required=True, choices=["humaneval", "livecodebench", "heldout"])
+    p.add_argument("--samples", required=True, help="samples file in the benchmark's own format")
+    p.add_argument("--problems", help="problems file (LiveCodeBench JSONL; default for humaneval: the bundled 164)")
+    p.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
+    p.add_argument("--timeout", type=float, help="seconds per test (default: 6 livecodebench, 3 humaneval)")
+    p.add_argument("--memory-mb", type=int, default=1024, help="address-space limit per program (default 1024)")
+    p.add_argument("--workers", type=int, help="parallel programs (default: number of cores)")
+    p.add_argument("--k", help="comma-separated k for pass@k (default: 1)")
+    p.add_argument(
+        "--tolerance", type=float, help="heldout only: absolute float tolerance (default: exact, as LiveCodeBench)"
+    )
+    p.set_defaults(func=_cmd_score)
 
     return parser
 

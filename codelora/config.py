@@ -17,9 +17,7 @@ import yaml
 
 from codelora.errors import UserError
 
-SYSTEM_PROMPT = (
-    "You are an expert Python programmer. Please read the problem carefully before writing any Python code."
-)
+SYSTEM_PROMPT = "You are an expert Python programmer. Please read the problem carefully before writing any Python code."
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 

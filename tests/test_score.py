@@ -147,7 +147,9 @@ def test_heldout_scoring_exact_by_default_tolerance_optional(tmp_path):
 
     probs = tmp_path / "p.jsonl"
     probs.write_text(
-        _json.dumps({"task_id": "sum", "tests": [{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10"}]})
+        _json.dumps(
+            {"task_id": "sum", "tests": [{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10"}]}
+        )
         + "\n"
         + _json.dumps({"task_id": "half", "tests": [{"input": "1\n", "output": "0.5"}]})
         + "\n"
