@@ -453,6 +453,12 @@ def _evaluate_one(
     skey = sampling.key()
     gen_path = out / "generations.jsonl"
     existing = _read_generations(gen_path)
+    # Another model of this benchmark with byte-identical weights already answered (final is usually the last
+    # checkpoint): its answers are this model's too, since the key holds the weights' hash, prompt and sampling.
+    for sibling in sorted(out.parent.glob("*/generations.jsonl")):
+        if sibling != gen_path:
+            for k, rec in _read_generations(sibling).items():
+                existing.setdefault(k, rec)
     wanted = [(t, i) for t in tasks for i in range(n)]
     keys = {(t.task_id, i): _gen_key(fp, t.task_id, i, skey, prompt_sha[t.task_id]) for t, i in wanted}
     have = {k: existing[k] for k in keys.values() if k in existing}

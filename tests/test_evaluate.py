@@ -214,6 +214,25 @@ def test_interrupted_evaluation_resumes(run, monkeypatch):
     assert s2["sampling"]["max_new_tokens"] == 4 and len(_lines(gen_file)) == 9
 
 
+def test_identical_weights_reuse_another_models_answers(run, heldout, monkeypatch):
+    # the tiny run saves checkpoint-2 at its last step, so final/ holds the very same adapter bytes
+    same = (run / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors").read_bytes()
+    assert same == (run / "final" / "adapter_model.safetensors").read_bytes()
+
+    def no_load(*a, **k):
+        raise AssertionError("model loaded although final already answered with the same weights")
+
+    monkeypatch.setattr(E, "_hf_load", no_load)
+    s = E.evaluate(run, "heldout", ["checkpoint-2"], **FAST)["checkpoint-2"]
+    assert s["generation"]["generated"] == 0 and s["generation"]["reused"] == heldout["final"]["samples"]
+    mine = _lines(run / "eval" / "heldout" / "checkpoint-2" / "generations.jsonl")
+    finals = _lines(run / "eval" / "heldout" / "final" / "generations.jsonl")
+    assert [r["raw"] for r in mine] == [r["raw"] for r in finals]
+    # the base model has other weights: nothing of final's may count as its answers
+    base_fp = _lines(run / "eval" / "heldout" / "base" / "generations.jsonl")[0]["model"]
+    assert base_fp != finals[0]["model"]
+
+
 def test_sampled_n_samples_are_reproducible(run, tmp_path):
     opts = {**FAST, "n": 2, "temperature": 1.0, "limit": 2}
     a = E.evaluate_model("tiny-random:qwen2", "humaneval", tmp_path / "a", **opts)
