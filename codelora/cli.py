@@ -318,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # peft reads transformers' deprecated `is_gradient_checkpointing` on every adapter load; the warning is about
+    # the two libraries, not the user's run, and buried every evaluate/export log.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

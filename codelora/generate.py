@@ -33,7 +33,10 @@ def load_with_adapter(source: str, adapter: str | None, cfg: RunConfig):
         try:
             model = PeftModel.from_pretrained(model, adapter)
         except (RuntimeError, ValueError, KeyError) as e:
-            raise UserError(f"adapter {adapter} does not fit model {source}: {str(e).splitlines()[0]}") from None
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            # torch lists every mismatching tensor under a generic first line: name the first one
+            detail = next((ln for ln in lines if "size mismatch" in ln), lines[0] if lines else type(e).__name__)
+            raise UserError(f"adapter {adapter} does not fit model {source}: {detail}") from None
         model.eval()
     return model, tokenizer
 
