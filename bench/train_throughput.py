@@ -100,11 +100,11 @@ def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path,
 
 def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter) -> dict:
     import torch
-    from peft import LoraConfig, TaskType, get_peft_model
     from transformers import Trainer, TrainingArguments
 
     from codelora.models import load_model, pick_device
     from codelora.prepare import load_tokenized, prepare
+    from codelora.train import add_lora
 
     cfg = _config(model, steps, 1, accum, gc, work)
     device = pick_device("auto")
@@ -117,20 +117,7 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
         pad = ORIGINAL_MAX_LENGTH - len(ids)
         full = ids + [tok.pad_token_id] * pad  # padding="max_length"
         rows.append({"input_ids": full, "labels": list(full), "attention_mask": [1] * len(ids) + [0] * pad})
-    if gc:
-        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        net.enable_input_require_grads()
-    lo = cfg.lora
-    net = get_peft_model(
-        net,
-        LoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=lo.r,
-            lora_alpha=lo.alpha,
-            lora_dropout=lo.dropout,
-            target_modules=list(lo.target_modules),
-        ),
-    )
+    net = add_lora(net, cfg.lora, gc)  # the same adapters as codelora's run: only the data handling differs
     dtype = next(net.parameters()).dtype
     args = TrainingArguments(
         output_dir=str(work / "a"),

@@ -9,15 +9,15 @@ import sys
 from codelora.errors import UserError
 
 
-def _add_config_args(p: argparse.ArgumentParser, default: str = "demo") -> None:
-    p.add_argument("--config", default=default, help=f"preset name or YAML file (default: {default})")
+def _add_config_args(p: argparse.ArgumentParser, default: str | None = "demo", config_help: str | None = None) -> None:
+    p.add_argument("--config", default=default, help=config_help or f"preset name or YAML file (default: {default})")
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config field; repeatable",
+        help="override one config field (e.g. eval.max_new_tokens=256); repeatable",
     )
 
 
@@ -197,15 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="without --run: model source to evaluate")
     p.add_argument("--adapter", help="without --run: LoRA adapter folder to apply")
     p.add_argument("--out", help="without --run: folder for generations, results and summary")
-    p.add_argument("--config", help="without --run: preset or YAML for system prompt and sampling (default: demo)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config field (e.g. eval.max_new_tokens=256); repeatable",
-    )
+    _add_config_args(p, None, "without --run: preset or YAML for system prompt and sampling (default: demo)")
     p.add_argument("--n", type=int, help="samples per problem (default 1; n>1 samples for pass@k)")
     p.add_argument("--temperature", type=float, help="0 = greedy (the default for n=1); >0 samples")
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: eval.top_p, 0.9)")

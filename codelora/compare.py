@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, read_jsonl
+from codelora.files import atomic_write_text, read_json, read_jsonl
+from codelora.runs import require_run, run_models
 from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 BENCHMARKS = ("heldout", "livecodebench", "humaneval")
@@ -40,31 +41,10 @@ SELECTION_VERSION = 1
 # ----------------------------------------------------------------------------------------------------- run folders
 
 
-def require_run(run_dir: str | Path) -> Path:
-    """The folder as a Path if it is a run folder (has config.yaml), else one clear UserError."""
-    p = Path(run_dir)
-    if not p.exists():
-        raise UserError(f"{p}: no such run folder")
-    if not p.is_dir():
-        raise UserError(f"{p} is not a run folder (it is a file)")
-    if not (p / "config.yaml").is_file():
-        raise UserError(f"{p} is not a run folder (no config.yaml; run folders are written by `codelora train`)")
-    return p
-
-
 def run_config(run_dir: Path):
     from codelora.config import load_config
 
     return load_config(Path(run_dir) / "config.yaml")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -77,44 +57,6 @@ def read_metrics(run_dir: Path) -> list[dict]:
         if not isinstance(r.get("step"), int):
             raise UserError(f"{path}:{i}: missing or non-integer 'step'")
     return sorted(rows, key=lambda r: r["step"])
-
-
-def run_models(run_dir: Path) -> tuple[list[dict], dict[str, Path]]:
-    """(complete models in step order: {name, kind, step, epoch, adapter}, incomplete folders by name).
-
-    base first (step 0), then `checkpoint-<step>` with meta.json, then `final` (its own row even when it is the same
-    step as the last checkpoint). A folder without meta.json is still being written or was interrupted.
-    """
-    from codelora.train import _all_checkpoints
-
-    run_dir = Path(run_dir)
-    models = [{"name": "base", "kind": "base", "step": 0, "epoch": 0.0, "adapter": None}]
-    incomplete: dict[str, Path] = {}
-    for ck in _all_checkpoints(run_dir):
-        meta_path = ck / "meta.json"
-        if not meta_path.is_file():
-            incomplete[ck.name] = ck
-            continue
-        meta = read_json(meta_path)
-        step = meta.get("step", int(ck.name.rsplit("-", 1)[1]))
-        models.append(
-            {"name": ck.name, "kind": "checkpoint", "step": step, "epoch": meta.get("epoch"), "adapter": str(ck)}
-        )
-    final = run_dir / "final"
-    if (final / "meta.json").is_file():
-        meta = read_json(final / "meta.json")
-        models.append(
-            {
-                "name": "final",
-                "kind": "final",
-                "step": meta.get("step"),
-                "epoch": meta.get("epoch"),
-                "adapter": str(final),
-            }
-        )
-    elif final.is_dir():
-        incomplete["final"] = final
-    return models, incomplete
 
 
 def resolve_models(run_dir: Path, requested: list[str] | None) -> tuple[list[dict], list[str]]:

@@ -59,18 +59,10 @@ def _read_meta(folder: Path) -> dict:
 
 def list_run_models(run_dir: str | Path) -> list[dict]:
     """Models of a run, in step order: base (step 0), complete checkpoints, final (its meta step)."""
-    from codelora.train import _step_of, complete_checkpoints
+    from codelora.runs import run_models
 
-    run_dir = Path(run_dir)
-    models: list[tuple[int, int, dict]] = [(0, 0, {"name": "base", "adapter": None, "step": 0})]
-    for ck in complete_checkpoints(run_dir):
-        step = int(_read_meta(ck).get("step", _step_of(ck)))
-        models.append((step, 1, {"name": ck.name, "adapter": str(ck), "step": step}))
-    final = run_dir / "final"
-    if (final / "meta.json").is_file() and (final / "adapter_config.json").is_file():
-        step = int(_read_meta(final).get("step", 0))
-        models.append((step, 2, {"name": "final", "adapter": str(final), "step": step}))
-    return [m for _, _, m in sorted(models, key=lambda t: (t[0], t[1]))]
+    models, _ = run_models(run_dir)
+    return [{"name": m["name"], "adapter": m["adapter"], "step": int(m["step"] or 0)} for m in models]
 
 
 def _select_models(run_dir: Path, names: list[str] | str | None) -> list[dict]:
@@ -106,16 +98,14 @@ def _check_adapter_base(adapter: str, source: str) -> None:
 
 def _fingerprint(spec: ModelSpec) -> dict:
     """Identifies the weights a generation came from (a retrained checkpoint has other weights)."""
+    from codelora.files import sha256_file
+
     digest = None
     if spec.adapter:
-        h = hashlib.sha256()
         for name in ("adapter_model.safetensors", "adapter_model.bin"):
             f = Path(spec.adapter) / name
             if f.is_file():
-                with open(f, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 22), b""):
-                        h.update(chunk)
-                digest = h.hexdigest()
+                digest = sha256_file(f)
                 break
     return {"source": spec.source, "adapter_sha256": digest}
 

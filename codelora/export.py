@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
+from codelora.files import read_json
+from codelora.runs import require_run
 
 __all__ = ["ExportError", "export", "resolve_checkpoint", "TOLERANCE", "VERIFY_PROMPTS", "VERIFY_TOKENS"]
 
@@ -69,22 +71,6 @@ def _log(msg: str) -> None:
 # ----------------------------------------------------------------------------------------------- run and checkpoint
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not readable JSON ({str(e).splitlines()[0]})") from None
-
-
-def require_run(run_dir: str | Path) -> Path:
-    p = Path(run_dir)
-    if not p.is_dir():
-        raise UserError(f"{p}: no such run folder")
-    if not (p / "config.yaml").is_file():
-        raise UserError(f"{p} is not a run folder (no config.yaml; run folders are written by `codelora train`)")
-    return p
-
-
 def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error") -> dict[str, Any]:
     """{"name", "path", "step", "meta"} of `best` (selection.json), `final`, `<step>` or `checkpoint-<step>`.
 
@@ -103,7 +89,7 @@ def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error
                 f"{sel_path} not found: run `codelora compare --run {run_dir}` first, "
                 "or pass --checkpoint final or a step"
             )
-        selection = _read_json(sel_path)
+        selection = read_json(sel_path)
         best = selection.get("best") if isinstance(selection, dict) else None
         if not isinstance(best, str) or not best:
             raise UserError(f"{sel_path}: no 'best' model name")
@@ -139,7 +125,7 @@ def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error
     for f in ADAPTER_FILES:
         if not (path / f).is_file():
             raise UserError(f"{path} has no {f}; it is not a LoRA adapter checkpoint")
-    meta = _read_json(path / "meta.json")
+    meta = read_json(path / "meta.json")
     return {"name": path.name, "path": path, "step": int(meta.get("step") or 0), "meta": meta, "selection": selection}
 
 
@@ -163,7 +149,7 @@ def check_base_model(adapter_dir: Path, source: str, meta: dict[str, Any], run_d
     from codelora.models import parse_source
 
     cfg_path = adapter_dir / "adapter_config.json"
-    adapter_base = _read_json(cfg_path).get("base_model_name_or_path")
+    adapter_base = read_json(cfg_path).get("base_model_name_or_path")
     want = _identity(source)
     kind = parse_source(source).kind
     if kind == "tiny-random":
@@ -485,7 +471,7 @@ def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> d
         shutil.copy2(src / f, tmp / f)
     # A local cache path means nothing on another machine: embedded bases are named by their Hub model.
     acfg_path = tmp / "adapter_config.json"
-    acfg = _read_json(acfg_path)
+    acfg = read_json(acfg_path)
     recorded = acfg.get("base_model_name_or_path")
     acfg["base_model_name_or_path"] = (
         hub_base_id(cfg.model.source)

@@ -1,12 +1,14 @@
-"""Small file helpers every stage shares: atomic text writes and JSONL reading with line numbers."""
+"""Small file helpers every stage shares: atomic text writes, JSON/JSONL reading with clear errors, file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from codelora.errors import UserError
 
@@ -63,3 +65,23 @@ def read_jsonl(path: Path | str, what: str = "file") -> list[dict]:
             raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         rows.append(obj)
     return rows
+
+
+def read_json(path: Path | str) -> Any:
+    """A JSON file's content; unreadable or invalid is one UserError naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (model weights do not fit in memory twice)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

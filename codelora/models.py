@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codelora.errors import UserError
+from codelora.files import sha256_file
 
 EMBEDDED = {
     # name -> (python package holding the GGUF, file name inside it)
@@ -194,14 +194,6 @@ def ensure_embedded(name: str, *, quiet: bool = False) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify_embedded(folder: Path) -> str | None:
     manifest = folder / "codelora-manifest.json"
     if not manifest.is_file():
@@ -214,7 +206,7 @@ def _verify_embedded(folder: Path) -> str | None:
         f = folder / fname
         if not f.is_file():
             return f"{fname} missing"
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             return f"{fname} checksum mismatch"
     return None
 
@@ -268,7 +260,7 @@ def _convert_embedded(name: str, target: Path) -> None:
     if before != after:
         shutil.rmtree(tmp)
         raise RuntimeError(f"embedded conversion changed the model: greedy {before} != {after}")
-    digests = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    digests = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     manifest = {"source": f"{package}/{fname}", "sha256": digests, "check_greedy_ids": before}
     (tmp / "codelora-manifest.json").write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, target)  # the folder appears whole or not at all

@@ -24,15 +24,13 @@ from codelora.compare import (
     TABLE_HEAD,
     _fmt,
     compare_run,
-    read_json,
     read_metrics,
-    require_run,
     run_config,
-    run_models,
     table_cells,
 )
 from codelora.errors import UserError
-from codelora.files import atomic_write_text
+from codelora.files import atomic_write_text, read_json
+from codelora.runs import require_run, run_models
 
 SECTIONS = [
     ("config", "Configuration"),

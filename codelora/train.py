@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codelora.config import RunConfig, save_config
+from codelora.config import LoraConfig, RunConfig, save_config
 from codelora.errors import UserError
-from codelora.files import atomic_write_text
+from codelora.files import atomic_write_text, sha256_file
 
 __all__ = ["TrainingError", "check_packing", "complete_checkpoints", "resume_config_diff", "train"]
 
@@ -400,19 +400,9 @@ def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
         return "it was prepared with a different data config or model tokenizer"
     for split, digest in (report.get("files_sha256") or {}).items():
         path = run_dir / "data" / f"{split}.jsonl"
-        if not path.is_file() or _sha256_file(path) != digest:
+        if not path.is_file() or sha256_file(path) != digest:
             return f"data/{split}.jsonl changed after it was prepared"
     return None
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -568,6 +558,28 @@ def _disk_full(e: OSError, what: str) -> TrainingError:
     )
 
 
+def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
+    """The recipe's LoRA adapters on `model`; with gradient checkpointing non-reentrant and with input grads,
+    which LoRA needs because the frozen embeddings otherwise give the checkpointed blocks no grad to carry."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import TaskType, get_peft_model
+
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return get_peft_model(
+        model,
+        PeftLoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            bias=lora.bias,
+            target_modules=list(lora.target_modules),
+        ),
+    )
+
+
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the final metrics."""
     run_dir = Path(run_dir)
@@ -594,8 +606,6 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
 
     import torch
     from accelerate import PartialState
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import TaskType, get_peft_model
     from transformers import TrainingArguments
 
     from codelora.data.format import collate, collate_packed, ensure_pad_token
@@ -642,21 +652,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         for ex in ds:
             ex.pop("problem_key", None)
 
-    if t.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    lo = cfg.lora
-    model = get_peft_model(
-        model,
-        PeftLoraConfig(
-            task_type=TaskType.CAUSAL_LM,
-            r=lo.r,
-            lora_alpha=lo.alpha,
-            lora_dropout=lo.dropout,
-            bias=lo.bias,
-            target_modules=list(lo.target_modules),
-        ),
-    )
+    model = add_lora(model, cfg.lora, t.gradient_checkpointing)
     if t.packing:
         check_packing(model, train_ds, m.attn_implementation)
 
