@@ -47,12 +47,16 @@ class DataConfig:
     """Maximum tokens of prompt + completion."""
     overlong: Literal["drop", "truncate"] = "drop"
     """What to do with examples longer than max_length; they are always counted in the data report."""
+    split: Literal["auto", "column", "by_problem"] = "auto"
+    """`auto`: the dataset's `split` column when it has one, else by problem; `column`: the column (required); `by_problem`: ignore any column and split hashed problem keys by the fractions below."""
+    split_conflicts: Literal["held_out", "refuse"] = "held_out"
+    """A problem whose rows carry different `split` values: `held_out` puts all its rows in the most held-out split it appears in (test > valid > train) and lists it in data_report.json; `refuse` stops prepare."""
     split_seed: int = 42
-    """Seed of the by-problem split, used only when the dataset has no `split` column."""
+    """Seed of the by-problem split and of the choice of problems moved from train to valid."""
     valid_fraction: float = 0.05
-    """Share of problems in the validation split (when splitting ourselves)."""
+    """Share of problems in the validation split; with a split column, train problems move to valid until it has this share (0 keeps the column's)."""
     test_fraction: float = 0.10
-    """Share of problems in the test split (when splitting ourselves)."""
+    """Share of problems in the test split (by-problem split only; a split column's test split is kept)."""
     skip_bad_rows: bool = False
     """Skip (and report) malformed rows instead of stopping."""
     max_problems: int | None = None

@@ -20,7 +20,7 @@ from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
 from codelora.files import atomic_write_text
 
-__all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report"]
+__all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report", "split_notes"]
 
 # Bump when the tokenized format written below changes, so older caches are rebuilt rather than reused.
 FORMAT_VERSION = 1
@@ -65,13 +65,16 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         seen.add(sig)
         unique.append(row)
 
-    splits = split_rows(
+    split = split_rows(
         unique,
         seed=d.split_seed,
         valid_fraction=d.valid_fraction,
         test_fraction=d.test_fraction,
         source=load_report["source"],
+        mode=d.split,
+        conflicts=d.split_conflicts,
     )
+    splits = split.rows
     limited = None
     if d.max_problems is not None:
         keys = sorted({r["problem_key"] for r in splits["train"]})
@@ -80,16 +83,18 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
             limited = {"max_problems": d.max_problems, "problems_before": len(keys)}
             splits["train"] = [r for r in splits["train"] if r["problem_key"] in keep]
 
+    split_meta = split.meta()
     split_doc = write_split_json(
         run_dir / "split.json",
         splits,
         meta={
             "source": load_report["source"],
-            "method": "split column" if any(r.get("split") for r in unique) else "hash",
+            "mode": d.split,
             "seed": d.split_seed,
             "valid_fraction": d.valid_fraction,
             "test_fraction": d.test_fraction,
             "max_problems": d.max_problems,
+            **split_meta,
         },
     )
 
@@ -141,6 +146,14 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         "bad_rows": load_report["bad_rows"],
         "duplicates": {"count": len(dup_lines), "lines": dup_lines[:20], "action": "dropped (first kept)"},
         "max_problems": limited,
+        # how the splits were made: the method, problems moved to valid (keys in split.json), conflicts
+        "split": {
+            "mode": d.split,
+            "method": split_meta["method"],
+            "column_problems": split_meta["column_problems"],
+            "moved_to_valid": split_meta["moved_to_valid"],
+            "conflicts": split_meta["conflicts"],
+        },
         "splits": per_split,
         "prompt_tokens": _percentiles(all_prompt),
         "completion_tokens": _percentiles(all_completion),
@@ -190,6 +203,34 @@ def load_tokenized(run_dir: Path, split: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def split_notes(report: dict[str, Any]) -> list[str]:
+    """Lines that say how the splits were made: method, the validation top-up and the conflicting problems."""
+    sp = report.get("split")
+    if not sp:
+        return []
+    lines = [f"split: {sp['method']} (data.split={sp['mode']})"]
+    col = sp.get("column_problems")
+    if col:
+        lines[0] += f"; the column had {col['train']}/{col['valid']}/{col['test']} train/valid/test problems"
+    moved = sp["moved_to_valid"]
+    if moved["problems"]:
+        lines.append(
+            f"validation topped up: {moved['problems']} problems ({moved['rows']} rows) moved from train to valid "
+            "to reach data.valid_fraction (listed in split.json; data.valid_fraction=0 keeps the column's)"
+        )
+    conflicts = sp["conflicts"]
+    if conflicts["problems"]:
+        to = {}
+        for c in conflicts["list"]:
+            to[c["to"]] = to.get(c["to"], 0) + 1
+        where = ", ".join(f"{n} to {name}" for name, n in sorted(to.items()))
+        lines.append(
+            f"split conflicts: {conflicts['problems']} problems ({conflicts['rows']} rows) had rows in several "
+            f"splits; all their rows went to the most held-out one ({where}; listed in data_report.json)"
+        )
+    return lines
+
+
 def print_report(report: dict[str, Any]) -> None:
     """Print the per-split table (rich when available, plain text otherwise)."""
     head = ["split", "rows", "problems", "examples", "over max", "prompt p50/p90/max", "completion p50/p90/max"]
@@ -211,6 +252,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"source: {report['source']} ({report['rows_read']} rows read, {len(report['bad_rows'])} bad, "
         f"{report['duplicates']['count']} duplicates dropped)",
         f"over max_length={report['max_length']}: {report['over_max_length']} ({report['overlong']})",
+        *split_notes(report),
     ]
     try:
         from rich.console import Console

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -121,3 +122,74 @@ def test_prepare_max_problems_limits_train_by_key_order(tmp_path, tok):
         - set(split["splits"]["test"]["problems"])
     )
     assert train == all_train[:5]
+
+
+def real_shaped_file(tmp_path) -> tuple[str, dict[str, list[str]]]:
+    """A file shaped like CodeGen-Deep/Diverse-5K: 32-hex ids, 5 solutions per problem, a `split` column with a
+    3-problem validation split, and (as Diverse's counts allow) problems whose rows disagree."""
+    statement = "{name}\n\n-----Input-----\nN\n\n-----Output-----\nPrint N times {p}.\n\n-----Sample Input-----\n2\n"
+    plan: dict[str, list[str]] = {}
+    for p in range(80):
+        name = f"Problem {p}: multiply"
+        plan[statement.format(name=name, p=p)] = ["valid"] * 5 if p < 3 else ["test"] * 5 if p < 11 else ["train"] * 5
+    plan[statement.format(name="Conflict A", p=101)] = ["train"] * 4 + ["test"]
+    plan[statement.format(name="Conflict B", p=102)] = ["train", "test", "train", "train", "valid"]
+    plan[statement.format(name="Conflict C", p=103)] = ["train", "train", "valid", "train", "train"]
+    lines = []
+    for i, (text, values) in enumerate(plan.items()):
+        for s, value in enumerate(values):
+            row = {
+                "id": hashlib.md5(f"{i}-{s}".encode()).hexdigest(),
+                "input": text,
+                "output": f"<think>\nmultiply</think>\n```python\nprint(int(input()) * {i + s})\n```",
+                "solution": f"print(int(input()) * {i} + {s})\n",
+                "split": value,
+                "difficulty": "EASY",
+            }
+            lines.append(json.dumps(row))
+    path = tmp_path / "codegen_shaped.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path), plan
+
+
+def test_prepare_real_shaped_split_column_tops_up_valid_and_resolves_conflicts(tmp_path, tok, capsys):
+    path, plan = real_shaped_file(tmp_path)
+    run = tmp_path / "run"
+    report = prepare(cfg_for(path, valid_fraction=0.1), run, tok)
+    split = load_split_json(run / "split.json")
+    sets = {n: set(split["splits"][n]["problems"]) for n in ("train", "valid", "test")}
+    # leak-free: no problem in two splits, in split.json and in the tokenized files
+    assert not sets["train"] & sets["valid"] and not sets["train"] & sets["test"] and not sets["valid"] & sets["test"]
+    for name in ("train", "valid", "test"):
+        assert {ex["problem_key"] for ex in load_tokenized(run, name)} == sets[name]
+    assert sum(len(s) for s in sets.values()) == 83
+    # the validation split reaches the requested 10% of 83 problems: 8 (3 + 1 conflict + 4 moved)
+    assert len(sets["valid"]) == round(83 * 0.1) == 8
+    moved = report["split"]["moved_to_valid"]
+    assert moved["problems"] == 4 and moved["rows"] == 20
+    assert moved["keys"] == split["moved_to_valid"]["keys"]
+    column_train = {problem_key(t) for t, v in plan.items() if set(v) == {"train"}}
+    assert set(moved["keys"]) <= column_train and set(moved["keys"]) <= sets["valid"]
+    # conflicting problems: all rows in the most held-out split, counted and listed
+    conflicts = report["split"]["conflicts"]
+    assert conflicts["problems"] == 3 and conflicts["rows"] == 15
+    to = {c["statement"].split()[1]: c["to"] for c in conflicts["list"]}
+    assert to == {"A": "test", "B": "test", "C": "valid"}
+    for text, values in plan.items():
+        key = problem_key(text)
+        want = next(n for n in ("test", "valid", "train") if n in values)
+        if key not in set(moved["keys"]):
+            assert key in sets[want]
+    assert report["splits"]["test"]["rows"] == 8 * 5 + 10 and report["splits"]["valid"]["rows"] == 40
+    assert report["split"]["column_problems"] == {"train": 72, "valid": 5, "test": 10}
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "validation topped up: 4 problems (20 rows) moved from train to valid" in out
+    assert "split conflicts: 3 problems (15 rows)" in out and "2 to test" in out and "1 to valid" in out
+
+    # data.split_conflicts=refuse keeps the error; data.split=by_problem ignores the column
+    with pytest.raises(UserError, match="codegen_shaped.jsonl: problem 'Conflict A.*several splits"):
+        prepare(cfg_for(path, split_conflicts="refuse"), tmp_path / "run2", tok)
+    report = prepare(cfg_for(path, split="by_problem", valid_fraction=0.1, test_fraction=0.1), tmp_path / "run3", tok)
+    assert report["split"]["method"] == "by problem" and report["split"]["moved_to_valid"]["problems"] == 0
+    assert [report["splits"][n]["problems"] for n in ("train", "valid", "test")] == [67, 8, 8]
