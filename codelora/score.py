@@ -12,7 +12,7 @@ from pathlib import Path
 
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, jsonl_lines
-from codelora.sandbox.execution import isolation, isolation_description
+from codelora.sandbox.execution import isolation, isolation_description, isolation_report
 from codelora.sandbox.grading import VERDICTS, GradeResult
 
 BENCHMARKS = ("humaneval", "livecodebench", "heldout")
@@ -201,6 +201,7 @@ def score(
         "pass@1_by_difficulty": {d: sum(v) / len(v) for d, v in sorted(by_diff.items())},
         "isolation": isolation(),
         "isolation_description": isolation_description(),
+        "isolation_report": isolation_report(),
         "timeout": timeout,
         "memory_mb": memory_mb,
         "workers": workers,

@@ -338,3 +338,18 @@ def test_zygote_runs_programs_like_a_fresh_interpreter(sandbox_mode, monkeypatch
         r = run_program(code, "a\r\nb\n", timeout=5)
         got.append((r.returncode, r.stdout, r.stderr.split("main.py")[-1]))  # workdir paths differ
     assert got[0] == got[1]
+
+
+def test_limit_names_the_limit_the_sandbox_observed():
+    assert run_program("while True: pass", timeout=1).limit == "time"
+    assert run_program("while True: print('x' * 999)", timeout=10, output_limit=1 << 16).limit == "output"
+    # Exit statuses that look like signals are the program's own: no limit.
+    for code in ("import sys; sys.exit(137)", "import sys; sys.exit(152)", "print(1)"):
+        assert run_program(code, timeout=5).limit is None, code
+
+
+def test_isolation_report_is_json():
+    import json
+
+    rep = execution.isolation_report()
+    assert rep["sandbox"] == isolation() and json.loads(json.dumps(rep)) == rep

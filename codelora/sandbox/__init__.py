@@ -1,6 +1,6 @@
 """Sandboxed execution of untrusted programs and grading of their outputs."""
 
-from codelora.sandbox.execution import ExecResult, isolation, isolation_description, run_program
+from codelora.sandbox.execution import ExecResult, isolation, isolation_description, isolation_report, run_program
 from codelora.sandbox.grading import GradeResult, grade_stdio_problem, outputs_match
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "grade_stdio_problem",
     "isolation",
     "isolation_description",
+    "isolation_report",
     "outputs_match",
     "run_program",
 ]

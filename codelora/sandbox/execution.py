@@ -63,6 +63,11 @@ class ExecResult:
     memory_error: bool
     elapsed: float
     sandbox_error: str | None = None
+    # Which limit the sandbox itself observed being hit: "time" (wall-clock timer fired, or the
+    # CPU-time rlimit killed the program), "memory", "output" (output cap reached), "pids",
+    # "file_size"; None otherwise. Never derived from a bare exit status: a program that exits
+    # with 137 or kills itself gets None.
+    limit: str | None = None
 
     @property
     def signal(self) -> int | None:
@@ -136,6 +141,29 @@ def _bwrap_ok() -> bool:
 def isolation() -> str:
     """'bwrap' or 'process'."""
     return "bwrap" if _bwrap_ok() else "process"
+
+
+def isolation_report() -> dict:
+    """The isolation actually in use on this machine, for summary.json.
+
+    Keys: sandbox ("bwrap" | "process"), zygote (bool), seccomp (bool), cgroup ("v1" | "v2" |
+    "none"), memory_limit / pids_limit (how each is enforced), uid (the uid programs run as, or
+    None when unchanged), fallbacks (one line per missing host feature).
+    """
+    bwrap = _bwrap_ok()
+    fallbacks = []
+    if not bwrap:
+        fallbacks.append("no bubblewrap: process isolation only")
+    return {
+        "sandbox": "bwrap" if bwrap else "process",
+        "zygote": bwrap and not os.environ.get("CODELORA_NO_ZYGOTE"),
+        "seccomp": False,
+        "cgroup": "none",
+        "memory_limit": "RLIMIT_AS per process",
+        "pids_limit": "none",
+        "uid": None,
+        "fallbacks": fallbacks,
+    }
 
 
 def isolation_description() -> str:
@@ -310,6 +338,7 @@ def _result(stdout: bytes, stderr_b: bytes, rc: int | None, timed_out: bool, ove
     stderr = stderr_b.decode("utf-8", errors="replace")
     rc = None if killed_by_us else rc
     sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 and _bwrap_ok() else None)
+    limit = "output" if overflow else "time" if timed_out else None
     if sig == signal.SIGXCPU:
         timed_out, rc = True, None
     memory_error = any(m in stderr[-4096:] for m in _MEMORY_MARKERS) or (sig == signal.SIGKILL and not killed_by_us)
@@ -321,6 +350,7 @@ def _result(stdout: bytes, stderr_b: bytes, rc: int | None, timed_out: bool, ove
         output_limit_exceeded=overflow,
         memory_error=memory_error,
         elapsed=elapsed,
+        limit=limit,
     )
 
 
