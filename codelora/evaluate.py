@@ -125,20 +125,16 @@ def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list
     from codelora.benchmarks import livecodebench as lcb
 
     preset = opts.get("preset")
-    filters = {k: opts.get(k) for k in ("platform", "difficulty", "date_from", "date_to")}
-    if preset:
-        if preset not in lcb.PRESETS:
-            raise UserError(f"unknown --preset {preset!r}; presets: {', '.join(lcb.PRESETS)}")
-        filters = {k: (v if v is not None else lcb.PRESETS[preset][k]) for k, v in filters.items()}
     release = opts.get("release") or lcb.DEFAULT_RELEASE
     rows, source = lcb.load_problem_rows(opts.get("problems"), release)
-    selected = lcb.filter_problems(rows, **filters)
-    shown = ", ".join(f"{k}={v}" for k, v in filters.items() if v) or "no filters"
-    if not selected:
-        raise UserError(f"no LiveCodeBench problems match {shown} (of {len(rows)} in {source})")
-    selected = _limit(selected, opts.get("limit"))
-    what = f"preset {preset} ({shown})" if preset else shown
-    print(f"livecodebench: {what} selects {len(selected)} of {len(rows)} problems from {source}", file=sys.stderr)
+    selected, filters, line = lcb.select_problems(
+        rows,
+        source,
+        preset,
+        opts.get("limit"),
+        **{k: opts.get(k) for k in ("platform", "difficulty", "date_from", "date_to")},
+    )
+    print(f"livecodebench: {line}", file=sys.stderr)
     if split_doc is not None:
         from codelora.data.split import check_not_in_train, problem_key
 

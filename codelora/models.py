@@ -36,8 +36,15 @@ class ModelSource:
         return {"hub": self.name, "local": self.name}.get(self.kind, f"{self.kind}:{self.name}")
 
 
-def parse_source(source: str) -> ModelSource:
-    """Classify a model source string without loading anything."""
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def parse_source(source: str, tokenizer_only: bool = False) -> ModelSource:
+    """Classify a model source string without loading anything.
+
+    A local folder needs config.json (a model), or with tokenizer_only (what `prepare` loads) tokenizer files
+    alone: tokenizer_config.json or tokenizer.json. Raises UserError for anything else.
+    """
     if source.startswith("embedded:"):
         name = source.split(":", 1)[1]
         if name not in EMBEDDED:
@@ -52,8 +59,13 @@ def parse_source(source: str) -> ModelSource:
     if path.exists() or source.startswith((".", "/", "~")):
         if not path.is_dir():
             raise UserError(f"model folder not found: {source}")
+        if tokenizer_only and any((path / name).is_file() for name in TOKENIZER_FILES):
+            return ModelSource("local", str(path))
         if not (path / "config.json").is_file():
-            raise UserError(f"{source} is not a model folder (no config.json); {_ALTERNATIVES}")
+            what = "a tokenizer or model folder (no tokenizer_config.json, tokenizer.json or config.json)"
+            if not tokenizer_only:
+                what = "a model folder (no config.json)"
+            raise UserError(f"{source} is not {what}; {_ALTERNATIVES}")
         return ModelSource("local", str(path))
     if source.count("/") != 1:
         raise UserError(f"model source '{source}' is neither a hub id (org/name), a folder, nor embedded:/tiny-random:")
@@ -83,9 +95,9 @@ def pick_dtype(dtype: str = "auto", device: str = "cpu"):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
 
 
-def model_path(source: str) -> str:
+def model_path(source: str, tokenizer_only: bool = False) -> str:
     """A loadable folder (or hub id) for sources that have one; builds the embedded cache on first use."""
-    src = parse_source(source)
+    src = parse_source(source, tokenizer_only)
     if src.kind == "embedded":
         return str(ensure_embedded(src.name))
     if src.kind == "tiny-random":
@@ -96,10 +108,10 @@ def model_path(source: str) -> str:
 def load_tokenizer(source: str, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    src = parse_source(source)
+    src = parse_source(source, tokenizer_only=True)
     if src.kind == "tiny-random":
         return load_tokenizer(DEFAULT_EMBEDDED)
-    path = model_path(source)
+    path = model_path(source, tokenizer_only=True)
     return _hub_call(source, lambda: AutoTokenizer.from_pretrained(path, revision=revision))
 
 

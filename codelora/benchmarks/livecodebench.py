@@ -248,6 +248,38 @@ def filter_problems(
     return kept
 
 
+def select_problems(
+    rows: list[dict],
+    source: str,
+    preset: str | None = None,
+    limit: int | None = None,
+    **filters: str | None,
+) -> tuple[list[dict], dict, str]:
+    """Apply a preset (its values fill the filters not given), the filters, then `limit` (the first K kept).
+
+    Returns (selected rows, the filters used, one line saying what the filters matched and what the limit
+    kept: "preset atcoder-easy (...) selects 41 of 880 problems from SOURCE; --limit 3 keeps the first 3").
+    Raises UserError for an unknown preset, a limit <= 0, or filters matching nothing.
+    """
+    if preset:
+        if preset not in PRESETS:
+            raise UserError(f"unknown --preset {preset!r}; presets: {', '.join(PRESETS)}")
+        filters = {k: (filters.get(k) if filters.get(k) is not None else v) for k, v in PRESETS[preset].items()}
+    filters = {k: filters.get(k) for k in ("platform", "difficulty", "date_from", "date_to")}
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be > 0, got {limit}")
+    matched = filter_problems(rows, **filters)
+    shown = ", ".join(f"{k}={v}" for k, v in filters.items() if v) or "no filters"
+    if not matched:
+        raise UserError(f"no LiveCodeBench problems match {shown} (of {len(rows)} in {source})")
+    what = f"preset {preset} ({shown})" if preset else shown
+    line = f"{what} selects {len(matched)} of {len(rows)} problems from {source}"
+    selected = matched[:limit] if limit is not None else matched
+    if len(selected) < len(matched):
+        line += f"; --limit {limit} keeps the first {len(selected)}"
+    return selected, filters, line
+
+
 def read_raw_problems(path: Path) -> list[dict]:
     """Rows of a code_generation_lite JSONL file, unparsed (tests are decoded only when grading)."""
     path = Path(path)
