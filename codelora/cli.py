@@ -79,7 +79,20 @@ def _cmd_score(a: argparse.Namespace) -> None:
     from codelora.score import score
 
     ks = tuple(int(x) for x in a.k.split(",")) if a.k else (1,)
-    summary = score(a.benchmark, a.samples, a.out, a.problems, a.timeout, a.memory_mb, a.workers, ks, a.tolerance)
+    summary = score(
+        a.benchmark,
+        a.samples,
+        a.out,
+        a.problems,
+        a.timeout,
+        a.memory_mb,
+        a.workers,
+        ks,
+        a.tolerance,
+        protocol=a.protocol,
+        output_limit_mb=a.output_limit_mb,
+        skip_untested=a.skip_untested,
+    )
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
 
 
@@ -292,13 +305,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problem-file", help="file holding the problem text")
     p.set_defaults(func=_cmd_generate)
 
+    from codelora.protocol import PROTOCOLS
+
     p = sub.add_parser("score", help="grade already-generated programs in the sandbox (no model loaded)")
     p.add_argument("--benchmark", required=True, choices=["humaneval", "livecodebench", "heldout"])
     p.add_argument("--samples", required=True, help="samples file in the benchmark's own format")
     p.add_argument("--problems", help="problems file (LiveCodeBench JSONL; default for humaneval: the bundled 164)")
     p.add_argument("--out", required=True, help="folder for results.jsonl and summary.json")
-    p.add_argument("--timeout", type=float, help="seconds per test (default: 6 livecodebench, 3 humaneval)")
-    p.add_argument("--memory-mb", type=int, default=1024, help="address-space limit per program (default 1024)")
+    p.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        help="livecodebench only: grading rules (default livecodebench; course = the course's grader, see README)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds per test (default: the protocol's for livecodebench, 3 humaneval, 6 heldout)",
+    )
+    p.add_argument("--memory-mb", type=int, help="address-space limit per program in MiB (default 1024; course 512)")
+    p.add_argument(
+        "--output-limit-mb", type=float, default=64, help="stdout read per program; more is output_limit_exceeded (64)"
+    )
+    p.add_argument(
+        "--skip-untested", action="store_true", help="leave out problems without tests (default: refuse the input)"
+    )
     p.add_argument("--workers", type=int, help="parallel programs (default: number of cores)")
     p.add_argument("--k", help="comma-separated k for pass@k (default: 1)")
     p.add_argument(

@@ -135,6 +135,14 @@ def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list
         **{k: opts.get(k) for k in ("platform", "difficulty", "date_from", "date_to")},
     )
     print(f"livecodebench: {line}", file=sys.stderr)
+    from codelora.protocol import get_protocol
+
+    # a problem without tests would pass any program: refuse it before generating (or skip it when asked)
+    selected, untested = lcb.check_tests(
+        selected, source, get_protocol(opts.get("protocol")).tests, opts.get("skip_untested", False)
+    )
+    if not selected:
+        raise UserError(f"none of the selected LiveCodeBench problems has tests (skipped: {', '.join(untested)})")
     if split_doc is not None:
         from codelora.data.split import check_not_in_train, problem_key
 
@@ -149,6 +157,7 @@ def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list
     tasks = [Task(str(r["question_id"]), lcb.build_prompt(r)) for r in selected]
     info = {"source": source, "release": None if opts.get("problems") else release, "preset": preset, **filters}
     info["selected"] = len(selected)
+    info["skipped_untested"] = untested
     return tasks, problems_file, info
 
 

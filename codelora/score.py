@@ -7,13 +7,16 @@ import os
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, jsonl_lines
+from codelora.protocol import get_protocol
 from codelora.sandbox.execution import isolation, isolation_description, isolation_report
-from codelora.sandbox.grading import VERDICTS, GradeResult
+from codelora.sandbox.grading import OUTPUT_CAP, SANDBOX_ERROR, VERDICTS, GradeResult, failed
 
 BENCHMARKS = ("humaneval", "livecodebench", "heldout")
 
@@ -51,21 +54,48 @@ def _read_completion_samples(samples: Path, known: dict) -> tuple[list, list]:
     return items, bad
 
 
-def _load_humaneval(samples: Path, problems: Path | None, tolerance: float | None = None):
+@dataclass
+class Loaded:
+    """What a benchmark loader gives `score`: samples [(problem id, sample index, code)], bad sample lines,
+    grade(problem id, code) -> GradeResult, difficulty per problem, the id key of results.jsonl, the problems
+    skipped for having no tests, and the grading settings in force (recorded in summary.json)."""
+
+    items: list
+    bad: list
+    grade: Callable[[str, str], GradeResult]
+    difficulty: dict
+    id_key: str
+    skipped: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+
+def _load_humaneval(samples: Path, problems: Path | None, opts: dict) -> Loaded:
     from codelora.benchmarks import humaneval
 
     probs = humaneval.load_problems(problems)
     items, bad = _read_completion_samples(samples, probs)
+    timeout, memory_mb = opts["timeout"] or humaneval.DEFAULT_TIMEOUT, opts["memory_mb"] or 1024
 
-    def grade(tid, code, timeout, memory_mb):
-        return humaneval.grade(probs[tid], code, timeout, memory_mb)
+    def grade(tid, code):
+        return humaneval.grade(probs[tid], code, timeout, memory_mb, opts["output_limit"])
 
-    return items, bad, grade, {tid: "unknown" for tid in probs}, {}, "task_id"
+    settings = {"timeout": timeout, "memory_mb": memory_mb}
+    return Loaded(items, bad, grade, {tid: "unknown" for tid in probs}, "task_id", settings=settings)
 
 
-def load_heldout_problems(problems: Path) -> dict[str, dict]:
-    """Held-out problems JSONL: one {task_id, tests: [{input, output}], difficulty?} per line."""
+def load_heldout_problems(problems: Path, skip_untested: bool = False) -> dict[str, dict]:
+    """Held-out problems JSONL: one {task_id, tests: [{input, output}], difficulty?} per line.
+
+    A problem with an empty `tests` list is refused (UserError naming it: any program would pass it), or with
+    `skip_untested` left out (`load_heldout` also returns the ids left out).
+    """
+    return load_heldout(problems, skip_untested)[0]
+
+
+def load_heldout(problems: Path, skip_untested: bool = False) -> tuple[dict[str, dict], list[str]]:
+    """(task_id -> problem, task_ids skipped for having no tests); see `load_heldout_problems`."""
     probs: dict[str, dict] = {}
+    skipped: list[str] = []
     for lineno, line in jsonl_lines(problems, "problems file"):
         try:
             obj = json.loads(line)
@@ -77,45 +107,64 @@ def load_heldout_problems(problems: Path) -> dict[str, dict]:
             ok = False
         if not ok:
             raise UserError(f"{problems}:{lineno}: expected {{task_id, tests: [{{input, output}}]}}")
-        probs[str(obj["task_id"])] = obj
+        tid = str(obj["task_id"])
+        if not tests:
+            if not skip_untested:
+                raise UserError(
+                    f"{problems}:{lineno}: task {tid} has no tests; no verdict is possible "
+                    "(--skip-untested leaves such problems out)"
+                )
+            skipped.append(tid)
+            continue
+        probs[tid] = obj
     if not probs:
-        raise UserError(f"{problems}: no problems")
-    return probs
+        raise UserError(f"{problems}: no problems" + (" with tests" if skipped else ""))
+    return probs, skipped
 
 
-def _load_heldout(samples: Path, problems: Path | None, tolerance: float | None = None):
+def _load_heldout(samples: Path, problems: Path | None, opts: dict) -> Loaded:
     from codelora.sandbox.grading import grade_stdio_problem
 
     if problems is None:
         raise UserError("heldout needs --problems (JSONL of {task_id, tests}; `codelora evaluate` writes one)")
-    probs = load_heldout_problems(problems)
-    items, bad = _read_completion_samples(samples, probs)
+    probs, skipped = load_heldout(problems, opts["skip_untested"])
+    items, bad = _read_completion_samples(samples, {**probs, **dict.fromkeys(skipped)})
+    items = [it for it in items if it[0] in probs]
+    timeout, memory_mb = opts["timeout"] or 6.0, opts["memory_mb"] or 1024
 
-    def grade(tid, code, timeout, memory_mb):
-        return grade_stdio_problem(code, probs[tid]["tests"], timeout or 6.0, memory_mb, tolerance)
+    def grade(tid, code):
+        return grade_stdio_problem(
+            code, probs[tid]["tests"], timeout, memory_mb, opts["tolerance"], output_limit=opts["output_limit"]
+        )
 
-    return items, bad, grade, {t: p.get("difficulty", "unknown") for t, p in probs.items()}, {}, "task_id"
+    difficulty = {t: p.get("difficulty", "unknown") for t, p in probs.items()}
+    settings = {"timeout": timeout, "memory_mb": memory_mb, "tolerance": opts["tolerance"]}
+    return Loaded(items, bad, grade, difficulty, "task_id", skipped, settings)
 
 
-def _load_livecodebench(samples: Path, problems: Path | None, tolerance: float | None = None):
+def _load_livecodebench(samples: Path, problems: Path | None, opts: dict) -> Loaded:
     from codelora.benchmarks import livecodebench as lcb
 
     if problems is None:
         raise UserError("livecodebench needs --problems (a code_generation_lite JSONL file)")
+    proto = get_protocol(opts["protocol"])
     items, bad = lcb.load_samples(samples)
-    probs = lcb.load_problems(problems, wanted={q for q, _, _ in items})
+    probs, skipped = lcb.load_problems(problems, {q for q, _, _ in items}, proto.tests, opts["skip_untested"])
     known = []
     for q, i, code in items:
+        if q in skipped:
+            continue
         if q not in probs:
             bad.append({"where": str(samples), "error": f"unknown question_id {q} (sample {i})"})
         else:
             known.append((q, i, code))
-    errors = {q: p.error for q, p in probs.items() if p.error}
+    timeout, memory_mb = opts["timeout"] or proto.timeout, opts["memory_mb"] or proto.memory_mb
 
-    def grade(qid, code, timeout, memory_mb):
-        return lcb.grade(probs[qid], code, timeout, memory_mb)
+    def grade(qid, code):
+        return lcb.grade(probs[qid], code, timeout, memory_mb, proto, opts["output_limit"])
 
-    return known, bad, grade, {q: p.difficulty for q, p in probs.items()}, errors, "question_id"
+    settings = {"protocol": proto.name, "protocol_rules": proto.to_dict(), "timeout": timeout, "memory_mb": memory_mb}
+    return Loaded(known, bad, grade, {q: p.difficulty for q, p in probs.items()}, "question_id", skipped, settings)
 
 
 def score(
@@ -124,23 +173,47 @@ def score(
     out: Path,
     problems: Path | None = None,
     timeout: float | None = None,
-    memory_mb: int = 1024,
+    memory_mb: int | None = None,
     workers: int | None = None,
     k: tuple[int, ...] = (1,),
     tolerance: float | None = None,
+    protocol: str | None = None,
+    output_limit_mb: float = OUTPUT_CAP / 2**20,
+    skip_untested: bool = False,
 ) -> dict:
-    """Grade every sample; write out/results.jsonl and out/summary.json; return the summary."""
+    """Grade every sample; write out/results.jsonl and out/summary.json; return the summary.
+
+    timeout (seconds per test) and memory_mb (MiB) default to the benchmark's (LiveCodeBench: the protocol's).
+    protocol: LiveCodeBench only, a name from codelora.protocol.PROTOCOLS (default livecodebench).
+    output_limit_mb: stdout read per program (MiB); more is output_limit_exceeded. skip_untested: leave out
+    problems without tests (listed in summary.json's `skipped_untested`) instead of refusing the input.
+    """
     start = time.monotonic()
     samples, out = Path(samples), Path(out)
     loaders = {"humaneval": _load_humaneval, "livecodebench": _load_livecodebench, "heldout": _load_heldout}
-    if benchmark in loaders:
-        items, bad, grade, difficulty, problem_errors, id_key = loaders[benchmark](samples, problems, tolerance)
-    else:
+    if benchmark not in loaders:
         raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
+    if protocol is not None and benchmark != "livecodebench":
+        raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
+    if not output_limit_mb > 0:
+        raise UserError(f"--output-limit-mb must be > 0, got {output_limit_mb}")
+    opts = {
+        "timeout": timeout,
+        "memory_mb": memory_mb,
+        "tolerance": tolerance,
+        "protocol": protocol,
+        "output_limit": int(output_limit_mb * 2**20),
+        "skip_untested": skip_untested,
+    }
+    loaded = loaders[benchmark](samples, problems, opts)
+    items, bad, grade, difficulty, id_key = loaded.items, loaded.bad, loaded.grade, loaded.difficulty, loaded.id_key
     for b in bad:
         print(f"warning: skipped sample at {b['where']}: {b['error']}", file=sys.stderr)
-    for msg in problem_errors.values():
-        print(f"warning: {msg}", file=sys.stderr)
+    if loaded.skipped:
+        print(
+            f"warning: skipped {len(loaded.skipped)} problem(s) without tests: {', '.join(loaded.skipped[:10])}",
+            file=sys.stderr,
+        )
     if not items:
         raise UserError(f"{samples}: no valid samples to score")
     out.mkdir(parents=True, exist_ok=True)
@@ -150,11 +223,9 @@ def score(
         pid, _, code = item
         t0 = time.monotonic()
         try:
-            res = grade(pid, code, timeout, memory_mb)
+            res = grade(pid, code)
         except Exception as e:  # noqa: BLE001 - a scorer bug must not lose other samples
-            from codelora.sandbox.grading import SANDBOX_ERROR, _fail
-
-            res = GradeResult(SANDBOX_ERROR, [], _fail(SANDBOX_ERROR, "", "", "", f"{type(e).__name__}: {e}"))
+            res = failed(SANDBOX_ERROR, f"{type(e).__name__}: {e}")
         return res, time.monotonic() - t0
 
     from tqdm import tqdm
@@ -202,12 +273,12 @@ def score(
         "isolation": isolation(),
         "isolation_description": isolation_description(),
         "isolation_report": isolation_report(),
-        "timeout": timeout,
-        "memory_mb": memory_mb,
+        **loaded.settings,
+        "output_limit_mb": output_limit_mb,
         "workers": workers,
         "wall_time": round(time.monotonic() - start, 3),
         "bad_samples": bad,
-        "problem_errors": sorted({problem_errors[p] for p in per_problem if p in problem_errors}),
+        "skipped_untested": loaded.skipped,
     }
     atomic_write_text(out / "results.jsonl", "".join(line + "\n" for line in lines))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

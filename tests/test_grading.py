@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from codelora.benchmarks import livecodebench as lcb
+from codelora.errors import UserError
 from codelora.sandbox.grading import (
     check_syntax,
     grade_call_problem,
@@ -124,22 +125,23 @@ def test_humaneval_verdicts():
 
 
 def test_lcb_decode_fixture():
-    probs = lcb.load_problems(FIXTURES / "lcb_problems.jsonl")
+    probs, skipped = lcb.load_problems(FIXTURES / "lcb_problems.jsonl", skip_untested=True)
     assert len(probs["stdin_sum"].tests) == 3 and not probs["stdin_sum"].call_based
     assert probs["call_twosum"].call_based and probs["call_twosum"].func_name == "pair"
-    assert "bad_private" in probs["bad_private"].error and probs["bad_private"].tests == []
+    assert skipped == ["bad_private", "evil_pickle"] and "bad_private" not in probs
+    with pytest.raises(UserError, match="question_id bad_private: cannot decode tests"):
+        lcb.load_problems(FIXTURES / "lcb_problems.jsonl")
+    public, _ = lcb.load_problems(FIXTURES / "lcb_problems.jsonl", {"stdin_sum"}, tests="public")
+    assert len(public["stdin_sum"].tests) == 1  # the course's protocol: public tests only
 
 
 def test_lcb_evil_pickle_refused():
     marker = Path("/tmp/codelora_evil_pickle_marker")
     if marker.exists():
         marker.unlink()
-    probs = lcb.load_problems(FIXTURES / "lcb_problems.jsonl")
-    assert "refused global" in probs["evil_pickle"].error
-    assert "evil_pickle" in probs["evil_pickle"].error
+    with pytest.raises(UserError, match="evil_pickle: cannot decode tests.*refused global"):
+        lcb.load_problems(FIXTURES / "lcb_problems.jsonl", {"evil_pickle"})
     assert not marker.exists()
-    r = lcb.grade(probs["evil_pickle"], "print(1)")
-    assert r.verdict == "sandbox_error" and "bad_input" in r.failure["detail"]
 
 
 def test_safe_unpickle_refuses_reduce_on_builtins():
@@ -149,7 +151,7 @@ def test_safe_unpickle_refuses_reduce_on_builtins():
 
 
 def test_lcb_grade_fixture_problems():
-    probs = lcb.load_problems(FIXTURES / "lcb_problems.jsonl")
+    probs, _ = lcb.load_problems(FIXTURES / "lcb_problems.jsonl", {"stdin_sum", "call_twosum"})
     ok = "a, b = map(int, input().split())\nprint(a + b)\n"
     assert lcb.grade(probs["stdin_sum"], ok, timeout=5).verdict == "accepted"
     assert lcb.grade(probs["stdin_sum"], "print(3)", timeout=5).verdict == "wrong_answer"

@@ -95,7 +95,13 @@ def test_livecodebench_fixture(tmp_path):
             ]
         )
     )
-    summary = score("livecodebench", samples, tmp_path / "out", problems=LCB_PROBLEMS, workers=2, timeout=5)
+    # problems whose tests cannot be decoded have no usable tests: refused, naming the problem ...
+    with pytest.raises(UserError, match=r"lcb_problems\.jsonl:\d+: question_id bad_private: cannot decode tests"):
+        score("livecodebench", samples, tmp_path / "out", problems=LCB_PROBLEMS, workers=2, timeout=5)
+    # ... or, when asked, left out and listed
+    summary = score(
+        "livecodebench", samples, tmp_path / "out", problems=LCB_PROBLEMS, workers=2, timeout=5, skip_untested=True
+    )
     rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     got = [(r["question_id"], r["sample_index"], r["verdict"]) for r in rows]
     assert got == [
@@ -103,16 +109,14 @@ def test_livecodebench_fixture(tmp_path):
         ("stdin_sum", 1, "wrong_answer"),
         ("stdin_sum", 2, "compile_error"),
         ("call_twosum", 0, "accepted"),
-        ("bad_private", 0, "sandbox_error"),
-        ("evil_pickle", 0, "sandbox_error"),
     ]
     errors = [b["error"] for b in summary["bad_samples"]]
     assert any("no_such_problem" in e for e in errors) and any("empty code_list" in e for e in errors)
-    assert any("bad_private" in e for e in summary["problem_errors"])
-    assert summary["problems"] == 4
+    assert summary["skipped_untested"] == ["bad_private", "evil_pickle"]
+    assert summary["problems"] == 2
     assert summary["pass@1_by_difficulty"]["easy"] == pytest.approx(1 / 3)
     assert summary["pass@1_by_difficulty"]["medium"] == 1.0
-    assert summary["verdicts"]["sandbox_error"] == 2
+    assert summary["protocol"] == "livecodebench" and summary["timeout"] == 5
     assert rows[1]["first_failure"]["expected"] == "30\n"  # public test passed, first private failed
     assert [t["verdict"] for t in rows[1]["tests"]] == ["accepted", "wrong_answer"]
 
@@ -133,7 +137,8 @@ def test_unknown_benchmark_and_unreadable_samples(tmp_path):
 
 def test_bad_problems_file_names_line(tmp_path):
     problems = tmp_path / "p.jsonl"
-    problems.write_text('{"question_id": "a"}\nnot json\n')
+    tests = json.dumps([{"input": "", "output": "1\n", "testtype": "stdin"}])
+    problems.write_text(json.dumps({"question_id": "a", "public_test_cases": tests}) + "\nnot json\n")
     samples = tmp_path / "s.json"
     samples.write_text('[{"question_id": "a", "code_list": ["print(1)"]}]')
     with pytest.raises(UserError, match=r"p\.jsonl:2"):

