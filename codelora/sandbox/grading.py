@@ -165,11 +165,20 @@ _LIMIT_VERDICTS = {
 }
 
 
+def _out_of_memory(res: ExecResult) -> bool:
+    """The program died of a failed allocation under the address-space limit: Python's MemoryError (the
+    last line of its traceback). Only this, never a signal or an exit status: SIGKILL or status 137 can
+    come from the program itself."""
+    tail = res.stderr[-4096:].rstrip().rsplit("\n", 1)[-1]
+    return res.returncode not in (0, None) and tail.startswith("MemoryError")
+
+
 def execution_verdict(res: ExecResult) -> str | None:
     """Verdict for a failed run, or None if the program exited 0 without hitting a limit.
 
     Limit verdicts come only from what the sandbox observed (`res.limit`: "time", "memory", "output", "pids",
-    "file_size"), never from the exit status: a program that exits 137 or 152 by itself is a runtime error.
+    "file_size") and, for memory, a MemoryError that ended the program; never from the exit status or a
+    signal number: a program that exits 137 or 152 by itself is a runtime error.
     """
     if res.sandbox_error:
         return SANDBOX_ERROR
@@ -177,13 +186,13 @@ def execution_verdict(res: ExecResult) -> str | None:
         verdict = _LIMIT_VERDICTS.get(res.limit) if res.limit else None
         if verdict:
             return verdict
-    else:  # a sandbox that does not report `limit` yet: its own observations (wall clock, output cap)
+    else:  # a sandbox that does not report `limit`: its own observations (wall clock, output cap)
         if res.output_limit_exceeded:
             return OUTPUT_LIMIT
         if res.timed_out:
             return TIME_LIMIT
-        if res.memory_error:
-            return MEMORY_LIMIT
+    if _out_of_memory(res):
+        return MEMORY_LIMIT
     if res.returncode != 0:
         return RUNTIME_ERROR
     return None
