@@ -12,11 +12,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# bubblewrap is the sandbox; without it codelora falls back to process isolation and says so.
+# bubblewrap is the sandbox and libseccomp2 builds its system-call filter; without them codelora
+# falls back (process isolation only / no filter) and says so once per run.
 sandbox-deps:
-	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-	  { apt-get install -y -q bubblewrap >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; }; } || \
-	  echo "note: bubblewrap not installed; the sandbox will use process isolation only"
+	@{ command -v bwrap >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libseccomp.so.2; } || \
+	  { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q bubblewrap libseccomp2 >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+	    apt-get install -y -q bubblewrap libseccomp2 >/dev/null 2>&1; }; }; } || \
+	  echo "note: bubblewrap or libseccomp2 not installed; the sandbox will fall back (see README, Sandbox)"
 
 # Debian's chromium renders report.html in the browser test; without it that one test is skipped.
 browser-deps:

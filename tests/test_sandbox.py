@@ -4,6 +4,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -206,39 +207,39 @@ def test_no_capabilities_cannot_remount_root_writable():
 @needs_bwrap
 def test_nothing_carries_over_to_the_next_program(sandbox_mode):
     marker = f"codelora-leftover-{os.getpid()}-{time.time_ns()}"
+    places = f"['/tmp/{marker}', '/dev/shm/{marker}', '{marker}', 'sub/{marker}']"
     first = (
         "import os, sys\n"
-        f"for p in ['/tmp/{marker}', '/dev/shm/{marker}', '../{marker}', '{marker}']:\n"
+        "os.mkdir('sub')\n"
+        f"for p in {places}:\n"
         "    open(p, 'w').write('x')\n"
-        "os.chmod('..', 0)\n"
+        "os.chmod('sub', 0)\n"
         "if os.fork() == 0:\n    os.setsid()\n"
         f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(1000)', {marker!r}])\n"
         "print('left')\n"
     )
     second = (
         "import os\n"
-        f"print([p for p in ['/tmp/{marker}', '/dev/shm/{marker}', '../{marker}', '{marker}'] if os.path.exists(p)])\n"
-        "print(len(os.listdir('..')), os.access('..', os.W_OK))\n"
+        f"print([p for p in {places} if os.path.exists(p)])\n"
+        "print(sorted(os.listdir('.')), os.access('.', os.W_OK))\n"
         "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]\n"
         "print(sorted(open(f'/proc/{p}/cmdline', 'rb').read() for p in others))\n"
     )
     assert run_program(first, timeout=5).stdout.strip() == "left"
     r = run_program(second, timeout=5)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["[]", "1 True", "[]"]
+    assert r.stdout.splitlines() == ["[]", "['main.py'] True", "[]"]
     assert _pids_with_marker(marker) == []
 
 
 @needs_bwrap
 def test_program_cannot_reach_the_zygote(sandbox_mode):
-    # The zygote is not dumpable and the program has no capabilities: it cannot open the
-    # zygote's fds (its control socket), memory or environment, nor ptrace it.
-    if sandbox_mode != "zygote":
-        pytest.skip("no zygote in one-off mode")
+    # The zygote (pid 1 in both modes) is not dumpable and the program has no capabilities: it
+    # cannot list or open the zygote's fds (its control socket), memory or environment, nor ptrace it.
     code = (
-        "import ctypes, os\nppid = os.getppid()\nfds = os.listdir(f'/proc/{ppid}/fd')\n"
-        "paths = [f'/proc/{ppid}/fd/{n}' for n in fds] + [f'/proc/{ppid}/mem', f'/proc/{ppid}/environ']\n"
-        "for p in paths:\n"
+        "import ctypes, os\nppid = os.getppid()\nprint('ppid', ppid)\n"
+        "paths = [f'/proc/{ppid}/fd/{n}' for n in range(3, 8)] + [f'/proc/{ppid}/mem', f'/proc/{ppid}/environ']\n"
+        "for p in paths + [f'/proc/{ppid}/fd']:\n"
         "    try:\n        os.close(os.open(p, os.O_RDWR if '/fd/' in p else os.O_RDONLY))\n        print('open', p)\n"
         "    except OSError:\n        print('blocked')\n"
         "print('ptrace', ctypes.CDLL(None).ptrace(16, ppid, 0, 0))  # PTRACE_ATTACH\n"
@@ -247,7 +248,7 @@ def test_program_cannot_reach_the_zygote(sandbox_mode):
     r = run_program(code, timeout=5)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) >= 5 and set(lines[:-2]) == {"blocked"}, lines
+    assert lines[0] == "ppid 1" and set(lines[1:-2]) == {"blocked"} and len(lines) == 11, lines
     assert lines[-2] == "ptrace -1"
     assert lines[-1] == "['0', '1', '2', '3']"  # 3: listdir's own fd; nothing inherited
 
@@ -294,10 +295,20 @@ def test_zygote_is_reused(sandbox_mode):
 
 
 @needs_bwrap
-def test_zygote_that_cannot_start_falls_back_to_one_off(sandbox_mode, monkeypatch):
+def test_zygote_that_cannot_start_falls_back_to_one_off(sandbox_mode, monkeypatch, tmp_path):
     if sandbox_mode != "zygote":
         pytest.skip("zygote mode only")
-    monkeypatch.setattr(execution, "_ZYGOTE", "import sys; sys.exit(3)")
+    # A zygote that exits at once in "fork" mode (and works in "exec" mode, the one-off fallback).
+    bad = tmp_path / "zygote.py"
+    src = Path(execution._ZYGOTE_FILE).read_text()
+    bad.write_text(
+        src.replace(
+            "def main(argv: list[str]) -> int:\n",
+            "def main(argv: list[str]) -> int:\n    if argv[4] == 'fork':\n        return 3\n",
+        )
+    )
+    bad.chmod(0o644)
+    monkeypatch.setattr(execution, "_ZYGOTE_FILE", str(bad))
     monkeypatch.setattr(execution, "_zygote_failures", 0)
     monkeypatch.setattr(execution, "_local", threading.local())
     for i in range(4):

