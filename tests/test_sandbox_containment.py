@@ -154,7 +154,8 @@ def test_cannot_read_root_only_host_files(sandbox_mode, monkeypatch, tmp_path):
     lines = r.stdout.splitlines()
     assert lines[:-1] == [f"{p} False" for p in paths], r.stdout + r.stderr
     if os.getuid() == 0:
-        assert lines[-1] == f"uid {execution.SANDBOX_UID} {execution.SANDBOX_UID} []"
+        uid, gid, groups = lines[-1].split(" ", 3)[1:]
+        assert int(uid) == int(gid) >= execution.SANDBOX_UID and groups == "[]", lines[-1]
         # A root-only file inside a folder the sandbox does show: unreadable for the program's uid.
         shown = tmp_path / "shown"
         shown.mkdir()
@@ -355,4 +356,21 @@ def test_fork_bomb_is_bounded(sandbox_mode):
     r = run_program(code, timeout=10)
     assert r.stdout.strip() == "True" and r.limit == "pids", r
     assert time.monotonic() - start < 10
+    assert_next_program_accepted()
+
+
+def test_concurrent_sandboxes_run_as_different_uids(sandbox_mode):
+    # Per-user kernel limits (inotify instances, message queue bytes, pending signals) are then not shared.
+    uids = {}
+
+    def work(i):
+        uids[i] = run_program("import os, time\ntime.sleep(0.5)\nprint(os.getuid())", timeout=10).stdout
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if os.getuid() == 0:
+        assert len(set(uids.values())) == 2, uids
     assert_next_program_accepted()

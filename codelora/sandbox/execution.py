@@ -8,7 +8,8 @@ The sandbox (when bubblewrap works here; `isolation_report()` says what is in us
   folder, no /root, no /etc/shadow, no Hugging Face cache, no run folder, problems or samples file,
   no host unix socket;
 - **namespaces**: own pid, ipc, uts, net (loopback only), cgroup and mount namespaces;
-- **an unprivileged uid** (65534 when the scorer is root; the scorer's own uid otherwise), no
+- **an unprivileged uid of its own** (SANDBOX_UID + a slot number unique among the live sandboxes, when
+  the scorer is root, so that concurrent sandboxes share no per-user kernel limit; the scorer's own uid otherwise), no
   capabilities, no_new_privs;
 - **a system-call filter** (`syscall_filter`): ptrace, keyrings, mounts, namespaces, bpf, ... fail
   with EPERM;
@@ -58,7 +59,26 @@ OUTPUT_LIMIT = 16 * 1024 * 1024  # bytes kept per stream
 FILE_SIZE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE of each process
 DISK_MB = 64  # size of each writable tmpfs: /sandbox, /tmp, /dev/shm
 MAX_TASKS = 64  # processes + threads of one program (pids cgroup; RLIMIT_NPROC without it)
-SANDBOX_UID = 65534  # programs' uid (and gid) when the scorer runs as root ("nobody")
+# Programs' uid and gid when the scorer runs as root: SANDBOX_UID + the sandbox's slot. A range no
+# distribution gives to accounts (system < 1000, users < 60000, systemd dynamic 61184-65519, nobody
+# 65534, subordinate ids from 100000 up), below 2**31 for tools that keep uids in a signed int.
+SANDBOX_UID = 2_000_000_000
+_slots: set[int] = set()
+_slots_lock = threading.Lock()
+
+
+def _take_slot() -> int:
+    with _slots_lock:
+        slot = next(i for i in range(len(_slots) + 1) if i not in _slots)
+        _slots.add(slot)
+        return slot
+
+
+def _free_slot(slot: int) -> None:
+    with _slots_lock:
+        _slots.discard(slot)
+
+
 STDERR_KEPT = 1024 * 1024  # of stderr, the last this many bytes are kept (it still counts toward the cap)
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc")
@@ -290,7 +310,8 @@ def isolation_report() -> dict:
 
     Keys: sandbox ("bwrap" | "process"), zygote (bool: one sandbox per worker, a fork per
     program), seccomp (bool), cgroup ("v1" | "v2" | "none"), memory_limit / tasks_limit (how each
-    is enforced), uid (the uid programs run as; null = the scorer's own), fallbacks (one line per
+    is enforced), uid (the first uid programs run as, each sandbox its own from there; the scorer's
+    own when not root), fallbacks (one line per
     missing host feature, as printed).
     """
     f = _features()
@@ -312,7 +333,7 @@ def isolation_description() -> str:
     if r["sandbox"] == "bwrap":
         return (
             f"bubblewrap: minimal read-only filesystem, private size-limited /sandbox (work folder), /tmp and /dev/shm, "
-            f"no network, own pid/ipc/uts/cgroup namespaces, uid {r['uid']}, no capabilities, "
+            f"no network, own pid/ipc/uts/cgroup namespaces, uid {r['uid']} (+ slot per sandbox), no capabilities, "
             f"system-call filter: {'yes' if r['seccomp'] else 'no'}; memory: {r['memory_limit']}; "
             f"tasks: {r['tasks_limit']}; every process of a program is killed when it ends"
             + ("; one sandbox per worker, a fresh fork per program" if r["zygote"] else "")
@@ -500,7 +521,8 @@ class _Sandbox:
             seccomp_fd = syscall_filter.memfd()
             args += ["--seccomp", str(seccomp_fd)]
             fds.append(seccomp_fd)
-        uid = SANDBOX_UID if root else -1
+        self.slot = _take_slot()
+        uid = SANDBOX_UID + self.slot if root else -1
         cmd = [*args, python_executable(), "-I", "-S", _ZYGOTE_IN_SANDBOX, str(child.fileno()), str(uid), str(uid)]
         cmd += [mode, json.dumps(_keep_paths(mounts))]
         procs = self.cgroup.procs_fds() if self.cgroup else []
@@ -520,6 +542,7 @@ class _Sandbox:
             self.sock.close()
             if self.cgroup:
                 self.cgroup.remove()
+            _free_slot(self.slot)
             raise
         finally:
             child.close()
@@ -528,10 +551,12 @@ class _Sandbox:
         os.set_blocking(self.proc.stderr.fileno(), False)
         self.alive = True
         self.fresh = True  # has not run a program yet
-        self._finalizer = weakref.finalize(self, _Sandbox._close, self.proc, self.sock, self.cgroup, self.oom_fd)
+        self._finalizer = weakref.finalize(
+            self, _Sandbox._close, self.proc, self.sock, self.cgroup, self.oom_fd, self.slot
+        )
 
     @staticmethod
-    def _close(proc: subprocess.Popen, sock: socket.socket, cgroup, oom_fd) -> None:
+    def _close(proc: subprocess.Popen, sock: socket.socket, cgroup, oom_fd, slot: int) -> None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
@@ -544,6 +569,7 @@ class _Sandbox:
             cgroup.remove()
         if oom_fd is not None:
             os.close(oom_fd)
+        _free_slot(slot)  # after everything of the sandbox is dead: the next one may get its uid
 
     def kill(self) -> None:
         if self.alive:
