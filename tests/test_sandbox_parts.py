@@ -130,3 +130,22 @@ def test_cgroups_can_be_disabled(monkeypatch):
         assert s.kind is None and "CODELORA_NO_CGROUP" in s.reason
     finally:
         cgroups.support.cache_clear()
+
+
+def test_sweep_removes_cgroups_of_dead_scorers_only():
+    sup = cgroups.support()
+    if sup.kind is None:
+        pytest.skip(sup.reason)
+    parent = sup.parents["memory"]
+    dead = os.path.join(parent, "codelora-999999999-0")  # above pid_max: never a live process
+    mine = os.path.join(parent, f"codelora-{os.getpid()}-999999")
+    os.mkdir(dead)
+    os.mkdir(mine)
+    try:
+        assert cgroups.sweep({"memory": parent}) == []  # too recent: perhaps a scorer we cannot see
+        assert cgroups.sweep({"memory": parent}, min_age=0) == [dead]
+        assert os.path.isdir(mine) and not os.path.exists(dead)
+    finally:
+        for d in (dead, mine):
+            if os.path.isdir(d):
+                os.rmdir(d)

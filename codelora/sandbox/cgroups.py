@@ -94,6 +94,7 @@ def support() -> Support:
         except OSError:
             delegated = []
         if "memory" in delegated and _probe(own):
+            sweep({"memory": own})
             return Support("v2", {c: own for c in ("memory", "pids", "cpu") if c in delegated})
     parents = {}
     for c in ("memory", "pids", "cpu"):
@@ -102,8 +103,35 @@ def support() -> Support:
             if _probe(p):
                 parents[c] = p
     if "memory" in parents:
+        sweep(parents)
         return Support("v1", parents)
     return Support(None, {}, "no writable cgroup with the memory controller (v2 delegation or v1 as root)")
+
+
+def sweep(parents: dict[str, str], min_age: float = 60.0) -> list[str]:
+    """Remove the empty cgroups left by scorers that died (codelora-PID-N, PID not running, older than `min_age` s).
+
+    The age guards a scorer in another pid namespace whose new cgroup is not yet populated.
+    """
+    removed = []
+    for parent in set(parents.values()):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            parts = name.split("-")
+            if len(parts) != 3 or parts[0] != "codelora" or not parts[1].isdigit():
+                continue
+            path = os.path.join(parent, name)
+            try:
+                if os.path.exists(f"/proc/{parts[1]}") or time.time() - os.stat(path).st_mtime < min_age:
+                    continue
+                os.rmdir(path)  # fails while a process is still inside
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
 
 
 class Cgroup:
