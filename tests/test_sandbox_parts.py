@@ -149,3 +149,11 @@ def test_sweep_removes_cgroups_of_dead_scorers_only():
         for d in (dead, mine):
             if os.path.isdir(d):
                 os.rmdir(d)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "main.py", "a\0b"])
+def test_run_program_refuses_extra_file_names_that_are_not_plain(name):
+    from codelora.sandbox.execution import run_program
+
+    with pytest.raises(ValueError, match="extra file name"):
+        run_program("print(1)", extra_files={name: "x"})

@@ -682,8 +682,10 @@ def _thread_zygote(disk_mb: int = DISK_MB, max_tasks: int = MAX_TASKS) -> _Sandb
 
 def _files(program: str, extra_files: dict[str, str] | None) -> dict[str, bytes]:
     files = {"main.py": (_site_prelude() + program).encode("utf-8", "surrogatepass")}
+    if len(extra_files or {}) > 32:
+        raise ValueError(f"{len(extra_files)} extra files: at most 32")
     for name, content in (extra_files or {}).items():
-        if not name or "/" in name or name in (".", "..", "main.py"):
+        if not name or "/" in name or "\0" in name or name in (".", "..", "main.py"):
             raise ValueError(f"extra file name {name!r}: one plain file name other than main.py expected")
         files[name] = content.encode("utf-8", "surrogatepass")
     return files
@@ -810,7 +812,7 @@ def run_program(
     output_limit: bytes of stdout kept (more ends the program: limit "output"); stderr counts the
     same, its last STDERR_KEPT bytes are kept. disk_mb: size of each writable tmpfs (/sandbox, /tmp,
     /dev/shm). max_tasks: processes + threads. See `ExecResult.limit` for what was hit.
-    Raises ValueError for an extra file name that is not a plain file name.
+    Raises ValueError for an extra file name that is not a plain file name, or more than 32 extra files.
     """
     files = _files(program, extra_files)
     data = stdin.encode("utf-8", "replace")
