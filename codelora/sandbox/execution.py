@@ -323,7 +323,7 @@ def isolation_report() -> dict:
         "cgroup": cg or "none",
         "memory_limit": f"cgroup {cg} (whole sandbox, resident + tmpfs)" if cg else "RLIMIT_AS per process",
         "tasks_limit": f"cgroup {cg} pids.max" if "pids" in f.cgroup.parents else "RLIMIT_NPROC",
-        "uid": f.uid if f.bwrap else os.getuid(),
+        "uid": f.uid if f.uid is not None else os.getuid(),
         "fallbacks": list(f.notes),
     }
 
