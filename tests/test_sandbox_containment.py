@@ -374,3 +374,11 @@ def test_concurrent_sandboxes_run_as_different_uids(sandbox_mode):
     if os.getuid() == 0:
         assert len(set(uids.values())) == 2, uids
     assert_next_program_accepted()
+
+
+def test_a_tree_too_deep_to_clean_retires_the_sandbox_not_the_verdict(sandbox_mode):
+    code = "import os\nos.chdir('/tmp')\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nprint('deep')\n"
+    r = run_program(code, timeout=10)
+    assert r.returncode == 0 and r.stdout == "deep\n" and r.sandbox_error is None, r
+    assert run_program("import os\nprint(os.listdir('/tmp'))", timeout=5).stdout == "[]\n"
+    assert_next_program_accepted()

@@ -157,3 +157,27 @@ def test_run_program_refuses_extra_file_names_that_are_not_plain(name):
 
     with pytest.raises(ValueError, match="extra file name"):
         run_program("print(1)", extra_files={name: "x"})
+
+
+def test_cgroup_kill_all_kills_its_members_only():
+    sup = cgroups.support()
+    if sup.kind is None:
+        pytest.skip(sup.reason)
+    cg = cgroups.Cgroup(sup)
+    outside = subprocess.Popen(["sleep", "30"])
+    try:
+        fds = cg.procs_fds()
+        inside = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: cgroups.Cgroup.enter(fds))
+        for fd in fds:
+            os.close(fd)
+        assert cg.pids() == {inside.pid}
+        cg._kill(outside.pid)  # not a member: left alone
+        assert cg.kill_all() and inside.wait(5) == -9
+        assert outside.poll() is None
+        cg.set_memory(64 << 20)
+        assert cg.counters() == (0, 0)
+    finally:
+        outside.kill()
+        outside.wait()
+        cg.remove()
+    assert cg.dirs == {}

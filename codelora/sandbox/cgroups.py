@@ -139,7 +139,7 @@ class Cgroup:
 
     def __init__(self, sup: Support) -> None:
         self.kind = sup.kind
-        name = f"codelora-{os.getpid()}-{next(_counter)}"
+        name = self.name = f"codelora-{os.getpid()}-{next(_counter)}"
         self.dirs: dict[str, str] = {}
         try:
             for c, parent in sup.parents.items():
@@ -257,12 +257,24 @@ class Cgroup:
             if time.monotonic() > deadline:
                 return False
             for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                self._kill(pid)
             time.sleep(0.005)
         return True
+
+    def _kill(self, pid: int) -> None:
+        """SIGKILL `pid` only if it is still in this cgroup: through a pidfd, so a reused pid is never hit."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if any(line.rstrip("\n").endswith("/" + self.name) for line in f):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def remove(self) -> None:
         """Kill what is left and delete the cgroup folders (best effort)."""

@@ -313,7 +313,7 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str]) -> bool:
         for d in CLEANED:
             empty_dir(d, keep)
         clean = ipc_empty() and not any(is_full(d) for d in WRITABLE)
-    except OSError:
+    except (OSError, RecursionError):  # e.g. a folder tree deeper than the recursion limit: retire
         clean = False
     report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full, "clean": clean}
     sock.send(json.dumps(report).encode())
