@@ -38,8 +38,8 @@ def _cmd_download(a: argparse.Namespace) -> None:
 def _cmd_prepare(a: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from codelora.chat import set_pad_token
     from codelora.config import load_config, save_config
-    from codelora.data.format import ensure_pad_token
     from codelora.models import load_tokenizer
     from codelora.prepare import prepare, print_report
 
@@ -50,7 +50,7 @@ def _cmd_prepare(a: argparse.Namespace) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     tokenizer = load_tokenizer(cfg.model.source, cfg.model.revision)
-    ensure_pad_token(tokenizer)
+    set_pad_token(tokenizer)
     report = prepare(cfg, run_dir, tokenizer)
     print_report(report)
     print(f"wrote {run_dir}/split.json, data_report.json, plots/lengths.png")

@@ -264,14 +264,14 @@ class _Appender:
 
 
 def _hf_load(spec: ModelSpec, cfg):
-    from codelora.generate import load_with_adapter
+    from codelora.chat import inference_model, load_with_adapter
 
     model, tokenizer = load_with_adapter(spec.source, spec.adapter, cfg)
-    if spec.adapter:
-        # Folding the LoRA product into the base weights removes the adapter's extra matmuls and per-layer
-        # Python overhead from every decoding step; the outputs are the same up to float rounding.
-        model = model.merge_and_unload()
-        model.eval()
+    # Merging the adapter removes its extra matmuls from every decoding step; codelora.chat merges only where
+    # the merged model reproduces base + adapter (checked on a prompt's logits) and says so otherwise.
+    model, note = inference_model(model, tokenizer, cfg.data.system_prompt)
+    if note:
+        print(f"{spec.name}: {note}", file=sys.stderr)
     return model, tokenizer
 
 
@@ -309,7 +309,7 @@ class _VllmBackend:
     def _merged(self, spec: ModelSpec, work: Path) -> str:
         import torch
 
-        from codelora.generate import load_with_adapter
+        from codelora.chat import inference_model, load_with_adapter
 
         # named by the adapter's hash: a retrained checkpoint never reuses a stale merged copy
         target = work / f"merged-{(_fingerprint(spec)['adapter_sha256'] or 'none')[:12]}"
@@ -317,7 +317,7 @@ class _VllmBackend:
             cpu_cfg = copy.deepcopy(self.cfg)
             cpu_cfg.model.device, cpu_cfg.model.dtype = "cpu", "fp32"  # merge in fp32, then cast (peft #1388)
             model, tok = load_with_adapter(spec.source, spec.adapter, cpu_cfg)
-            model = model.merge_and_unload()
+            model, _ = inference_model(model, tok, self.cfg.data.system_prompt, require_merge=True)
             tmp = target.with_name(target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             model.to(torch.bfloat16).save_pretrained(tmp)
@@ -430,9 +430,9 @@ def _evaluate_one(
     run_dir: Path | None,
     vllm_backend: _VllmBackend | None = None,
 ) -> dict:
+    from codelora.chat import prompt_ids, render_prompt, stop_token_ids
     from codelora.extract import extract_code
     from codelora.files import atomic_write_text
-    from codelora.generate import prompt_ids, render_prompt, stop_token_ids
     from codelora.models import load_tokenizer
     from codelora.score import score
 

@@ -42,7 +42,16 @@ from codelora.errors import UserError
 from codelora.files import read_json
 from codelora.runs import require_run
 
-__all__ = ["ExportError", "export", "resolve_checkpoint", "TOLERANCE", "VERIFY_PROMPTS", "VERIFY_TOKENS"]
+__all__ = [
+    "ExportError",
+    "TOLERANCE",
+    "VERIFY_PROMPTS",
+    "VERIFY_TOKENS",
+    "export",
+    "prompt_example",
+    "resolve_checkpoint",
+    "verify_prompt_ids",
+]
 
 # Relative logit tolerance per export dtype (see the module docstring).
 TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2, "bf16": 1e-1}
@@ -228,8 +237,9 @@ def _human(n: float) -> str:
 
 
 def _load_base(cfg, dtype: str, device: str):
-    """The run's base model and tokenizer exactly as training set them up (pad token, embedding size)."""
-    from codelora.data.format import ensure_pad_token
+    """The run's base model and tokenizer exactly as training set them up (codelora.chat's pad token rule; the
+    vocabulary and embeddings are never changed)."""
+    from codelora.chat import set_pad_token
     from codelora.models import load_model
 
     model, tokenizer = load_model(
@@ -239,8 +249,7 @@ def _load_base(cfg, dtype: str, device: str):
         attn_implementation=cfg.model.attn_implementation,
         revision=cfg.model.revision,
     )
-    if ensure_pad_token(tokenizer) and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
+    set_pad_token(tokenizer)
     return model, tokenizer
 
 
@@ -264,16 +273,11 @@ def _save_model(model, folder: Path, max_shard_size: str) -> None:
     model.save_pretrained(str(folder), max_shard_size=max_shard_size)
 
 
-def _prompt_ids(tokenizer, system_prompt: str) -> list[list[int]]:
-    from codelora.generate import build_chat
+def verify_prompt_ids(tokenizer, system_prompt: str) -> list[list[int]]:
+    """The verify prompts as every stage builds them (codelora.chat), with the run's system prompt."""
+    from codelora.chat import prompt_ids
 
-    out = []
-    for text in VERIFY_PROMPTS:
-        ids = tokenizer.apply_chat_template(build_chat(system_prompt, text), add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        out.append(list(ids))
-    return out
+    return [prompt_ids(tokenizer, system_prompt, text) for text in VERIFY_PROMPTS]
 
 
 def _reference(model, tokenizer, prompts: list[list[int]], n_tokens: int) -> list[dict[str, Any]]:
@@ -339,15 +343,15 @@ def _compare(model, refs: list[dict[str, Any]], dtype: str, label: str) -> dict[
 
 
 def _generation_config(model, tokenizer, cfg) -> None:
-    """Stop at the end of a turn and decode as the run's evaluation did (greedy, or its temperature/top_p)."""
-    from codelora.data.format import END_OF_TURN
+    """Make config.json and generation_config.json agree with the tokenizer: the same pad token, and generation
+    stops at the end of a turn (codelora.chat's stop tokens: end-of-turn and eos); decode as the run's
+    evaluation did (greedy, or its temperature/top_p)."""
+    from codelora.chat import stop_token_ids
 
+    stops = stop_token_ids(tokenizer)
+    model.config.pad_token_id = tokenizer.pad_token_id
     gc_ = model.generation_config
-    eos = [tokenizer.eos_token_id]
-    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN) if END_OF_TURN in tokenizer.get_vocab() else None
-    if eot is not None and eot not in eos:
-        eos.append(eot)
-    gc_.eos_token_id = eos[0] if len(eos) == 1 else eos
+    gc_.eos_token_id = stops[0] if len(stops) == 1 else stops
     gc_.pad_token_id = tokenizer.pad_token_id
     if tokenizer.bos_token_id is not None:
         gc_.bos_token_id = tokenizer.bos_token_id
@@ -357,6 +361,19 @@ def _generation_config(model, tokenizer, cfg) -> None:
         gc_.do_sample, gc_.temperature, gc_.top_p, gc_.top_k = False, None, None, None
     else:
         gc_.do_sample, gc_.temperature, gc_.top_p, gc_.top_k = True, ev.temperature, ev.top_p, None
+
+
+def _save_tokenizer(tokenizer, folder: Path) -> None:
+    """save_pretrained, plus the chat template inside tokenizer_config.json too: recent transformers write it
+    only to chat_template.jinja, which older transformers and some serving stacks (TGI) do not read."""
+    from codelora.files import atomic_write_text
+
+    tokenizer.save_pretrained(str(folder))
+    path = folder / "tokenizer_config.json"
+    doc = read_json(path)
+    if tokenizer.chat_template and doc.get("chat_template") != tokenizer.chat_template:
+        doc["chat_template"] = tokenizer.chat_template
+        atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
 def _free() -> None:
@@ -464,8 +481,6 @@ def _git_commit() -> str | None:
 
 
 def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> dict[str, Any]:
-    from codelora.config import SYSTEM_PROMPT
-
     src = ck["path"]
     for f in ADAPTER_FILES:
         shutil.copy2(src / f, tmp / f)
@@ -482,9 +497,9 @@ def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> d
 
     _log(f"loading {cfg.model.source} + {tmp.name} to check the adapter loads and generates")
     base, tokenizer = _load_base(cfg, cfg.model.dtype, cfg.model.device)
-    tokenizer.save_pretrained(str(tmp))
+    _save_tokenizer(tokenizer, tmp)
     model = _apply_adapter(base, tmp, cfg.model.source)
-    prompts = _prompt_ids(tokenizer, cfg.data.system_prompt or SYSTEM_PROMPT)[:1]
+    prompts = verify_prompt_ids(tokenizer, cfg.data.system_prompt)[:1]
     refs = _reference(model, tokenizer, prompts, verify_tokens)
     generated = len(refs[0]["seq"]) - refs[0]["prompt_len"]
     lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
@@ -504,7 +519,6 @@ def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> d
 def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_size: str, n_tokens: int):
     from transformers import AutoModelForCausalLM
 
-    from codelora.config import SYSTEM_PROMPT
     from codelora.models import pick_device, pick_dtype
 
     device = pick_device(cfg.model.device)
@@ -512,7 +526,7 @@ def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_siz
     _log(f"loading {cfg.model.source} in fp32 on {device} and applying {ck['path']}")
     base, tokenizer = _load_base(cfg, "fp32", device)
     model = _apply_adapter(base, ck["path"], cfg.model.source)
-    prompts = _prompt_ids(tokenizer, cfg.data.system_prompt or SYSTEM_PROMPT)
+    prompts = verify_prompt_ids(tokenizer, cfg.data.system_prompt)
     refs = _reference(model, tokenizer, prompts, n_tokens)
     t_ref = time.time()
 
@@ -527,7 +541,7 @@ def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_siz
     bytes_per = {"fp32": 4, "fp16": 2, "bf16": 2}[dtype]
     _log(f"saving merged model ({n_params / 1e6:.1f} M parameters, {dtype}, about {_human(n_params * bytes_per)})")
     _save_model(merged, tmp, max_shard_size)
-    tokenizer.save_pretrained(str(tmp))
+    _save_tokenizer(tokenizer, tmp)
     del merged, model, base
     _free()
     t_save = time.time()
@@ -599,18 +613,17 @@ def _write_card_and_extras(run_dir: Path, cfg, ck: dict[str, Any], tmp: Path, me
             shutil.copy2(run_dir / "plots" / name, tmp / name)
             plots.append(name)
     meta["plots"] = plots
-    (tmp / "README.md").write_text(build_card(run_dir, cfg, ck, meta, _prompt_example(tmp, cfg)), encoding="utf-8")
+    (tmp / "README.md").write_text(build_card(run_dir, cfg, ck, meta, prompt_example(tmp, cfg)), encoding="utf-8")
 
 
-def _prompt_example(folder: Path, cfg) -> str:
-    """The chat-formatted training prompt, rendered by the tokenizer saved in the export (proves it has a template)."""
+def prompt_example(folder: Path, cfg) -> str:
+    """The chat-formatted training prompt (codelora.chat), rendered by the tokenizer saved in the export (proves
+    it has a template)."""
     from transformers import AutoTokenizer
 
-    from codelora.generate import build_chat
+    from codelora.chat import render_prompt
 
     tok = AutoTokenizer.from_pretrained(str(folder))
     if not getattr(tok, "chat_template", None):
         raise ExportError(f"the tokenizer saved in {folder} has no chat template; the export would not be usable")
-    return tok.apply_chat_template(
-        build_chat(cfg.data.system_prompt, "PROBLEM"), tokenize=False, add_generation_prompt=True
-    )
+    return render_prompt(tok, cfg.data.system_prompt, "PROBLEM")

@@ -6,53 +6,26 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from codelora.config import SYSTEM_PROMPT, RunConfig
+from codelora.chat import load_with_adapter, prompt_ids, stop_token_ids
+from codelora.config import RunConfig
 from codelora.errors import UserError
 from codelora.extract import extract_code
 
 
-def build_chat(system_prompt: str, problem: str) -> list[dict]:
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": problem}]
-
-
-def load_with_adapter(source: str, adapter: str | None, cfg: RunConfig):
-    from codelora.models import load_model
-
-    model, tokenizer = load_model(
-        source,
-        dtype=cfg.model.dtype,
-        device=cfg.model.device,
-        attn_implementation=cfg.model.attn_implementation,
-        revision=cfg.model.revision,
-    )
-    if adapter:
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, adapter)
-        except (RuntimeError, ValueError, KeyError) as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            # torch lists every mismatching tensor under a generic first line: name the first one
-            detail = next((ln for ln in lines if "size mismatch" in ln), lines[0] if lines else type(e).__name__)
-            raise UserError(f"adapter {adapter} does not fit model {source}: {detail}") from None
-        model.eval()
-    return model, tokenizer
-
-
 def generate_answer(model, tokenizer, system_prompt: str, problem: str, cfg: RunConfig, stream: bool = False) -> str:
-    """One chat answer with the model's own chat template; greedy or seeded sampling per cfg.eval."""
+    """One chat answer to the prompt codelora.chat builds (as training saw it), stopping at the end of the turn;
+    greedy or seeded sampling per cfg.eval."""
     import torch
     from transformers import TextStreamer
 
-    enc = tokenizer.apply_chat_template(
-        build_chat(system_prompt, problem), add_generation_prompt=True, return_tensors="pt", return_dict=True
-    ).to(model.device)
+    ids = torch.tensor([prompt_ids(tokenizer, system_prompt, problem)], device=model.device)
+    enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     ev = cfg.eval
+    stops = stop_token_ids(tokenizer)
     kwargs: dict = {
         "max_new_tokens": ev.max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+        "eos_token_id": stops,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0],
     }
     if ev.greedy or ev.temperature == 0:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -82,7 +55,7 @@ def run_generate(cfg: RunConfig, source: str | None, adapter: str | None, prompt
     source = source or cfg.model.source
     model, tokenizer = load_with_adapter(source, adapter, cfg)
     print(f"--- answer ({source}{' + ' + adapter if adapter else ''}) ---", file=sys.stderr)
-    answer = generate_answer(model, tokenizer, cfg.data.system_prompt or SYSTEM_PROMPT, prompt, cfg, stream=True)
+    answer = generate_answer(model, tokenizer, cfg.data.system_prompt, prompt, cfg, stream=True)
     code, found = extract_code(answer)
     print("\n--- extracted code ---")
     print(code if found else "(no Python code block found in the answer)")
@@ -128,33 +101,6 @@ class Generation:
     text: str  # decoded answer, special tokens skipped
     new_tokens: int  # tokens generated, the stop token included, padding after it excluded
     stopped: bool  # ended on an end-of-turn/eos token (False: hit max_new_tokens)
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """End-of-turn (`<|im_end|>`) and eos: generation of one answer stops at either."""
-    from codelora.data.format import end_of_turn_id
-
-    ids = [end_of_turn_id(tokenizer)]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(int(tokenizer.eos_token_id))
-    return ids
-
-
-def render_prompt(tokenizer, system_prompt: str | None, problem: str) -> str:
-    """The chat prompt exactly as training builds it (codelora.data.format), as text."""
-    from codelora.data.format import build_messages
-
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError("the tokenizer has no chat template; use an instruct/chat model")
-    return tokenizer.apply_chat_template(
-        build_messages(system_prompt, problem), tokenize=False, add_generation_prompt=True
-    )
-
-
-def prompt_ids(tokenizer, system_prompt: str | None, problem: str) -> list[int]:
-    from codelora.data.format import _template, build_messages
-
-    return _template(tokenizer, build_messages(system_prompt, problem), True)
 
 
 class _PerRowSampler:

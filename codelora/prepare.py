@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from codelora.chat import encode_prompt_completion
 from codelora.config import RunConfig
-from codelora.data.format import encode_prompt_completion, fit_example
+from codelora.data.format import fit_example
 from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
 from codelora.files import atomic_write_text
@@ -23,7 +24,8 @@ from codelora.files import atomic_write_text
 __all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report", "split_notes"]
 
 # Bump when the tokenized format written below changes, so older caches are rebuilt rather than reused.
-FORMAT_VERSION = 1
+# 2: the system turn is always sent (codelora.chat), so an empty data.system_prompt is an empty system turn.
+FORMAT_VERSION = 2
 
 
 def data_fingerprint(cfg: RunConfig) -> str:

@@ -461,6 +461,17 @@ def _check_resume_config(cfg: RunConfig, run_dir: Path, resume_from: Path) -> di
 
 def _check_fits(cfg: RunConfig, model: Any) -> None:
     """Refuse a config the model cannot take before any data is prepared or step trained."""
+    from codelora.chat import tied_embedding_modules
+
+    tied = tied_embedding_modules(model)
+    wanted = [t for t in cfg.lora.target_modules if t.rsplit(".", 1)[-1] in tied]
+    if wanted:
+        raise UserError(
+            f"lora.target_modules: {', '.join(wanted)} is one of {cfg.model.source}'s tied embeddings "
+            f"({' = '.join(tied)}, tie_word_embeddings=true): an adapter there changes both the input and the "
+            "output embedding, and merging it cannot reproduce base + adapter; remove it from lora.target_modules "
+            f"(e.g. {','.join(m for m in cfg.lora.target_modules if m not in wanted) or 'q_proj,v_proj'})"
+        )
     ctx = getattr(model.config, "max_position_embeddings", None)
     if isinstance(ctx, int) and cfg.data.max_length > ctx:
         raise UserError(
@@ -608,7 +619,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
     from accelerate import PartialState
     from transformers import TrainingArguments
 
-    from codelora.data.format import collate, collate_packed, ensure_pad_token
+    from codelora.chat import set_pad_token
+    from codelora.data.format import collate, collate_packed
     from codelora.models import load_model, pick_device
     from codelora.prepare import load_tokenized, prepare
 
@@ -631,8 +643,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         m.source, dtype=m.dtype, device=device, attn_implementation=m.attn_implementation, revision=m.revision
     )
     _check_fits(cfg, model)
-    if ensure_pad_token(tokenizer) and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
+    note = set_pad_token(tokenizer)  # never adds tokens: the adapter stays LoRA-only
+    if note and main:
+        print(f"codelora: {note}", file=sys.stderr)
     model.config.use_cache = False  # training: no KV cache (a cache also turns off packed-sequence masks)
 
     if main:

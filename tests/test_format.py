@@ -1,4 +1,4 @@
-"""Chat formatting, loss masking, pad token and collation with the embedded SmolLM2 tokenizer."""
+"""Chat formatting (codelora.chat), loss masking, pad token and collation with the embedded SmolLM2 tokenizer."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ import functools
 
 import pytest
 
-from codelora.data.format import (
-    IGNORE_INDEX,
-    build_messages,
-    collate,
-    encode_prompt_completion,
-    end_of_turn_id,
-    ensure_pad_token,
-    tokenize_example,
-)
+from codelora.chat import encode_prompt_completion, end_of_turn_id, messages, set_pad_token
+from codelora.data.format import IGNORE_INDEX, collate, tokenize_example
 from codelora.errors import UserError
 
 SYSTEM = "You are an expert Python programmer."
@@ -41,10 +34,19 @@ def tok():
     return smol_tokenizer()
 
 
-def test_build_messages():
-    assert build_messages("S", "P") == [{"role": "system", "content": "S"}, {"role": "user", "content": "P"}]
-    assert build_messages("S", "P", "A")[-1] == {"role": "assistant", "content": "A"}
-    assert build_messages(None, "P") == [{"role": "user", "content": "P"}]
+def test_messages_always_carry_the_system_turn():
+    assert messages("S", "P") == [{"role": "system", "content": "S"}, {"role": "user", "content": "P"}]
+    assert messages("S", "P", "A")[-1] == {"role": "assistant", "content": "A"}
+    # an empty system prompt is an explicit empty system turn, never "no system turn"
+    assert messages("", "P") == [{"role": "system", "content": ""}, {"role": "user", "content": "P"}]
+
+
+def test_empty_system_prompt_keeps_the_template_default_out(tok):
+    """SmolLM2's template inserts its own system prompt when there is no system turn: "" must not let it in."""
+    prompt, _ = encode_prompt_completion(tok, "", PROBLEM, ANSWER)
+    text = tok.decode(prompt)
+    assert "SmolLM" not in text and "helpful" not in text
+    assert text.startswith("<|im_start|>system\n<|im_end|>")
 
 
 def test_labels_mask_prompt_and_keep_completion_and_end_of_turn(tok):
@@ -76,19 +78,20 @@ def test_overlong_drop_and_truncate(tok):
     assert tokenize_example(tok, SYSTEM, PROBLEM, ANSWER, len(prompt), "truncate") is None
 
 
-def test_ensure_pad_token_differs_from_end_of_turn(tok):
+def test_pad_token_differs_from_end_of_turn_and_adds_nothing(tok):
     t = copy.deepcopy(tok)
-    note = ensure_pad_token(t)
-    assert t.pad_token_id is not None
+    t.pad_token = "<|im_end|>"  # as the course's saved Qwen tokenizer has it
+    size = len(t)
+    note = set_pad_token(t)
+    assert t.pad_token == "<|endoftext|>" and "existing special token" in note
     assert t.pad_token_id != end_of_turn_id(t) and t.pad_token_id != t.eos_token_id
-    if note:
-        assert "pad" in note
-    assert ensure_pad_token(t) is None  # idempotent
+    assert len(t) == size  # no vocabulary surgery
+    assert set_pad_token(t) is None  # idempotent
 
 
 def test_collate_pads_right_with_ignore_labels(tok):
     t = copy.deepcopy(tok)
-    ensure_pad_token(t)
+    set_pad_token(t)
     a = tokenize_example(t, SYSTEM, PROBLEM, ANSWER, 1024)
     b = tokenize_example(t, SYSTEM, "Print hello.", "print('hello')", 1024)
     batch = collate([a, b], t.pad_token_id)

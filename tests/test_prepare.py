@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from codelora.chat import end_of_turn_id
 from codelora.config import RunConfig
-from codelora.data.format import IGNORE_INDEX, end_of_turn_id
+from codelora.data.format import IGNORE_INDEX
 from codelora.data.split import load_split_json, problem_key
 from codelora.errors import UserError
 from codelora.prepare import load_tokenized, prepare, print_report

@@ -108,13 +108,13 @@ def test_resume_config_diff_rules():
 
 
 def test_stale_prepared_data_is_rebuilt_for_a_new_run(tmp_path):
-    from codelora.data.format import ensure_pad_token
+    from codelora.chat import set_pad_token
     from codelora.models import load_tokenizer
     from codelora.prepare import prepare
 
     run_dir = tmp_path / "run"
     tok = load_tokenizer("tiny-random:qwen2")
-    ensure_pad_token(tok)
+    set_pad_token(tok)
     prepare(_cfg(tmp_path, "data.max_length=64"), run_dir, tok)  # `codelora prepare` with other settings
     assert json.loads((run_dir / "data_report.json").read_text())["max_length"] == 64
     train(_cfg(tmp_path, "train.max_steps=1", "train.save_steps=1", "train.eval_steps=2"), run_dir)

@@ -1,99 +1,24 @@
-"""Chat formatting and tokenization with the tokenizer's own chat template; loss only on the answer.
+"""Training examples: prompt + completion ids with the loss only on the completion, and their collation.
 
-prompt = template(system + user, add_generation_prompt=True); full = template(system + user + assistant).
-The prompt must be a prefix of full; the completion is the rest, cut right after the end-of-turn token
-(so a trailing newline the template adds is not trained on). Labels are -100 on the prompt.
+The prompt, the completion boundary and the end-of-turn token come from codelora.chat (the one module that owns
+the chat); here they become input_ids / labels (-100 on the prompt) / attention_mask and batches.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from codelora.errors import UserError
+from codelora.chat import encode_prompt_completion
 
 __all__ = [
     "IGNORE_INDEX",
-    "build_messages",
     "collate",
     "collate_packed",
-    "encode_prompt_completion",
-    "end_of_turn_id",
-    "ensure_pad_token",
     "fit_example",
     "tokenize_example",
 ]
 
 IGNORE_INDEX = -100
-END_OF_TURN = "<|im_end|>"
-
-
-def build_messages(system_prompt: str | None, problem: str, answer: str | None = None) -> list[dict[str, str]]:
-    msgs = []
-    if system_prompt:
-        msgs.append({"role": "system", "content": system_prompt})
-    msgs.append({"role": "user", "content": problem})
-    if answer is not None:
-        msgs.append({"role": "assistant", "content": answer})
-    return msgs
-
-
-def _token_id(tokenizer: Any, token: str) -> int | None:
-    """Id of `token` if it is in the vocabulary, else None (get_vocab() is slow on large vocabularies)."""
-    tid = tokenizer.convert_tokens_to_ids(token)
-    if tid is None or isinstance(tid, list) or tokenizer.convert_ids_to_tokens(tid) != token:
-        return None
-    return int(tid)
-
-
-def end_of_turn_id(tokenizer: Any) -> int:
-    """Id of `<|im_end|>` when the vocabulary has it, else the eos token."""
-    tid = _token_id(tokenizer, END_OF_TURN)
-    if tid is None:
-        tid = tokenizer.eos_token_id
-    if tid is None:
-        raise UserError("the tokenizer has neither <|im_end|> nor an eos token; cannot mark the end of an answer")
-    return tid
-
-
-def _ids(out: Any) -> list[int]:
-    """apply_chat_template(tokenize=True) returns a list, or (transformers 5) a BatchEncoding/dict."""
-    if hasattr(out, "keys") and "input_ids" in out:
-        out = out["input_ids"]
-    if hasattr(out, "tolist"):
-        out = out.tolist()
-    out = list(out)
-    if out and isinstance(out[0], (list, tuple)):
-        if len(out) != 1:
-            raise ValueError("expected one conversation")
-        out = list(out[0])
-    return [int(i) for i in out]
-
-
-def _template(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError("the tokenizer has no chat template; use an instruct/chat model")
-    return _ids(tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt))
-
-
-def encode_prompt_completion(
-    tokenizer: Any, system_prompt: str | None, problem: str, completion: str
-) -> tuple[list[int], list[int]]:
-    """Return (prompt ids, completion ids ending with the end-of-turn token)."""
-    prompt = _template(tokenizer, build_messages(system_prompt, problem), True)
-    full = _template(tokenizer, build_messages(system_prompt, problem, completion), False)
-    if full[: len(prompt)] != prompt:
-        raise UserError(
-            "the chat template does not render the prompt as a prefix of the full conversation; "
-            "cannot mask the prompt reliably with this tokenizer"
-        )
-    comp = full[len(prompt) :]
-    eot = end_of_turn_id(tokenizer)
-    if eot in comp:
-        last = len(comp) - 1 - comp[::-1].index(eot)
-        comp = comp[: last + 1]
-    else:
-        comp = comp + [eot]
-    return prompt, comp
 
 
 def fit_example(
@@ -114,7 +39,7 @@ def fit_example(
 
 def tokenize_example(
     tokenizer: Any,
-    system_prompt: str | None,
+    system_prompt: str,
     problem: str,
     completion: str,
     max_length: int,
@@ -123,23 +48,6 @@ def tokenize_example(
     """dict(input_ids, labels, attention_mask), labels -100 on the prompt; None if overlong and dropped."""
     prompt, comp = encode_prompt_completion(tokenizer, system_prompt, problem, completion)
     return fit_example(prompt, comp, max_length, overlong)
-
-
-def ensure_pad_token(tokenizer: Any) -> str | None:
-    """Give the tokenizer a pad token distinct from eos/end-of-turn. Returns a note of what changed, or None.
-
-    When a new `<|pad|>` token is added the model's embeddings must be resized (len(tokenizer)).
-    """
-    pad = tokenizer.pad_token_id
-    special = {tokenizer.eos_token_id, _token_id(tokenizer, END_OF_TURN)} - {None}
-    if pad is not None and pad not in special:
-        return None
-    old = tokenizer.pad_token
-    if _token_id(tokenizer, "<|endoftext|>") is not None and _token_id(tokenizer, "<|endoftext|>") not in special:
-        tokenizer.pad_token = "<|endoftext|>"
-        return f"pad token set to <|endoftext|> (was {old})"
-    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
-    return f"added a new <|pad|> token (was {old}); resize the model embeddings to {len(tokenizer)}"
 
 
 def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
