@@ -6,6 +6,7 @@ program graded after it in the same worker (thread) is still accepted. Every tes
 small memory limits, small tmpfs sizes, short timeouts.
 """
 
+import ast
 import os
 import platform
 import shutil
@@ -215,6 +216,7 @@ def test_cannot_connect_to_a_host_unix_socket(sandbox_mode):
     assert_next_program_accepted()
 
 
+@needs_seccomp
 @pytest.mark.skipif(not X86_64, reason="system-call numbers below are x86-64's")
 def test_keyring_is_not_shared_between_programs(sandbox_mode):
     first = (
@@ -381,4 +383,43 @@ def test_a_tree_too_deep_to_clean_retires_the_sandbox_not_the_verdict(sandbox_mo
     r = run_program(code, timeout=10)
     assert r.returncode == 0 and r.stdout == "deep\n" and r.sandbox_error is None, r
     assert run_program("import os\nprint(os.listdir('/tmp'))", timeout=5).stdout == "[]\n"
+    assert_next_program_accepted()
+
+
+IOPRIO_GET, IOPRIO_SET = 252, 251  # x86-64
+
+
+@pytest.mark.skipif(not X86_64, reason="ioprio system-call numbers are x86-64's")
+def test_cannot_change_pid1s_limits_or_scheduling(sandbox_mode):
+    # Red team S1: prlimit / setpriority / sched_setscheduler / sched_setaffinity / ioprio_set on pid 1
+    # (once allowed: same uid) were inherited by every later program of the worker.
+    state = (
+        "import ctypes, os, resource as R\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(R.getrlimit(R.RLIMIT_AS), R.getrlimit(R.RLIMIT_STACK), os.getpriority(os.PRIO_PROCESS, 0),\n"
+        f"      os.sched_getscheduler(0), len(os.sched_getaffinity(0)), libc.syscall({IOPRIO_GET}, 1, 0))\n"
+    )
+    before = run_program(state, timeout=5)
+    assert before.returncode == 0, before.stderr
+    attack = (
+        "import ctypes, os, resource as R\nlibc = ctypes.CDLL(None, use_errno=True)\nout = []\n"
+        "def attempt(f, *a):\n"
+        "    try:\n        f(*a)\n        out.append('changed')\n    except OSError as e:\n        out.append(e.errno)\n"
+        "attempt(R.prlimit, 1, R.RLIMIT_AS, (200 << 20, 200 << 20))\n"
+        "attempt(R.prlimit, 1, R.RLIMIT_STACK, (65536, 65536))\n"
+        "attempt(os.setpriority, os.PRIO_PROCESS, 1, 19)\n"
+        "attempt(os.setpriority, os.PRIO_USER, 0, 19)\n"
+        "attempt(os.sched_setscheduler, 1, os.SCHED_IDLE, os.sched_param(0))\n"
+        "attempt(os.sched_setaffinity, 1, {0})\n"
+        f"out.append(libc.syscall({IOPRIO_SET}, 1, 1, (3 << 13)))  # IOPRIO_WHO_PROCESS, pid 1, idle\n"
+        f"out.append(libc.syscall({IOPRIO_SET}, 3, 0, (3 << 13)))  # IOPRIO_WHO_USER, own uid\n"
+        "print(out)\n"
+    )
+    r = run_program(attack, timeout=5)
+    out = ast.literal_eval(r.stdout)  # errnos, "changed" and return values, printed by the program
+    # On pid 1 every call fails (other uid; and the filter). PRIO_USER / IOPRIO_WHO_USER reach only the
+    # program's own uid, which pid 1 does not share when the scorer is root; the filter refuses them too.
+    assert [out[i] for i in (0, 1, 2, 4, 5, 6)] == [1, 1, 1, 1, 1, -1], r.stdout + r.stderr
+    if REPORT["seccomp"]:
+        assert out[3] == 1 and out[7] == -1
+    assert run_program(state, timeout=5).stdout == before.stdout
     assert_next_program_accepted()

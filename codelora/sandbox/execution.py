@@ -245,12 +245,15 @@ def _features_cached() -> _Features:
     cg = cgroups.support()
     if cg.kind is None:
         notes.append(f"no cgroup ({cg.reason}): memory limited per process by RLIMIT_AS, tasks by RLIMIT_NPROC")
-    try:
-        syscall_filter.build()
-        seccomp = True
-    except syscall_filter.FilterUnavailable as e:
-        seccomp = False
-        notes.append(f"no system-call filter: {e}")
+    seccomp = False
+    if os.environ.get("CODELORA_NO_SECCOMP"):
+        notes.append("system-call filter disabled by CODELORA_NO_SECCOMP")
+    else:
+        try:
+            syscall_filter.build()
+            seccomp = True
+        except syscall_filter.FilterUnavailable as e:
+            notes.append(f"no system-call filter: {e}")
     root = os.getuid() == 0
     bwrap = False
     if os.environ.get("CODELORA_NO_BWRAP"):

@@ -17,6 +17,10 @@ Denied, and why:
   io_uring_setup/enter/register (its operations bypass this filter), module and kexec calls,
   name_to_handle_at/open_by_handle_at, fanotify_init, acct, swapon/swapoff, reboot, syslog,
   quotactl, iopl/ioperm/modify_ldt, clock and time setting, sethostname/setdomainname, vhangup;
+- another process's limits and scheduling (the kernel only checks for the same uid, which pid 1
+  shares with programs when the scorer is not root): prlimit64, sched_setscheduler,
+  sched_setparam, sched_setaffinity and sched_setattr for any pid but 0 (the caller),
+  setpriority and ioprio_set for anything but the calling process;
 - `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` (typing into a terminal);
 - sockets other than AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK: e.g. AF_VSOCK reaches the
   hypervisor's host whatever the network namespace, AF_ALG is the kernel's crypto API.
@@ -61,6 +65,8 @@ CLONE_NEW_FLAGS = (
     0x40000000,  # CLONE_NEWNET
     0x00000080,  # CLONE_NEWTIME
 )
+SELF_ONLY = ("prlimit64", "sched_setscheduler", "sched_setparam", "sched_setaffinity", "sched_setattr")  # arg 0: pid
+PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
 ALLOWED_SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
 TIOCLINUX = 0x541C
 
@@ -92,6 +98,12 @@ def build() -> bytes:
         for flag in CLONE_NEW_FLAGS:
             f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+        for call in SELF_ONLY:
+            f.add_rule(deny, call, sc.Arg(0, sc.NE, 0))
+        f.add_rule(deny, "setpriority", sc.Arg(0, sc.NE, PRIO_PROCESS))
+        f.add_rule(deny, "setpriority", sc.Arg(1, sc.NE, 0))
+        f.add_rule(deny, "ioprio_set", sc.Arg(0, sc.NE, IOPRIO_WHO_PROCESS))
+        f.add_rule(deny, "ioprio_set", sc.Arg(1, sc.NE, 0))
         for call in ("socket", "socketpair"):
             for fam in range(max(ALLOWED_SOCKET_FAMILIES)):
                 if fam not in ALLOWED_SOCKET_FAMILIES:

@@ -4,23 +4,27 @@ This file runs *inside* the sandbox as `python -I -S zygote.py CONTROL_FD UID GI
 (see `codelora.sandbox.execution`), as the sandbox's pid 1, and uses the standard library only.
 It is also importable on the host, for its unit tests; nothing runs at import.
 
-Start-up: drop to the unprivileged UID/GID (when started as root; bwrap gave this process only
-CAP_SETUID and CAP_SETGID, which the drop clears), become non-dumpable (programs, same uid, can
-then neither ptrace it nor open its /proc files: memory, fds, environment), and install no signal handler: the
-kernel then discards any signal that a process of the sandbox sends to its pid 1, SIGKILL and
-SIGSTOP included.
+Who is who: when the scorer is root, pid 1 keeps uid 0 with only CAP_SETUID and CAP_SETGID (all
+bwrap gives it), and every process that runs program code (and the helpers that kill and clean
+after it) first drops to the unprivileged UID/GID, which clears those capabilities. Programs then
+share no uid with pid 1: they cannot signal it, change its rlimits, priority, scheduling, CPU
+affinity or I/O priority, nor open its /proc files. When the scorer is not root (UID -1) pid 1 and
+programs share the scorer's uid, and the system-call filter refuses those calls for other pids.
+pid 1 is also non-dumpable (no ptrace, no /proc/1/mem, fds or environ) and installs no signal
+handler: the kernel discards any signal its own namespace sends it, SIGKILL and SIGSTOP included.
 
 Per request (a JSON message on the control socket, with the program's stdin/stdout/stderr and one
-memfd per file as SCM_RIGHTS): fork a child that starts a new session, writes the files into the
-empty work folder /sandbox itself (O_EXCL | O_NOFOLLOW: the scorer never writes into a folder a program
-can see), makes itself the first victim of the kernel's OOM killer, sets the rlimits, and then
+memfd per file as SCM_RIGHTS): fork a child that starts a new session, drops to UID/GID, writes the
+files into the empty work folder /sandbox itself (O_EXCL | O_NOFOLLOW: the scorer never writes into a
+folder a program can see), makes itself the first victim of the kernel's OOM killer, sets the rlimits, and then
 - MODE "fork": runs main.py in this forked interpreter as `python -I -S main.py` would (fresh
   __main__, argv and std streams, traceback and exit status, threads, atexit, flush); fast: no
   interpreter start-up per program;
 - MODE "exec": execs a fresh `python -I -S main.py` (one program per sandbox).
-When the child ends, kill every other process of the sandbox (kill(-1) from pid 1 spares only
-pid 1), reap them all, note whether a writable tmpfs filled up, empty the writable folders, check
-the SysV IPC tables, and reply {"status", "cpu", "full", "clean"}. A sandbox that is not clean
+When the child ends, kill every other process of the sandbox (a helper as UID/GID calls kill(-1),
+which spares pid 1 and itself), reap them all, note whether a writable tmpfs filled up, empty the
+writable folders (another helper as UID/GID: the owner of what a program left), check the SysV IPC
+tables, and reply {"status", "cpu", "full", "clean"}. A sandbox that is not clean
 afterwards is retired by the scorer. MODE "exec" serves one request, then exits.
 """
 
@@ -143,13 +147,14 @@ def set_limits(req: dict) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 
-def child(req: dict, fds: list[int], sock: socket.socket, mode: str) -> None:
+def child(req: dict, fds: list[int], sock: socket.socket, mode: str, ids: tuple[int, int]) -> None:
     """The forked child: set up the program's process, then run it (MODE "fork") or exec it ("exec")."""
     try:
         sock.detach()
         os.setsid()
         for i, fd in enumerate(fds[:3]):
             os.dup2(fd, i)
+        drop_privileges(*ids)
         write_files(WORKDIR, req["files"], fds[3:])
         os.closerange(3, 1 << 16)
         os.chdir(WORKDIR)
@@ -275,12 +280,38 @@ def finish(status: int, interrupted: bool) -> None:
     os._exit(status & 0xFF)
 
 
-def kill_all() -> None:
-    """Kill every process of this pid namespace but pid 1, and reap them all."""
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except OSError:
-        pass
+def as_user(ids: tuple[int, int], work) -> int:
+    """Run `work()` in a forked child as UID/GID; its exit status: 0 if it returned True, else 1."""
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            drop_privileges(*ids)
+            ok = bool(work())
+        except BaseException:
+            pass
+        os._exit(0 if ok else 1)
+    while True:
+        try:
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        except InterruptedError:
+            continue
+
+
+def kill_all(ids: tuple[int, int]) -> None:
+    """Kill every process of this pid namespace but pid 1, and reap them all.
+
+    kill(-1) spares the caller and pid 1; sent as the programs' uid, it needs no capability.
+    """
+
+    def kill() -> bool:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:  # nothing left to kill
+            pass
+        return True
+
+    as_user(ids, kill)
     while True:
         try:
             os.waitpid(-1, 0)
@@ -290,7 +321,17 @@ def kill_all() -> None:
             continue
 
 
-def serve_one(sock: socket.socket, mode: str, keep: frozenset[str]) -> bool:
+def clean(keep: frozenset[str]) -> bool:
+    """Empty the writable folders (as the programs' uid: the owner of what they left)."""
+    try:
+        for d in CLEANED:
+            empty_dir(d, keep)
+    except (OSError, RecursionError):  # e.g. a folder tree deeper than the recursion limit: retire
+        return False
+    return True
+
+
+def serve_one(sock: socket.socket, mode: str, keep: frozenset[str], ids: tuple[int, int]) -> bool:
     """Run one request; False when the sandbox must stop (socket closed, or not clean afterwards)."""
     msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 64)
     if not msg:
@@ -298,7 +339,7 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str]) -> bool:
     req = json.loads(msg)
     pid = os.fork()
     if pid == 0:
-        child(req, fds, sock, mode)
+        child(req, fds, sock, mode, ids)
     for fd in fds:
         os.close(fd)
     while True:
@@ -307,17 +348,15 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str]) -> bool:
             break
         except InterruptedError:
             continue
-    kill_all()
+    kill_all(ids)
     full = any(is_full(d) for d in WRITABLE)
     try:
-        for d in CLEANED:
-            empty_dir(d, keep)
-        clean = ipc_empty() and not any(is_full(d) for d in WRITABLE)
-    except (OSError, RecursionError):  # e.g. a folder tree deeper than the recursion limit: retire
-        clean = False
-    report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full, "clean": clean}
+        ok = as_user(ids, lambda: clean(keep)) == 0 and ipc_empty() and not any(is_full(d) for d in WRITABLE)
+    except OSError:
+        ok = False
+    report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full, "clean": ok}
     sock.send(json.dumps(report).encode())
-    return clean and mode == "fork"
+    return ok and mode == "fork"
 
 
 def main(argv: list[str]) -> int:
@@ -327,14 +366,13 @@ def main(argv: list[str]) -> int:
         print("codelora zygote: must run as pid 1 of its own pid namespace", file=sys.stderr)
         return 3
     sock = socket.socket(fileno=fd)
-    drop_privileges(uid, gid)
     set_dumpable(0)
     # No handler (SIGPIPE and SIGXFSZ stay ignored, as Python sets them): a handler would let the
     # sandbox's processes signal pid 1; the kernel discards their other signals to it.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if mode == "fork":
         gc.freeze()  # children's collector then leaves our objects' pages alone (fewer copy-on-write faults)
-    while serve_one(sock, mode, keep):
+    while serve_one(sock, mode, keep, (uid, gid)):
         pass
     return 0
 
