@@ -423,3 +423,25 @@ def test_cannot_change_pid1s_limits_or_scheduling(sandbox_mode):
         assert out[3] == 1 and out[7] == -1
     assert run_program(state, timeout=5).stdout == before.stdout
     assert_next_program_accepted()
+
+
+def test_a_daemon_killing_everything_it_sees_does_not_stall_cleanup(sandbox_mode):
+    # It would kill any helper that cleaned up as the program's uid before the program's processes were gone.
+    code = (
+        "import os, signal, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    end = time.time() + 5\n"
+        "    while time.time() < end:\n"
+        "        for p in os.listdir('/proc'):\n"
+        "            if p.isdigit() and int(p) != os.getpid():\n"
+        "                try:\n                    os.kill(int(p), signal.SIGKILL)\n"
+        "                except OSError:\n                    pass\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.3)\n"
+        "print('done')\n"
+    )
+    start = time.monotonic()
+    r = run_program(code, timeout=8)
+    assert time.monotonic() - start < 4 and r.limit is None, r  # not held until the timeout
+    assert_next_program_accepted()

@@ -208,8 +208,8 @@ def _bwrap_command(disk_bytes: int, root: bool) -> tuple[list[str], list[str]]:
     args += ["--remount-ro", "/", "--chdir", WORKDIR]
     args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     args += ["--hostname", "sandbox", "--cap-drop", "ALL"]
-    if root:  # the zygote needs these two to drop to SANDBOX_UID; the drop clears them
-        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    if root:  # pid 1 keeps these to start programs under their uid and kill them; the drop clears them
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
     else:
         args += ["--unshare-user", "--disable-userns"]
     args += ["--as-pid-1", "--die-with-parent", "--new-session"]

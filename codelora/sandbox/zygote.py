@@ -4,8 +4,8 @@ This file runs *inside* the sandbox as `python -I -S zygote.py CONTROL_FD UID GI
 (see `codelora.sandbox.execution`), as the sandbox's pid 1, and uses the standard library only.
 It is also importable on the host, for its unit tests; nothing runs at import.
 
-Who is who: when the scorer is root, pid 1 keeps uid 0 with only CAP_SETUID and CAP_SETGID (all
-bwrap gives it), and every process that runs program code (and the helpers that kill and clean
+Who is who: when the scorer is root, pid 1 keeps uid 0 with only CAP_SETUID, CAP_SETGID and CAP_KILL
+(all bwrap gives it), and every process that runs program code (and the helper that cleans up
 after it) first drops to the unprivileged UID/GID, which clears those capabilities. Programs then
 share no uid with pid 1: they cannot signal it, change its rlimits, priority, scheduling, CPU
 affinity or I/O priority, nor open its /proc files. When the scorer is not root (UID -1) pid 1 and
@@ -21,8 +21,7 @@ folder a program can see), makes itself the first victim of the kernel's OOM kil
   __main__, argv and std streams, traceback and exit status, threads, atexit, flush); fast: no
   interpreter start-up per program;
 - MODE "exec": execs a fresh `python -I -S main.py` (one program per sandbox).
-When the child ends, kill every other process of the sandbox (a helper as UID/GID calls kill(-1),
-which spares pid 1 and itself), reap them all, note whether a writable tmpfs filled up, empty the
+When the child ends, kill every other process of the sandbox (kill(-1) from pid 1), reap them all, note whether a writable tmpfs filled up, empty the
 writable folders (another helper as UID/GID: the owner of what a program left), check the SysV IPC
 tables, and reply {"status", "cpu", "full", "clean"}. A sandbox that is not clean
 afterwards is retired by the scorer. MODE "exec" serves one request, then exits.
@@ -298,20 +297,17 @@ def as_user(ids: tuple[int, int], work) -> int:
             continue
 
 
-def kill_all(ids: tuple[int, int]) -> None:
+def kill_all() -> None:
     """Kill every process of this pid namespace but pid 1, and reap them all.
 
-    kill(-1) spares the caller and pid 1; sent as the programs' uid, it needs no capability.
+    kill(-1) from pid 1 reaches every other process at once (no fork can slip through); pid 1 holds
+    CAP_KILL for it when the programs run under another uid. Nothing of a program can interfere:
+    it cannot signal pid 1, and the helper that cleans up runs only once they are all gone.
     """
-
-    def kill() -> bool:
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:  # nothing left to kill
-            pass
-        return True
-
-    as_user(ids, kill)
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:  # nothing left to kill
+        pass
     while True:
         try:
             os.waitpid(-1, 0)
@@ -348,7 +344,7 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str], ids: tuple[i
             break
         except InterruptedError:
             continue
-    kill_all(ids)
+    kill_all()
     full = any(is_full(d) for d in WRITABLE)
     try:
         ok = as_user(ids, lambda: clean(keep)) == 0 and ipc_empty() and not any(is_full(d) for d in WRITABLE)
