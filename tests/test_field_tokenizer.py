@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from codelora.chat import encode_prompt_completion, end_of_turn_id, prompt_ids, render_prompt, set_pad_token
 from codelora.config import SYSTEM_PROMPT, load_config
-from codelora.data.format import encode_prompt_completion, end_of_turn_id, ensure_pad_token
 from codelora.errors import UserError
 
 FIELD = Path(__file__).resolve().parents[1].parent / "shared" / "field"
@@ -68,11 +68,10 @@ def test_training_chat_holds_exactly_the_configured_system_prompt(qwen):
 
 
 @needs_qwen
-def test_evaluation_and_generate_prompt_hold_exactly_the_configured_system_prompt(qwen):
-    from codelora.generate import prompt_ids, render_prompt
-
+def test_inference_prompt_holds_exactly_the_configured_system_prompt(qwen):
+    """What generate, evaluate and the export check send (tests/test_chat.py checks they all send these ids)."""
     custom = "Answer with one Python program."
-    for system in (SYSTEM_PROMPT, custom):
+    for system in (SYSTEM_PROMPT, custom, ""):
         text = render_prompt(qwen, system, "Print 1.")
         assert text == chatml(system, "Print 1.")
         assert QWEN_DEFAULT_SYSTEM not in text
@@ -83,14 +82,14 @@ def test_evaluation_and_generate_prompt_hold_exactly_the_configured_system_promp
 def test_real_tokenizer_pad_is_endoftext_not_end_of_turn():
     from codelora.models import load_tokenizer
 
-    tok = load_tokenizer(str(QWEN))  # a fresh one: ensure_pad_token changes it
+    tok = load_tokenizer(str(QWEN))  # a fresh one: set_pad_token changes it
     # the course project saved its own choice, pad = <|im_end|>: padding masked to -100 would hide the end of turn
     assert tok.pad_token == "<|im_end|>"
-    note = ensure_pad_token(tok)
+    note = set_pad_token(tok)
     assert tok.pad_token == "<|endoftext|>" and tok.pad_token_id == tok.convert_tokens_to_ids("<|endoftext|>")
     assert tok.pad_token_id != end_of_turn_id(tok) and "<|endoftext|>" in note
     assert len(tok) == 151665  # nothing added: no embedding resize needed
-    assert ensure_pad_token(tok) is None
+    assert set_pad_token(tok) is None
 
 
 def percentiles(values: list[int]) -> dict[str, int]:
