@@ -209,7 +209,7 @@ def ensure_embedded(name: str, *, quiet: bool = False) -> Path:
         if problem is None:
             return target
         print(f"codelora: embedded cache {target} is invalid ({problem}); rebuilding", file=sys.stderr)
-        shutil.rmtree(target)
+        shutil.rmtree(target, ignore_errors=True)  # another process may be rebuilding it too
     if not quiet:
         print(f"codelora: converting embedded model {name} to {target} (once, ~1 minute)", file=sys.stderr)
     _convert_embedded(name, target)
@@ -353,4 +353,9 @@ def _convert_embedded(name: str, target: Path) -> None:
         "check_greedy_ids": before,
     }
     (tmp / "codelora-manifest.json").write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, target)  # the folder appears whole or not at all
+    try:
+        os.replace(tmp, target)  # the folder appears whole or not at all
+    except OSError:  # another process finished the same conversion first: keep its folder if it verifies
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _verify_embedded(target) is not None:
+            raise
