@@ -83,6 +83,7 @@ STDERR_KEPT = 1024 * 1024  # of stderr, the last this many bytes are kept (it st
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc")
 _EXIT_GRACE = 2.0  # seconds to drain the pipes after the program ended or was killed
+CLEANUP_TIMEOUT = 20.0  # seconds the zygote may take to empty the writable folders; then it is retired
 _ZYGOTE_FILE = str(Path(__file__).with_name("zygote.py"))
 _ZYGOTE_IN_SANDBOX = "/run/codelora/zygote.py"
 WORKDIR = "/sandbox"  # the program's work folder inside the sandbox (zygote.WORKDIR)
@@ -554,6 +555,7 @@ class _Sandbox:
         os.set_blocking(self.proc.stderr.fileno(), False)
         self.alive = True
         self.fresh = True  # has not run a program yet
+        self.pending_clean = False  # a "clean" reply is still to come (see settle())
         self._finalizer = weakref.finalize(
             self, _Sandbox._close, self.proc, self.sock, self.cgroup, self.oom_fd, self.slot
         )
@@ -640,7 +642,7 @@ class _Sandbox:
                 msg = b""
             if msg:
                 report.update(json.loads(msg))
-            if not report.get("clean") or self.mode == "exec":
+            if "status" not in report or self.mode == "exec":
                 counters_then_kill()
             elif self.cgroup is not None:
                 after = self.cgroup.counters()
@@ -659,7 +661,27 @@ class _Sandbox:
             return None
         status = report["status"]
         limit = _observed_limit(status, report.get("cpu", 0.0), cpu, report.get("full", False), before, after)
+        self.pending_clean = self.mode == "fork"  # the zygote cleans up while the scorer goes on
         return stdout, stderr, os.waitstatus_to_exitcode(status), limit, report
+
+    def settle(self) -> bool:
+        """Before the next program: wait (at most CLEANUP_TIMEOUT s) for the zygote's "clean" reply
+        about the previous one; a sandbox that is not clean then is retired. Whether it is usable."""
+        if self.pending_clean and self.alive:
+            self.pending_clean = False
+            if not self._cleaned():
+                self.kill()
+        return self.alive
+
+    def _cleaned(self) -> bool:
+        self.sock.settimeout(CLEANUP_TIMEOUT)
+        try:
+            msg = self.sock.recv(4096)
+        except OSError:  # includes the timeout
+            return False
+        finally:
+            self.sock.settimeout(None)
+        return bool(msg) and json.loads(msg).get("clean") is True
 
 
 _local = threading.local()
@@ -672,7 +694,7 @@ def _thread_zygote(disk_mb: int = DISK_MB, max_tasks: int = MAX_TASKS) -> _Sandb
     if not _bwrap_ok() or os.environ.get("CODELORA_NO_ZYGOTE") or _zygote_failures >= 3:
         return None
     z = getattr(_local, "zygote", None)
-    if z is not None and z.alive and z.proc.poll() is None and z.key == (disk_mb, max_tasks):
+    if z is not None and z.alive and z.settle() and z.proc.poll() is None and z.key == (disk_mb, max_tasks):
         return z
     if z is not None:
         z.kill()

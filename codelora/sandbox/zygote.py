@@ -23,8 +23,9 @@ folder a program can see), makes itself the first victim of the kernel's OOM kil
 - MODE "exec": execs a fresh `python -I -S main.py` (one program per sandbox).
 When the child ends, kill every other process of the sandbox (kill(-1) from pid 1), reap them all, note whether a writable tmpfs filled up, empty the
 writable folders (another helper as UID/GID: the owner of what a program left), check the SysV IPC
-tables, and reply {"status", "cpu", "full", "clean"}. A sandbox that is not clean
-afterwards is retired by the scorer. MODE "exec" serves one request, then exits.
+tables. Two replies: {"status", "cpu", "full"} as soon as the program's processes are gone (its
+result; the cleanup is not part of its run time), then {"clean"} (MODE "fork" only). A sandbox
+that is not clean afterwards is retired by the scorer. MODE "exec" serves one request, then exits.
 """
 
 from __future__ import annotations
@@ -346,13 +347,16 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str], ids: tuple[i
             continue
     kill_all()
     full = any(is_full(d) for d in WRITABLE)
+    # The program's result goes out first: cleaning up after it is not part of its run time.
+    sock.send(json.dumps({"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full}).encode())
+    if mode == "exec":
+        return False  # the scorer ends this sandbox now: nothing to clean for
     try:
         ok = as_user(ids, lambda: clean(keep)) == 0 and ipc_empty() and not any(is_full(d) for d in WRITABLE)
     except OSError:
         ok = False
-    report = {"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full, "clean": ok}
-    sock.send(json.dumps(report).encode())
-    return ok and mode == "fork"
+    sock.send(json.dumps({"clean": ok}).encode())
+    return ok
 
 
 def main(argv: list[str]) -> int:
