@@ -5,8 +5,8 @@ import json
 import pytest
 
 from codelora import models
+from codelora.chat import messages
 from codelora.config import SYSTEM_PROMPT
-from codelora.data.format import build_messages
 from codelora.data.load import load_rows
 from codelora.errors import UserError
 
@@ -47,12 +47,10 @@ def _corpus(tokenizer) -> list[str]:
     for r in rows:
         texts.append(
             tokenizer.apply_chat_template(
-                build_messages(SYSTEM_PROMPT, r["input"]), tokenize=False, add_generation_prompt=True
+                messages(SYSTEM_PROMPT, r["input"]), tokenize=False, add_generation_prompt=True
             )
         )
-        texts.append(
-            tokenizer.apply_chat_template(build_messages(SYSTEM_PROMPT, r["input"], r["output"]), tokenize=False)
-        )
+        texts.append(tokenizer.apply_chat_template(messages(SYSTEM_PROMPT, r["input"], r["output"]), tokenize=False))
         texts.append(r["solution"])
     return texts
 
