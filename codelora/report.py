@@ -31,6 +31,7 @@ from codelora.compare import (
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, read_json
 from codelora.runs import require_run, run_models
+from codelora.safetext import terminal_safe
 
 SECTIONS = [
     ("config", "Configuration"),
@@ -351,16 +352,17 @@ def _failure_text(f: Any) -> str:
     for key in ("input", "expected", "got", "detail"):
         if f.get(key):
             parts.append(f"{key}:\n{f[key]}")
-    return "\n".join(parts)
+    return terminal_safe("\n".join(parts))  # program output may hold escape sequences
 
 
 def _example(doc: _Doc, ex: dict) -> None:
-    doc.raw(f"<h3>{html.escape(ex['problem'])}</h3>", f"\n### {ex['problem']}\n")
+    problem = terminal_safe(ex["problem"])
+    doc.raw(f"<h3>{html.escape(problem)}</h3>", f"\n### {problem}\n")
     cells_h, md = [], []
     for a in ex["answers"]:
         v = a.get("verdict") or "not graded"
         cls = "verdict-accepted" if a.get("passed") else "verdict-other"
-        code = a.get("code")
+        code = None if a.get("code") is None else terminal_safe(a["code"])
         fail = _failure_text(a.get("first_failure"))
         cell = f'<td><strong>{html.escape(a["model"])}</strong> <span class="{cls}">{html.escape(v)}</span>'
         cell += f"<pre>{html.escape(code)}</pre>" if code is not None else '<p class="na">no code recorded</p>'

@@ -97,6 +97,17 @@ def _decode_problem(raw: dict, where: str, tests: str = "public+private") -> Pro
         return Problem(qid, difficulty, None, [], error=msg)
 
 
+def entry_point(raw: dict) -> str | None:
+    """The method a call-based problem's tests call (`metadata.func_name`), None for stdin problems."""
+    meta = raw.get("metadata") or "{}"
+    try:
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+    except ValueError:
+        return None
+    name = meta.get("func_name") if isinstance(meta, dict) else None
+    return str(name) if name else None
+
+
 def load_problems(
     path: Path, wanted: set[str] | None = None, tests: str = "public+private", skip_untested: bool = False
 ) -> tuple[dict[str, Problem], list[str]]:

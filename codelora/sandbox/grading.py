@@ -111,22 +111,44 @@ def _line_spans(text: str):
         pos = nl + 1
 
 
-_TOKEN = re.compile(r"\S+")
+_SPACE = re.compile(r"\s")
+_CHUNK = 4096  # tokens converted at a time
+
+
+def _token_chunks(line: str):
+    """Lists of up to _CHUNK whitespace-separated tokens of `line`, in order: `line.split()` done on 64 KiB
+    pieces cut at whitespace, so that no more than a piece's tokens exist at once."""
+
+    def pieces():
+        pos, n = 0, len(line)
+        while pos < n:
+            m = _SPACE.search(line, pos + (1 << 16))
+            cut = m.start() if m else n
+            yield line[pos:cut].split()
+            pos = cut
+
+    tokens = itertools.chain.from_iterable(pieces())
+    while chunk := list(itertools.islice(tokens, _CHUNK)):
+        yield chunk
 
 
 def _decimal_tokens_equal(got: str, expected: str, tolerance: Decimal | None) -> bool:
     """Every whitespace token of both lines is a Decimal and the lists are equal (or within tolerance).
 
-    Tokens are converted one pair at a time, so a 16 MiB line costs two Decimals, not millions. Any token
-    Decimal cannot read or compare (a word, "sNaN", "NaN" against a number) makes the lines unequal.
+    Tokens are handled a chunk at a time, so a 16 MiB line costs a few thousand Decimals at once, not
+    millions; equal chunks of unsigned integers are not converted at all. Any token Decimal cannot read or
+    compare (a word, "sNaN", "NaN" against a number) makes the lines unequal.
     """
-    g_iter, e_iter = _TOKEN.finditer(got), _TOKEN.finditer(expected)
-    for g, e in itertools.zip_longest(g_iter, e_iter):
-        if g is None or e is None:
+    for g, e in itertools.zip_longest(_token_chunks(got), _token_chunks(expected)):
+        if g is None or e is None or len(g) != len(e):
             return False
+        if g == e and "".join(g).isdecimal():  # equal digit strings: equal, valid Decimals
+            continue
         try:
-            gd, ed = Decimal(g.group()), Decimal(e.group())
-            if gd != ed and (tolerance is None or not abs(gd - ed) <= tolerance):
+            gd, ed = list(map(Decimal, g)), list(map(Decimal, e))
+            if gd == ed:
+                continue
+            if tolerance is None or not all(a == b or abs(a - b) <= tolerance for a, b in zip(gd, ed, strict=True)):
                 return False
         except (InvalidOperation, ValueError, ArithmeticError):
             return False
@@ -278,22 +300,36 @@ if type(_got) is tuple:  # LiveCodeBench: "don't penalize model if it produces t
     _got = list(_got)
 
 def _plain(v, depth=0):
-    # Exactly the types json.loads returns, so that the scorer's == means what LiveCodeBench's == means.
+    # (ok, value): the value as exactly the types json.loads returns, so that the scorer's == means what
+    # LiveCodeBench's == means. numpy scalars compare like their Python value there, so they become it.
     t = type(v)
-    if v is None or t in (bool, int, str):
-        return True
-    if t is float:
-        return True
+    if v is None or t in (bool, int, float, str):
+        return True, v
     if depth > 200:
-        return False
+        return False, None
+    if t.__module__ == "numpy" and getattr(v, "shape", None) == () and hasattr(v, "item"):
+        return _plain(v.item(), depth + 1)
     if t is list:
-        return all(_plain(x, depth + 1) for x in v)
+        out = []
+        for x in v:
+            ok, x = _plain(x, depth + 1)
+            if not ok:
+                return False, None
+            out.append(x)
+        return True, out
     if t is dict:
-        return all(type(k) is str and _plain(x, depth + 1) for k, x in v.items())
-    return False
+        out = {}
+        for k, x in v.items():
+            ok, x = _plain(x, depth + 1)
+            if type(k) is not str or not ok:
+                return False, None
+            out[k] = x
+        return True, out
+    return False, None
 
 try:
-    _msg = json.dumps({"value": _got}) if _plain(_got) else None
+    _ok, _val = _plain(_got)
+    _msg = json.dumps({"value": _val}) if _ok else None
 except (ValueError, RecursionError):
     _msg = None
 if _msg is None:
