@@ -445,3 +445,31 @@ def test_a_daemon_killing_everything_it_sees_does_not_stall_cleanup(sandbox_mode
     r = run_program(code, timeout=8)
     assert time.monotonic() - start < 4 and r.limit is None, r  # not held until the timeout
     assert_next_program_accepted()
+
+
+def test_no_pseudo_terminals_and_a_minimal_dev(sandbox_mode):
+    # Red team S2: ptys are counted host-wide (kernel/pty/nr); programs never need one.
+    code = (
+        "import os\nprint(sorted(os.listdir('/dev')))\n"
+        "for p in ['/dev/ptmx', '/dev/pts/ptmx', '/dev/tty']:\n"
+        "    try:\n        os.open(p, os.O_RDWR | os.O_NOCTTY)\n        print('opened', p)\n"
+        "    except OSError as e:\n        print(e.errno)\n"
+        "print(len(open('/dev/urandom', 'rb').read(4)), open('/dev/null', 'w').write('x'))\n"
+    )
+    r = run_program(code, timeout=5)
+    lines = r.stdout.splitlines()
+    assert lines[0] == str(
+        ["fd", "full", "mqueue", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
+    )
+    assert lines[1:] == ["2", "2", "2", "4 1"], r.stdout + r.stderr
+    assert_next_program_accepted()
+
+
+def test_programs_can_reopen_their_standard_streams(sandbox_mode):
+    # Red team J4: the pipes were root's (mode 0600), so open('/dev/stdin') failed for the program's uid.
+    code = "import sys\ndata = open('/dev/stdin').read()\nwith open('/dev/stdout', 'w') as out:\n    out.write(data.upper())\n"
+    r = run_program(code, "abc\n", timeout=5)
+    assert r.returncode == 0 and r.stdout == "ABC\n", r.stderr
+    res = grade_stdio_problem("print(int(open(0).read()) * 2)", [{"input": "21", "output": "42"}], timeout=5)
+    assert res.verdict == "accepted", res.failure
+    assert_next_program_accepted()

