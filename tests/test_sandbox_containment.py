@@ -473,3 +473,24 @@ def test_programs_can_reopen_their_standard_streams(sandbox_mode):
     res = grade_stdio_problem("print(int(open(0).read()) * 2)", [{"input": "21", "output": "42"}], timeout=5)
     assert res.verdict == "accepted", res.failure
     assert_next_program_accepted()
+
+
+@needs_cgroup
+def test_socket_buffers_count_toward_the_memory_limit(sandbox_mode):
+    # cgroup v1 charges TCP buffers only to a cgroup with a TCP limit: without it, loopback
+    # connections queued 420 MiB under a 128 MiB limit.
+    code = (
+        "import socket\nsrv = socket.socket()\nsrv.bind(('127.0.0.1', 0))\nsrv.listen(64)\nqueued, keep = 0, []\n"
+        "for _ in range(40):\n"
+        "    c = socket.socket()\n    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 23)\n"
+        "    c.connect(srv.getsockname())\n    a, _ = srv.accept()\n"
+        "    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)\n    c.setblocking(False)\n"
+        "    try:\n        while True:\n            queued += c.send(b'x' * 65536)\n"
+        "    except OSError:\n        pass\n    keep.append((a, c))\n"
+        "print(queued >> 20)\n"
+    )
+    r = run_program(code, timeout=20, memory_mb=128)
+    assert r.limit == "memory" or int(r.stdout) <= 128, r
+    if REPORT["cgroup"] == "v1":
+        assert int(r.stdout) <= 40, r  # TCP_BUFFERS_V1 (32 MiB) and a little in flight
+    assert_next_program_accepted(memory_mb=128)

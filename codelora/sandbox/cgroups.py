@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 MOUNTS = "/proc/self/mountinfo"
+TCP_BUFFERS_V1 = 32 * 1024 * 1024  # v1: bytes of TCP socket buffers per sandbox, on top of its memory limit
 _counter = itertools.count()
 
 
@@ -202,6 +203,11 @@ class Cgroup:
             self._write("memory", "memory.limit_in_bytes", str(limit))
             if memsw and not raising:
                 self._write("memory", "memory.memsw.limit_in_bytes", str(limit))
+            # v1 charges TCP socket buffers to a cgroup only once it has a TCP limit, and apart from
+            # memory.limit_in_bytes (v2 counts them in memory.max): without one, loopback connections
+            # queued gigabytes outside the memory limit. Contest programs need next to none.
+            if os.path.exists(self._path("memory", "memory.kmem.tcp.limit_in_bytes")):
+                self._write("memory", "memory.kmem.tcp.limit_in_bytes", str(min(limit, TCP_BUFFERS_V1)))
         self.memory_limit = limit
 
     def set_pids(self, n: int) -> bool:
@@ -216,7 +222,7 @@ class Cgroup:
         try:
             text = self._read("memory", "memory.events" if self.kind == "v2" else "memory.oom_control")
             oom = _field(text, "oom_kill")
-        except OSError:
+        except (OSError, ValueError):
             pass
         if "pids" in self.dirs:
             try:
