@@ -151,8 +151,9 @@ def test_network_connect_fails():
     port = srv.getsockname()[1]
     try:
         code = (
-            "import socket\ns = socket.socket()\ns.settimeout(2)\n"
-            f"try:\n    s.connect(('127.0.0.1', {port}))\n    print('connected')\n"
+            "import socket\n"
+            f"try:\n    s = socket.socket()\n    s.settimeout(2)\n    s.connect(('127.0.0.1', {port}))\n"
+            "    print('connected')\n"
             "except OSError as e:\n    print('blocked', e)\n"
         )
         r = run_program(code, timeout=5)
