@@ -137,6 +137,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
             "release",
             "workers",
             "allow_contamination",
+            "protocol",
+            "skip_untested",
         )
     }
     opts["overrides"] = a.overrides
@@ -179,6 +181,7 @@ def _cmd_push(a: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from codelora import __version__
+    from codelora.protocol import PROTOCOLS
 
     parser = argparse.ArgumentParser(
         prog="codelora",
@@ -232,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         "heldout without --run: {task_id, prompt, tests} JSONL",
     )
     p.add_argument("--release", help="livecodebench hub release (default release_v5)")
+    p.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        help="livecodebench: how models are asked and graded (default livecodebench; course = the course's grader: "
+        "raw statement, greedy, 8192 new tokens, first python block, public tests, exact output; see README)",
+    )
+    p.add_argument(
+        "--skip-untested", action="store_true", help="livecodebench: leave out problems without tests (default: refuse)"
+    )
     p.add_argument("--workers", type=int, help="parallel programs when grading (default: number of cores)")
     p.add_argument(
         "--allow-contamination",
@@ -305,8 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="problem text")
     p.add_argument("--problem-file", help="file holding the problem text")
     p.set_defaults(func=_cmd_generate)
-
-    from codelora.protocol import PROTOCOLS
 
     p = sub.add_parser("score", help="grade already-generated programs in the sandbox (no model loaded)")
     p.add_argument("--benchmark", required=True, choices=["humaneval", "livecodebench", "heldout"])

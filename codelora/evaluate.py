@@ -155,7 +155,8 @@ def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list
     from codelora.files import atomic_write_text
 
     atomic_write_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
-    tasks = [Task(str(r["question_id"]), lcb.build_prompt(r), lcb.entry_point(r)) for r in selected]
+    style = get_protocol(opts.get("protocol")).prompt
+    tasks = [Task(str(r["question_id"]), lcb.build_prompt(r, style), lcb.entry_point(r)) for r in selected]
     info = {"source": source, "release": None if opts.get("problems") else release, "preset": preset, **filters}
     info["selected"] = len(selected)
     info["skipped_untested"] = untested
@@ -390,8 +391,34 @@ class _VllmBackend:
 # ---------------------------------------------------------------- one model
 
 
-def _sampling(cfg, opts: dict) -> tuple[Sampling, int]:
+def _protocol(benchmark: str, opts: dict):
+    """The LiveCodeBench grading protocol of this evaluation (None for other benchmarks)."""
+    from codelora.protocol import get_protocol
+
+    if benchmark != "livecodebench":
+        if opts.get("protocol") is not None:
+            raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
+        return None
+    return get_protocol(opts.get("protocol"))
+
+
+def _sampling(cfg, opts: dict, protocol=None) -> tuple[Sampling, int]:
+    """Decoding settings from the config and options; a protocol that fixes them (the course's: greedy, one answer,
+    8192 new tokens) refuses options that contradict it."""
     ev = cfg.eval
+    if protocol is not None and protocol.greedy:
+        clash = [
+            f"--{k.replace('_', '-')} {opts[k]}"
+            for k, ok in (("n", 1), ("temperature", 0), ("max_new_tokens", protocol.max_new_tokens))
+            if opts.get(k) is not None and opts[k] != ok
+        ]
+        if clash:
+            raise UserError(
+                f"--protocol {protocol.name} decodes greedily, one answer per problem, up to "
+                f"{protocol.max_new_tokens} new tokens; drop {', '.join(clash)} (or use --protocol livecodebench)"
+            )
+        seed = int(opts["seed"]) if opts.get("seed") is not None else ev.seed
+        return Sampling(True, 0.0, 1.0, int(protocol.max_new_tokens or ev.max_new_tokens), seed), 1
     n = int(opts.get("n") or 1)
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
@@ -438,6 +465,8 @@ def _evaluate_one(
     from codelora.models import load_tokenizer
     from codelora.score import score
 
+    protocol = _protocol(benchmark, opts)
+    rule = protocol.extraction if protocol is not None else "program"
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(spec.source, cfg.model.revision)
     system = cfg.data.system_prompt
@@ -479,7 +508,7 @@ def _evaluate_one(
             recs = []
             for j, g in done:
                 t, i = todo[j]
-                got = extract(g.text, entry_point=t.entry_point)
+                got = extract(g.text, rule, entry_point=t.entry_point)
                 rec = {
                     "task_id": t.task_id,
                     "sample_index": i,
@@ -523,6 +552,11 @@ def _evaluate_one(
         new_tokens = sum(g.new_tokens for g in gens)
 
     records = [have[keys[(t.task_id, i)]] for t, i in wanted]
+    # a reused answer is graded by this evaluation's extraction rule, whatever rule stored its code
+    entry = {t.task_id: t.entry_point for t in tasks}
+    for r in records:
+        got = extract(r["raw"], rule, entry_point=entry[r["task_id"]])
+        r["code"], r["code_found"], r["extraction"] = got.code, got.found, got.to_dict()
     # one line per (task_id, sample_index) of this evaluation, in task order
     atomic_write_text(gen_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     if benchmark == "livecodebench":
@@ -536,7 +570,16 @@ def _evaluate_one(
         lines = [json.dumps({"task_id": r["task_id"], "completion": r["code"]}, ensure_ascii=False) for r in records]
         atomic_write_text(samples, "".join(line + "\n" for line in lines))
     ks = tuple(sorted({1} | {k for k in (5, 10, n) if k <= n}))
-    summary = score(benchmark, samples, out, problems_file, workers=opts.get("workers"), k=ks)
+    summary = score(
+        benchmark,
+        samples,
+        out,
+        problems_file,
+        workers=opts.get("workers"),
+        k=ks,
+        protocol=protocol.name if protocol is not None else None,
+        skip_untested=bool(opts.get("skip_untested")),
+    )
     summary.update(
         {
             "model": spec.name,
@@ -605,10 +648,13 @@ def evaluate(
 
     options: n, temperature, top_p, max_new_tokens, seed, batch_size, backend (hf|vllm), vllm_mode
     (merge|lora), limit, preset, platform, difficulty, date_from, date_to, problems, release, workers,
-    allow_contamination, overrides (config `section.key=value` strings applied to the run's config).
+    allow_contamination, overrides (config `section.key=value` strings applied to the run's config),
+    protocol (livecodebench only: `livecodebench` or `course`, see codelora.protocol; the course's results go to
+    eval/livecodebench-course/), skip_untested.
     """
     from codelora.config import load_config
     from codelora.data.split import load_split_json
+    from codelora.runs import eval_folder
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -620,9 +666,10 @@ def evaluate(
     cfg = load_config(run_dir / "config.yaml", list(options.get("overrides") or ()))
     split_doc = load_split_json(run_dir / "split.json")
     chosen = _select_models(run_dir, models)
-    eval_dir = run_dir / "eval" / benchmark
+    protocol = _protocol(benchmark, options)
+    eval_dir = run_dir / "eval" / eval_folder(benchmark, protocol and protocol.name)
     tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, options, split_doc)
-    sampling, n = _sampling(cfg, options)
+    sampling, n = _sampling(cfg, options, protocol)
     vllm_backend = _backend(cfg, options)
     results: dict[str, dict] = {}
     try:
@@ -672,8 +719,9 @@ def evaluate_model(
     if adapter:
         _check_adapter_base(adapter, source)
     out = Path(out)
+    protocol = _protocol(benchmark, options)
     tasks, problems_file, info = _tasks(benchmark, out, None, cfg, options, None)
-    sampling, n = _sampling(cfg, options)
+    sampling, n = _sampling(cfg, options, protocol)
     step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
     spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
     vllm_backend = _backend(cfg, options)

@@ -64,3 +64,14 @@ def run_models(run_dir: str | Path) -> tuple[list[dict], dict[str, Path]]:
     elif final.is_dir():
         incomplete["final"] = final
     return models, incomplete
+
+
+def eval_folder(benchmark: str, protocol: str | None = None) -> str:
+    """Name of the folder under eval/ that holds one benchmark's results: the benchmark's name, with
+    `-<protocol>` added for a LiveCodeBench protocol other than the default (`livecodebench-course`), so the
+    course's numbers and LiveCodeBench's live side by side and never overwrite each other."""
+    from codelora.protocol import DEFAULT_PROTOCOL
+
+    if benchmark != "livecodebench" or protocol in (None, DEFAULT_PROTOCOL):
+        return benchmark
+    return f"{benchmark}-{protocol}"
