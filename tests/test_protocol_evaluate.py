@@ -44,8 +44,12 @@ def problem(qid: str, statement: str, public: list[tuple[str, str]], private: li
 ANSWERS = {
     # prints the input back: 12.340 for 12.34 passes LiveCodeBench's Decimal rule, fails the course's exact one
     TRAILING: "Here it is:\n```python\nprint(input())\n```\n",
-    # the first python block is the program; the last one only reproduces the sample (fails the private test)
-    SUM: "```python\na, b = map(int, input().split())\nprint(a + b)\n```\nFor the sample:\n```python\nprint(3)\n```\n",
+    # the course grades the first python block; LiveCodeBench's protocol takes the later "revision", which only
+    # reproduces the sample (passes the public test, fails the private one)
+    SUM: (
+        "```python\na, b = map(int, input().split())\nprint(a + b)\n```\nShorter:\n"
+        "```python\na, b = map(int, input().split())\nprint(3)\n```\n"
+    ),
     # no python block (a fence of something else): the course counts the problem failed, nothing is run
     NO_CODE: "The answer is:\n```text\n42\n```\n",
 }
