@@ -40,6 +40,8 @@ demo: $(STAMP) sandbox-deps embedded
 	$(VENV)/bin/codelora generate --config demo --adapter outputs/demo/final --problem-file examples/sum_of_two.txt
 	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture
+	$(VENV)/bin/codelora score --benchmark livecodebench --protocol course --problems tests/fixtures/lcb_problems.jsonl \
+	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture-course
 	$(VENV)/bin/codelora evaluate --run outputs/demo --benchmark heldout --models base,final
 	$(VENV)/bin/codelora compare --run outputs/demo --benchmark heldout
 	$(VENV)/bin/codelora report --run outputs/demo

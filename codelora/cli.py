@@ -242,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
         "raw statement, greedy, 8192 new tokens, first python block, public tests, exact output; see README)",
     )
     p.add_argument(
-        "--skip-untested", action="store_true", help="livecodebench: leave out problems without tests (default: refuse)"
+        "--skip-untested",
+        action="store_true",
+        help="leave out problems without tests (livecodebench, heldout --problems), listed in summary.json "
+        "(default: refuse them)",
     )
     p.add_argument("--workers", type=int, help="parallel programs when grading (default: number of cores)")
     p.add_argument(

@@ -183,7 +183,7 @@ def _heldout_tasks(run_dir: Path | None, cfg, opts: dict) -> tuple[list[Task], P
         if not opts.get("problems"):
             raise UserError("heldout without --run needs --problems FILE ({task_id, prompt, tests} per line)")
         path = Path(opts["problems"])
-        problems = heldout.load_problem_file(path)
+        problems = heldout.load_problem_file(path, opts.get("skip_untested", False))
         info: dict = {"source": str(path), "with_usable_tests": len(problems)}
     else:
         if opts.get("problems"):

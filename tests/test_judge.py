@@ -331,3 +331,26 @@ def test_evaluate_records_the_extraction(tmp_path, monkeypatch):
         "reason": "block 1 of 2: defines has_close_elements (of 2 candidates)",
     }
     assert rec["code"].startswith("def has_close_elements") and s["pass@1"] == 1.0
+
+
+def test_score_cli_protocol(tmp_path, capsys):
+    from pathlib import Path
+
+    from codelora.cli import main
+
+    fixtures = Path(__file__).parent / "fixtures"
+    samples = tmp_path / "s.json"
+    samples.write_text(json.dumps([{"question_id": "stdin_sum", "code_list": ["print(3)\n"]}]))
+    args = ["score", "--benchmark", "livecodebench", "--problems", str(fixtures / "lcb_problems.jsonl")]
+    args += ["--samples", str(samples), "--workers", "1"]
+    # public tests only under the course's protocol: the private test that print(3) fails is not graded
+    assert main([*args, "--out", str(tmp_path / "lcb")]) == 0
+    assert main([*args, "--protocol", "course", "--out", str(tmp_path / "course")]) == 0
+    lcb = json.loads((tmp_path / "lcb" / "summary.json").read_text())
+    course = json.loads((tmp_path / "course" / "summary.json").read_text())
+    assert (lcb["protocol"], lcb["pass@1"], lcb["timeout"]) == ("livecodebench", 0.0, 6.0)
+    assert (course["protocol"], course["pass@1"], course["timeout"], course["memory_mb"]) == ("course", 1.0, 10.0, 512)
+    capsys.readouterr()
+    assert main(["score", "--benchmark", "humaneval", "--protocol", "course", "--samples", str(samples),
+                 "--out", str(tmp_path / "he")]) == 2  # fmt: skip
+    assert "--protocol applies to livecodebench only" in capsys.readouterr().err

@@ -174,11 +174,13 @@ def build_heldout(
     return out, usable, report
 
 
-def load_problem_file(path: Path) -> list[dict]:
-    """A heldout problems JSONL given with --problems (no run): each line needs task_id, prompt, tests."""
+def load_problem_file(path: Path, skip_untested: bool = False) -> list[dict]:
+    """A heldout problems JSONL given with --problems (no run): each line needs task_id, prompt, tests.
+
+    A problem with no tests is refused (UserError naming it), or with `skip_untested` left out."""
     from codelora.score import load_heldout_problems
 
-    probs = load_heldout_problems(Path(path))
+    probs = load_heldout_problems(Path(path), skip_untested)
     for tid, p in probs.items():
         if not isinstance(p.get("prompt"), str) or not p["prompt"].strip():
             raise UserError(f"{path}: task {tid} has no 'prompt' (the statement shown to the model)")
