@@ -68,7 +68,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
     if a.run_name:
         cfg.run_name = a.run_name
     run_dir = Path(cfg.output_dir) / cfg.run_name
-    result = train(cfg, run_dir, resume=a.resume)
+    result = train(cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer)
     if result.get("interrupted"):
         print(f"interrupted at step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
     print(json.dumps(result, indent=2, default=str))
@@ -205,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--run-name", help="run folder name under output_dir (default: the config's run_name)")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument(
+        "--resume-from",
+        metavar="CHECKPOINT",
+        help="continue from this complete checkpoint (checkpoint-N or N); later checkpoints and final/ are redone",
+    )
+    p.add_argument(
+        "--reset-optimizer",
+        action="store_true",
+        help="resume a checkpoint that has no optimizer state: its weights, a fresh optimizer, the schedule continues",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="generate with models of a run (or any model), grade the code, pass@k")

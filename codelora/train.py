@@ -5,7 +5,8 @@ Run folder layout (run_dir):
   logs/metrics.jsonl, logs/metrics.csv        one row per logging step and per eval step
   plots/loss.png, plots/lr.png                rewritten at every eval
   checkpoints/checkpoint-<step>/              every save_steps, all kept; meta.json (written last) marks
-                                              a checkpoint complete; optimizer.pt only in the newest
+                                              a checkpoint complete; each keeps its resume state (optimizer.pt,
+                                              scheduler.pt, rng_state*.pth), so any of them can be resumed
   final/                                      the final adapter + meta.json
   logs/tensorboard/                           TensorBoard events when train.report_to is tensorboard
 
@@ -34,7 +35,15 @@ from codelora.config import LoraConfig, RunConfig, save_config
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, sha256_file
 
-__all__ = ["TrainingError", "check_packing", "complete_checkpoints", "resume_config_diff", "train"]
+__all__ = [
+    "RESUME_STATE",
+    "TrainingError",
+    "check_packing",
+    "complete_checkpoints",
+    "resolve_resume_checkpoint",
+    "resume_config_diff",
+    "train",
+]
 
 # Keys that may differ between a run and its --resume: they change neither the data nor the updates the model has
 # had up to the checkpoint. train.max_steps / train.epochs may extend (or shorten) a run; the learning-rate schedule
@@ -55,6 +64,10 @@ RESUME_FREE_KEYS = frozenset(
     }
 )
 RESUME_CHECKED_SECTIONS = ("model", "data", "lora", "train")
+# What a checkpoint needs, besides its adapter, to continue exactly: AdamW's moments and the learning-rate schedule
+# (the Trainer loads the scheduler only together with the optimizer). RNG states (rng_state*.pth) are restored too
+# when present. LoRA keeps these small: 8 bytes (two fp32 moments) per trainable parameter, see the README.
+RESUME_STATE = ("optimizer.pt", "scheduler.pt")
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 METRIC_KEYS = [
@@ -216,6 +229,25 @@ def _make_classes():
         tokens_seen = 0  # real (non-pad) tokens over all processes
         eval_seconds = 0.0  # time spent evaluating, left out of tokens_per_second
         eval_collator = None  # eval batches stay padded: packing changes how the Trainer weights batch losses
+        reset_optimizer = False  # resume with a fresh optimizer (the checkpoint has no optimizer.pt)
+        resume_step = 0
+
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if checkpoint is None or not self.reset_optimizer:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            import warnings
+
+            import torch
+
+            # fresh AdamW moments, but the schedule continues where the checkpoint left it
+            sched = Path(checkpoint) / "scheduler.pt"
+            if sched.is_file():
+                self.lr_scheduler.load_state_dict(torch.load(sched, map_location="cpu", weights_only=True))
+                return
+            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+                warnings.simplefilter("ignore")
+                for _ in range(self.resume_step):
+                    self.lr_scheduler.step()
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
@@ -370,9 +402,6 @@ def _make_classes():
             if not ck.is_dir():
                 return
             atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
-            for old in _all_checkpoints(self.run_dir):  # optimizer state only in the newest
-                if old != ck and (old / "optimizer.pt").exists():
-                    (old / "optimizer.pt").unlink()
 
     return CodeloraTrainer, RunCallback
 
@@ -591,21 +620,77 @@ def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
     )
 
 
-def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
-    """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the final metrics."""
+def _clear_after(run_dir: Path, ck: Path) -> None:
+    """Remove what lies after checkpoint `ck`: incomplete or newer checkpoints (the Trainer would trip on them) and
+    a final/ of a later step; the resumed run redoes them. The complete ones removed are named on stderr."""
+    newer = [p for p in _all_checkpoints(run_dir) if _step_of(p) > _step_of(ck)]
+    final = run_dir / "final"
+    if final.exists():
+        try:
+            final_step = int(json.loads((final / "meta.json").read_text(encoding="utf-8"))["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            final_step = None  # unreadable: not a finished final, redo it
+        if final_step is None or final_step > _step_of(ck):
+            newer.append(final)
+    redone = [p.name for p in newer if (p / "meta.json").is_file()]
+    if redone:
+        print(f"codelora: resuming from {ck.name}: removing {', '.join(redone)} (redone from there)", file=sys.stderr)
+    for p in newer:
+        shutil.rmtree(p)
+
+
+def resolve_resume_checkpoint(run_dir: Path, which: str | None, reset_optimizer: bool = False) -> Path:
+    """The complete checkpoint to resume from: `which` (`checkpoint-N` or `N`), or the newest when None.
+
+    UserError (one line) when it does not exist, is incomplete, or lacks its optimizer/scheduler state (then only
+    `reset_optimizer` lets it continue, from its weights with a fresh optimizer)."""
     run_dir = Path(run_dir)
+    complete = complete_checkpoints(run_dir)
+    names = ", ".join(p.name for p in complete) or "none"
+    if which is None:
+        if not complete:
+            raise UserError(f"cannot resume {run_dir}: it has no complete checkpoint (checkpoint-*/meta.json)")
+        ck = complete[-1]
+    else:
+        name = which if str(which).startswith("checkpoint-") else f"checkpoint-{which}"
+        ck = run_dir / "checkpoints" / name
+        if _step_of(ck) < 0 or ck not in complete:
+            state = "is incomplete (no meta.json)" if (ck / "adapter_config.json").is_file() else "does not exist"
+            raise UserError(f"--resume-from {which}: {ck} {state}; complete checkpoints: {names}")
+    missing = [f for f in RESUME_STATE if not (ck / f).is_file()]
+    if missing and not reset_optimizer:
+        raise UserError(
+            f"cannot resume from {ck}: it has no {' / '.join(missing)} (older codelora kept the optimizer state only "
+            "in the newest checkpoint), so AdamW's moments would restart from zero; pass --reset-optimizer to "
+            "continue from its weights with a fresh optimizer (the learning-rate schedule continues)"
+        )
+    return ck
+
+
+def train(
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    resume_from: str | None = None,
+    reset_optimizer: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the final metrics.
+
+    resume: continue from the newest complete checkpoint; resume_from (`checkpoint-N` or `N`, implies resume):
+    from that one, removing the checkpoints after it and final/ (they belong to the trajectory being redone).
+    Either restores adapter, optimizer, schedule, RNG and data order; reset_optimizer allows a checkpoint without
+    optimizer state (fresh AdamW moments, the schedule continues)."""
+    run_dir = Path(run_dir)
+    resume = resume or resume_from is not None
     # Read-only checks first, on every rank alike, before any rank writes anything.
     ckpts = _all_checkpoints(run_dir)
     if not resume and (ckpts or (run_dir / "final").exists()):
         raise UserError(f"run folder {run_dir} already exists; use --resume or another --run-name")
-    resume_from: Path | None = None
+    resume_ck: Path | None = None
     resume_meta: dict[str, Any] = {}
     if resume:
-        complete = complete_checkpoints(run_dir)
-        if not complete:
-            raise UserError(f"cannot resume {run_dir}: it has no complete checkpoint (checkpoint-*/meta.json)")
-        resume_from = complete[-1]
-        resume_meta = _check_resume_config(cfg, run_dir, resume_from)
+        resume_ck = resolve_resume_checkpoint(run_dir, resume_from, reset_optimizer)
+        resume_meta = _check_resume_config(cfg, run_dir, resume_ck)
         problem = _data_problem(cfg, run_dir)
         if problem == "unverified":
             print(f"codelora: {run_dir}/data predates data fingerprints; reusing it unverified", file=sys.stderr)
@@ -631,10 +716,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
     main = dist.is_main_process
     dist.wait_for_everyone()  # every rank has passed the checks above before rank 0 changes the folder
     if main:
-        if resume_from is not None:
-            for p in _all_checkpoints(run_dir):  # incomplete or newer-than-resume: Trainer would trip on them
-                if _step_of(p) > _step_of(resume_from):
-                    shutil.rmtree(p)
+        if resume_ck is not None:
+            _clear_after(run_dir, resume_ck)
         run_dir.mkdir(parents=True, exist_ok=True)
 
     if device.startswith("cuda") and dist.num_processes > 1:
@@ -650,7 +733,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
 
     if main:
         problem = _data_problem(cfg, run_dir)
-        if problem is not None and not (resume_from is not None and problem == "unverified"):
+        if problem is not None and not (resume_ck is not None and problem == "unverified"):
             if problem not in ("missing", "unverified"):
                 print(f"codelora: re-preparing {run_dir}/data: {problem}", file=sys.stderr)
             prepare(cfg, run_dir, tokenizer)
@@ -715,7 +798,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         prediction_loss_only=True,
         # Step-0 eval (the base model) inside train(): a trainer.evaluate() before train() marks the model as
         # prepared by accelerate, which then never wraps it in DDP, and the ranks silently stop syncing gradients.
-        eval_on_start=resume_from is None and bool(evals),
+        eval_on_start=resume_ck is None and bool(evals),
         logging_nan_inf_filter=False,  # a NaN loss must reach the log (and stop the run), not be smoothed over
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -725,11 +808,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
     keep_up_to = None
     elapsed_before = 0.0
     tokens_before = 0
-    if resume_from is not None:
+    if resume_ck is not None:
         keep_up_to = resume_meta["step"]
         elapsed_before = float(resume_meta.get("elapsed_seconds") or 0.0)
         tokens_before = int(resume_meta.get("tokens_seen") or 0)
-    metrics = _MetricsLog(run_dir, keep_up_to_step=keep_up_to if resume_from is not None else -1, write=main)
+    metrics = _MetricsLog(run_dir, keep_up_to_step=keep_up_to if resume_ck is not None else -1, write=main)
 
     CodeloraTrainer, RunCallback = _make_classes()
     cb = RunCallback(run_dir, cfg, metrics, elapsed_before)
@@ -748,6 +831,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
     )
     trainer.eval_collator = padded
     trainer.tokens_seen = tokens_before
+    trainer.reset_optimizer = reset_optimizer and resume_ck is not None
+    trainer.resume_step = int(resume_meta.get("step") or 0)
     cb.trainer = trainer
 
     # SIGTERM / Ctrl-C: finish the current step, save a checkpoint, stop cleanly.
@@ -760,7 +845,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]
         for sig in (signal.SIGTERM, signal.SIGINT):
             old_handlers[sig] = signal.signal(sig, _on_signal)
     try:
-        out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        out = trainer.train(resume_from_checkpoint=str(resume_ck) if resume_ck else None)
     except OSError as e:
         if e.errno not in _DISK_FULL:
             raise

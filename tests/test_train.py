@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.train import complete_checkpoints, train
+from codelora.train import complete_checkpoints, resolve_resume_checkpoint, train
 
 OVERRIDES = [
     "model.source=tiny-random:qwen2",
@@ -89,7 +90,9 @@ def test_checkpoints_and_final(run_a):
         meta = json.loads((ck / n / "meta.json").read_text())
         assert meta["step"] == int(n.split("-")[1])
         assert meta["config"]["model"]["source"] == "tiny-random:qwen2"
-    assert [n for n in names if (ck / n / "optimizer.pt").exists()] == ["checkpoint-6"]
+    # every checkpoint keeps its resume state (optimizer, schedule, RNG), so any of them can be resumed
+    for f in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        assert [n for n in names if (ck / n / f).is_file()] == names, f
     final = run_dir / "final"
     assert (final / "adapter_model.safetensors").is_file() and (final / "meta.json").is_file()
     assert not (run_dir / "final.tmp").exists()
@@ -163,3 +166,73 @@ def test_nan_loss_stops_with_the_step(tmp_path):
         train(cfg, tmp_path / "run")
     assert complete_checkpoints(tmp_path / "run") == []
     assert not (tmp_path / "run" / "final").exists()
+
+
+def _trajectory(run_dir: Path, after: int) -> list[tuple]:
+    """(step, learning rate, train loss, grad norm, valid loss) of every row after step `after`."""
+    return [
+        (r["step"], r["learning_rate"], r["train_loss"], r["grad_norm"], r["valid_loss"])
+        for r in _rows(run_dir)
+        if r["step"] > after
+    ]
+
+
+def _assert_same_trajectory(a: list[tuple], b: list[tuple]) -> None:
+    assert [r[:2] for r in b] == [r[:2] for r in a]  # same steps, same learning rates
+    for ra, rb in zip(a, b, strict=True):
+        assert rb[2:] == pytest.approx(ra[2:], abs=1e-5), (ra, rb)
+
+
+def test_resume_from_an_earlier_checkpoint_matches_the_uninterrupted_run(run_a, tmp_path):
+    """Delete the newest checkpoints (and final), resume: optimizer, schedule and RNG continue from checkpoint-2."""
+    run_dir, _ = run_a
+    run_b = tmp_path / "run"
+    shutil.copytree(run_dir, run_b)
+    for name in ("checkpoints/checkpoint-6", "checkpoints/checkpoint-4", "final"):
+        shutil.rmtree(run_b / name)
+    result = train(_cfg(tmp_path), run_b, resume=True)
+    assert result["global_step"] == 6 and (run_b / "final" / "meta.json").is_file()
+    _assert_same_trajectory(_trajectory(run_dir, 2), _trajectory(run_b, 2))
+
+
+def test_resume_from_a_named_checkpoint_redoes_the_later_ones(run_a, tmp_path, capsys):
+    run_dir, _ = run_a
+    run_b = tmp_path / "run"
+    shutil.copytree(run_dir, run_b)
+    with pytest.raises(
+        UserError, match="checkpoint-3 does not exist; complete checkpoints: checkpoint-2, checkpoint-4"
+    ):
+        resolve_resume_checkpoint(run_b, "3")
+    train(_cfg(tmp_path), run_b, resume_from="checkpoint-4")
+    assert "removing checkpoint-6, final (redone from there)" in capsys.readouterr().err
+    _assert_same_trajectory(_trajectory(run_dir, 4), _trajectory(run_b, 4))
+    assert [p.name for p in complete_checkpoints(run_b)] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+
+
+def test_checkpoint_without_optimizer_state_refused_unless_reset(run_a, tmp_path):
+    """A checkpoint from older codelora (optimizer state only in the newest): one line offering --reset-optimizer;
+    with it, the weights and the schedule continue and AdamW starts afresh."""
+    run_dir, _ = run_a
+    run_b = tmp_path / "run"
+    shutil.copytree(run_dir, run_b)
+    (run_b / "checkpoints" / "checkpoint-2" / "optimizer.pt").unlink()
+    with pytest.raises(UserError, match=r"checkpoint-2: it has no optimizer\.pt .*--reset-optimizer") as err:
+        train(_cfg(tmp_path), run_b, resume_from="2")
+    assert "\n" not in str(err.value)
+    assert (run_b / "checkpoints" / "checkpoint-6").is_dir()  # refused before anything was removed
+    train(_cfg(tmp_path), run_b, resume_from="2", reset_optimizer=True)
+    a, b = _trajectory(run_dir, 2), _trajectory(run_b, 2)
+    assert [r[:2] for r in b] == [r[:2] for r in a]  # the schedule continued, not restarted
+    assert b[0][3] != pytest.approx(a[0][3], abs=1e-5)  # fresh moments: other updates, other gradients
+
+
+def test_optimizer_state_is_two_fp32_moments_per_trainable_parameter(run_a):
+    """The per-checkpoint resume state the README sizes for the seed recipe (8 bytes per LoRA parameter)."""
+    from safetensors import safe_open
+
+    run_dir, _ = run_a
+    ck = run_dir / "checkpoints" / "checkpoint-2"
+    with safe_open(str(ck / "adapter_model.safetensors"), "pt") as f:
+        n = sum(f.get_slice(k).get_shape()[0] * f.get_slice(k).get_shape()[1] for k in f.keys())
+    size = (ck / "optimizer.pt").stat().st_size
+    assert 8 * n <= size <= 8 * n + 64_000, (n, size)
