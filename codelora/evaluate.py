@@ -278,16 +278,53 @@ def _hf_load(spec: ModelSpec, cfg):
     return model, tokenizer
 
 
+# The max_lora_rank values vLLM accepts (vllm/config/lora.py `MaxLoRARanks`; releases before 0.10 allowed
+# 8..256 or 8..512 of these). Used when the installed vLLM does not expose its own set.
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def adapter_rank(adapter: str | Path) -> int:
+    """Largest LoRA rank of a PEFT adapter folder: `r`, or a larger one in its `rank_pattern`."""
+    from codelora.files import read_json
+
+    acfg = read_json(Path(adapter) / "adapter_config.json")
+    return max([int(acfg.get("r") or 8), *(int(v) for v in (acfg.get("rank_pattern") or {}).values())])
+
+
+def vllm_max_lora_rank(ranks: list[int], allowed: tuple[int, ...] | None = None) -> int:
+    """The smallest max_lora_rank vLLM accepts that covers every rank in `ranks` (an evaluation's adapters), so
+    one engine serves them all. `allowed`: vLLM's set (default: the installed vLLM's, else VLLM_MAX_LORA_RANKS).
+    UserError when an adapter is above vLLM's largest."""
+    if allowed is None:
+        try:
+            import typing
+
+            from vllm.config.lora import MaxLoRARanks
+
+            allowed = typing.get_args(MaxLoRARanks) or VLLM_MAX_LORA_RANKS
+        except Exception:  # noqa: BLE001 - not installed, or a release without that name
+            allowed = VLLM_MAX_LORA_RANKS
+    need = max(ranks, default=1)
+    fits = [a for a in sorted(allowed) if a >= need]
+    if not fits:
+        raise UserError(
+            f"a LoRA adapter of rank {need} is above vLLM's largest max_lora_rank ({max(allowed)}); "
+            "use --vllm-mode merge or --backend hf"
+        )
+    return fits[0]
+
+
 class _VllmBackend:
     """vLLM generation (GPU machines; optional extra). UNVERIFIED in this project's CI: no GPU or vLLM here.
 
     mode `merge`: the adapter is merged into the base (in fp32, then saved) and served as a plain model -
     fastest for one adapter (unmerged LoRA serving costs up to ~50% throughput, vllm #10062).
     mode `lora`: one engine on the base model serves every adapter as a LoRA request - no merged copy
-    per checkpoint, so it is the faster choice when many checkpoints of a large model are compared.
+    per checkpoint, so it is the faster choice when many checkpoints of a large model are compared. Its
+    max_lora_rank covers every adapter of the evaluation (`adapters`), fixed before the engine is built.
     """
 
-    def __init__(self, cfg, mode: str = "merge"):
+    def __init__(self, cfg, mode: str = "merge", adapters: list[str] = ()):
         try:
             import vllm  # noqa: F401
         except ImportError:
@@ -296,15 +333,16 @@ class _VllmBackend:
         self.engine = None
         self.engine_for: str | None = None
         self.lora_ids: dict[str, int] = {}
+        self.max_lora_rank = vllm_max_lora_rank([adapter_rank(a) for a in adapters]) if adapters else None
 
-    def _engine(self, path: str, enable_lora: bool, max_rank: int = 16):
+    def _engine(self, path: str, enable_lora: bool):
         from vllm import LLM
 
         if self.engine_for != path:
             self.close()
             kwargs: dict = {"model": path, "seed": self.cfg.eval.seed, "dtype": "auto"}
             if enable_lora:
-                kwargs.update(enable_lora=True, max_lora_rank=max(16, max_rank), max_loras=1)
+                kwargs.update(enable_lora=True, max_lora_rank=self.max_lora_rank or 16, max_loras=1)
             self.engine = LLM(**kwargs)
             self.engine_for = path
         return self.engine
@@ -339,10 +377,7 @@ class _VllmBackend:
         if spec.adapter and self.mode == "merge":
             llm = self._engine(self._merged(spec, work), False)
         else:
-            rank = 16
-            if spec.adapter:
-                rank = int(json.loads((Path(spec.adapter) / "adapter_config.json").read_text()).get("r", 16))
-            llm = self._engine(model_path(spec.source), self.mode == "lora", rank)
+            llm = self._engine(model_path(spec.source), self.mode == "lora")
             if spec.adapter:
                 from vllm.lora.request import LoRARequest
 
@@ -629,7 +664,7 @@ def _tasks(benchmark: str, eval_dir: Path, run_dir: Path | None, cfg, opts: dict
     return _humaneval_tasks(opts)
 
 
-def _backend(cfg, opts: dict) -> _VllmBackend | None:
+def _backend(cfg, opts: dict, adapters: list[str]) -> _VllmBackend | None:
     backend = opts.get("backend") or cfg.eval.backend
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -637,7 +672,7 @@ def _backend(cfg, opts: dict) -> _VllmBackend | None:
         mode = opts.get("vllm_mode") or cfg.eval.vllm_mode
         if mode not in VLLM_MODES:
             raise UserError(f"unknown --vllm-mode {mode!r}; choose from {', '.join(VLLM_MODES)}")
-        return _VllmBackend(cfg, mode)
+        return _VllmBackend(cfg, mode, adapters)
     return None
 
 
@@ -670,7 +705,7 @@ def evaluate(
     eval_dir = run_dir / "eval" / eval_folder(benchmark, protocol and protocol.name)
     tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, options, split_doc)
     sampling, n = _sampling(cfg, options, protocol)
-    vllm_backend = _backend(cfg, options)
+    vllm_backend = _backend(cfg, options, [m["adapter"] for m in chosen if m["adapter"]])
     results: dict[str, dict] = {}
     try:
         for m in chosen:
@@ -724,7 +759,7 @@ def evaluate_model(
     sampling, n = _sampling(cfg, options, protocol)
     step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
     spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
-    vllm_backend = _backend(cfg, options)
+    vllm_backend = _backend(cfg, options, [adapter] if adapter else [])
     try:
         return _evaluate_one(
             spec, benchmark, tasks, problems_file, out, cfg, sampling, n, options, info, None, vllm_backend

@@ -69,8 +69,8 @@ def _no_leftovers(out: Path) -> None:
 
 
 def _base_plus_adapter(adapter: Path):
+    from codelora.chat import load_with_adapter
     from codelora.config import load_config as lc
-    from codelora.generate import load_with_adapter
 
     cfg = lc("demo", ["model.source=tiny-random:qwen2", "model.dtype=fp32"])
     return load_with_adapter("tiny-random:qwen2", str(adapter), cfg)
@@ -125,6 +125,25 @@ def test_merged_export_loads_alone_and_matches_base_plus_adapter(run, merged):
     assert 0 <= saved["max_logit_diff"] <= saved["verify"]["tolerance"]
     assert saved["verify"]["greedy_tokens"] > 0
     assert meta["max_logit_diff"] == saved["max_logit_diff"]
+
+
+def test_merged_export_config_generation_config_and_tokenizer_agree(merged):
+    """Every reader of the export sees the same pad token, stops at the end of a turn and finds the chat template
+    (also in tokenizer_config.json, which older transformers and TGI read)."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    from codelora.chat import end_of_turn_id
+
+    out, _ = merged
+    tok = AutoTokenizer.from_pretrained(out)
+    config = AutoConfig.from_pretrained(out)
+    gen = GenerationConfig.from_pretrained(out)
+    assert tok.pad_token_id is not None
+    assert config.pad_token_id == gen.pad_token_id == tok.pad_token_id
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    assert end_of_turn_id(tok) in eos and tok.eos_token_id in eos
+    doc = json.loads((out / "tokenizer_config.json").read_text())
+    assert doc.get("chat_template") == tok.chat_template
 
 
 def test_merge_check_line_printed(run, tmp_path, capsys):
@@ -190,6 +209,7 @@ def test_adapter_export_loads_with_peft(run, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "loss.png", "export_meta.json"} <= names
     assert "tokenizer_config.json" in names
+    assert json.loads((out / "tokenizer_config.json").read_text()).get("chat_template")
     assert not names & {"optimizer.pt", "trainer_state.json", "meta.json", "training_args.bin", "scheduler.pt"}
     assert meta["merged"] is False and meta["verify"]["generated_tokens"] > 0
     src = load_file(str(run / "final" / "adapter_model.safetensors"))
