@@ -516,3 +516,15 @@ def test_host_wide_proc_files_are_masked(sandbox_mode):
     got = dict(line.split(" ", 1) for line in r.stdout.splitlines())
     assert set(got) == set(names) and all(v == "0" or v.startswith("error") for v in got.values()), got
     assert_next_program_accepted()
+
+
+def test_compile_bomb_is_compiled_inside_the_sandbox(sandbox_mode):
+    # Red team S5: compiling untrusted source in the scorer took 32 s and 833 MB for one sample.
+    from codelora.sandbox.execution import compile_in_sandbox
+
+    assert compile_in_sandbox("print(1)\n", timeout=5) is None
+    assert compile_in_sandbox("def f(:\n pass\n", timeout=5).startswith("SyntaxError: ")
+    start = time.monotonic()
+    got = compile_in_sandbox("1" + "+1" * 300_000, timeout=2, memory_mb=128)
+    assert got is not None and time.monotonic() - start < 6, got  # a RecursionError or a limit, never the host's
+    assert_next_program_accepted()

@@ -880,3 +880,30 @@ def run_program(
         why = sb.failure or "the sandbox ended before the program did"
         return ExecResult(None, "", "", False, False, False, time.monotonic() - start, sandbox_error=why)
     return res
+
+
+# Compiles solution.py without running it; only this trusted harness writes to stdout.
+_COMPILE_HARNESS = """import sys
+try:
+    compile(open("solution.py", "rb").read(), "<solution>", "exec", dont_inherit=True)
+except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:
+    sys.stdout.write(f"{type(e).__name__}: {e}")
+"""
+
+
+def compile_in_sandbox(code: str, timeout: float = 6.0, memory_mb: int = 1024) -> str | None:
+    """Compile `code` (nothing is executed) inside the sandbox, under its time and memory limits.
+
+    Returns None if it compiles, else a one-line reason: the compiler's error as
+    "SyntaxError: ..." (the same text as `compile()` on the host), or "... limit exceeded while
+    compiling" / "the compiler died (...)". Use it instead of compiling untrusted source in the
+    scorer's own process, where a deeply nested expression costs unbounded CPU time and memory.
+    """
+    res = run_program(_COMPILE_HARNESS, timeout=timeout, memory_mb=memory_mb, extra_files={"solution.py": code})
+    if res.sandbox_error:
+        return f"sandbox error while compiling: {res.sandbox_error}"
+    if res.limit:
+        return f"{res.limit} limit exceeded while compiling"
+    if res.returncode != 0:
+        return f"the compiler died (exit status {res.returncode})"
+    return res.stdout or None
