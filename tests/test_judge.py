@@ -354,3 +354,20 @@ def test_score_cli_protocol(tmp_path, capsys):
     assert main(["score", "--benchmark", "humaneval", "--protocol", "course", "--samples", str(samples),
                  "--out", str(tmp_path / "he")]) == 2  # fmt: skip
     assert "--protocol applies to livecodebench only" in capsys.readouterr().err
+
+
+def test_humaneval_problem_without_check_is_refused(tmp_path):
+    from codelora.benchmarks import humaneval
+
+    path = tmp_path / "he.jsonl"
+    path.write_text(json.dumps({"task_id": "X/0", "prompt": "def f():\n", "test": "", "entry_point": "f"}) + "\n")
+    with pytest.raises(UserError, match=r"he\.jsonl:1: .*task X/0: its test defines no check\(\)"):
+        humaneval.load_problems(path)
+
+
+def test_protocol_fields_are_checked():
+    from codelora.protocol import COURSE, Protocol
+
+    with pytest.raises(ValueError, match="Protocol.comparison='fuzzy'"):
+        Protocol(**{**COURSE.to_dict(), "name": "x", "comparison": "fuzzy"})
+    assert json.loads(json.dumps(COURSE.to_dict()))["max_new_tokens"] == 8192

@@ -204,15 +204,8 @@ def execution_verdict(res: ExecResult) -> str | None:
     """
     if res.sandbox_error:
         return SANDBOX_ERROR
-    if hasattr(res, "limit"):
-        verdict = _LIMIT_VERDICTS.get(res.limit) if res.limit else None
-        if verdict:
-            return verdict
-    else:  # a sandbox that does not report `limit`: its own observations (wall clock, output cap)
-        if res.output_limit_exceeded:
-            return OUTPUT_LIMIT
-        if res.timed_out:
-            return TIME_LIMIT
+    if res.limit in _LIMIT_VERDICTS:
+        return _LIMIT_VERDICTS[res.limit]
     if _out_of_memory(res):
         return MEMORY_LIMIT
     if res.returncode != 0:
@@ -221,9 +214,8 @@ def execution_verdict(res: ExecResult) -> str | None:
 
 
 def _detail(res: ExecResult) -> str:
-    limit = getattr(res, "limit", None)
     text = res.sandbox_error or res.stderr[-1000:]
-    return f"limit: {limit}\n{text}" if limit else text
+    return f"limit: {res.limit}\n{text}" if res.limit else text
 
 
 def _fail(verdict: str, inp: str, expected: str, got: str, detail: str = "") -> dict:
