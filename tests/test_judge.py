@@ -371,3 +371,22 @@ def test_protocol_fields_are_checked():
     with pytest.raises(ValueError, match="Protocol.comparison='fuzzy'"):
         Protocol(**{**COURSE.to_dict(), "name": "x", "comparison": "fuzzy"})
     assert json.loads(json.dumps(COURSE.to_dict()))["max_new_tokens"] == 8192
+
+
+def test_untrusted_source_is_never_compiled_in_the_scorer(monkeypatch):
+    """Compiling hostile source can cost unbounded time and memory: it happens in the sandbox only."""
+    import builtins
+
+    real = builtins.compile
+
+    def guarded(source, filename, *a, **kw):
+        assert "solution" not in str(filename) and "print(" not in str(source), "compiled in the scorer"
+        return real(source, filename, *a, **kw)
+
+    monkeypatch.setattr(builtins, "compile", guarded)
+    problem = {"prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}
+    assert grade_humaneval(problem, "    return print(\n", timeout=5).verdict == "compile_error"
+    r = grade_call_problem("class Solution:\n    def f(self):\n        print(\n", [{"input": "", "output": "1"}], "f")
+    assert r.verdict == "compile_error" and "SyntaxError" in r.failure["detail"] and r.tests == []
+    r = grade_stdio_problem("print(\n", SUM_TESTS, timeout=5)
+    assert r.verdict == "compile_error" and "SyntaxError" in r.failure["detail"]

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from codelora.sandbox.execution import ExecResult, run_program
+from codelora.sandbox.execution import ExecResult, compile_in_sandbox, run_program
 
 ACCEPTED = "accepted"
 WRONG_ANSWER = "wrong_answer"
@@ -86,13 +86,31 @@ def truncate(s: str, n: int = TRUNCATE) -> str:
     return s if len(s) <= n else s[:n] + f"...[{len(s) - n} more chars]"
 
 
-def check_syntax(code: str) -> str | None:
-    """Return an error message if `code` does not compile (compile only; nothing is executed)."""
-    try:
-        compile(code, "<solution>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:
-        return f"{type(e).__name__}: {e}"
-    return None
+def check_syntax(code: str, timeout: float = 6.0, memory_mb: int = 1024) -> str | None:
+    """An error message if `code` does not compile, else None. Compiled (never run) inside the sandbox under its
+    limits: compiling hostile source in the scorer's process can cost unbounded time and memory."""
+    return compile_in_sandbox(code, timeout=timeout, memory_mb=memory_mb)
+
+
+# Both harnesses compile the solution themselves and report a compile error as `<nonce>{"compile_error": ...}`,
+# so that call-based and HumanEval programs need no separate compile run.
+_COMPILE = r"""
+def _send(msg):
+    _data = ("\n" + _nonce + msg + "\n").encode()
+    while _data:
+        _data = _data[os.write(_fd, _data):]
+    os._exit(0)
+
+with open("solution.py", encoding="utf-8") as _f:
+    _src = _f.read()
+try:
+    _code = compile(_src, "solution.py", "exec", dont_inherit=True)
+except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as _e:
+    _send(json.dumps({"compile_error": type(_e).__name__ + ": " + str(_e)}))
+_mod = types.ModuleType("solution")
+_mod.__file__ = os.path.abspath("solution.py")
+sys.modules["solution"] = _mod
+"""
 
 
 def _line_spans(text: str):
@@ -248,7 +266,7 @@ def grade_stdio_problem(
     timeout: seconds per test; memory_mb: address space in MiB; output_limit: bytes of stdout read (more is
     output_limit_exceeded); comparison: "decimal" or "exact" (see `outputs_match`).
     """
-    syntax = check_syntax(code)
+    syntax = check_syntax(code, timeout, memory_mb)
     if syntax:
         return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
     program = header + code
@@ -271,18 +289,19 @@ def grade_stdio_problem(
 # to /dev/null. The harness exits right after writing it, so nothing the program left (threads, atexit
 # handlers) runs afterwards. A program that reads the nonce out of the harness can only send a return value
 # of its choosing, which it could have returned anyway: the comparison happens outside.
-_CALL_HARNESS = r"""
-import importlib.util, io, json, os, sys
+_CALL_HARNESS = (
+    r"""
+import io, json, os, sys, types
 sys.set_int_max_str_digits(0)  # the scorer parses the value; LiveCodeBench raises the limit to 50000
 _req = json.loads(sys.stdin.read())
 _nonce = _req.pop("nonce")
 _fd = os.dup(1)
 sys.stdin = io.StringIO("")
 sys.stdout = open(os.devnull, "w")
-_spec = importlib.util.spec_from_file_location("solution", "solution.py")
-_mod = importlib.util.module_from_spec(_spec)
-sys.modules["solution"] = _mod
-_spec.loader.exec_module(_mod)
+"""
+    + _COMPILE
+    + r"""
+exec(_code, _mod.__dict__)
 _cls = getattr(_mod, "Solution", None)
 _obj = _cls() if isinstance(_cls, type) else _mod
 _fn = getattr(_obj, _req["func_name"])
@@ -326,11 +345,9 @@ except (ValueError, RecursionError):
     _msg = None
 if _msg is None:
     _msg = json.dumps({"unserializable": type(_got).__name__})
-_data = ("\n" + _nonce + _msg + "\n").encode()
-while _data:
-    _data = _data[os.write(_fd, _data):]
-os._exit(0)
+_send(_msg)
 """
+)
 
 
 def _json_int(text: str) -> int:
@@ -376,9 +393,6 @@ def grade_call_problem(
     """
     import secrets
 
-    syntax = check_syntax(code)
-    if syntax:
-        return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
     outcomes: list[TestOutcome] = []
     for t in tests:
         inp, expected_text = str(t.get("input", "")), str(t.get("output", ""))
@@ -400,6 +414,8 @@ def grade_call_problem(
         verdict, got, detail = execution_verdict(res), "", _detail(res)
         if verdict is None:
             report, line = _harness_report(res.stdout, nonce)
+            if report is not None and "compile_error" in report:  # reported before anything ran
+                return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", str(report["compile_error"])))
             if report is None or not ("value" in report or "unserializable" in report):
                 verdict, detail = RUNTIME_ERROR, "the program ended before the call returned\n" + detail
             elif "unserializable" in report:
@@ -420,25 +436,22 @@ def grade_call_problem(
 
 # HumanEval harness: solution.py holds prompt + completion + test (which defines `check`); stdin holds the
 # nonce and the entry point. Passed only if `check(entry_point)` returned and the harness then wrote
-# `<nonce>passed`; an exit of any kind before that leaves no such line.
-_HUMANEVAL_HARNESS = r"""
-import io, os, sys, types
+# `<nonce>{"passed": true}`; an exit of any kind before that leaves no such line.
+_HUMANEVAL_HARNESS = (
+    r"""
+import io, json, os, sys, types
 _nonce, _entry = sys.stdin.read().split("\n")[:2]
 _fd = os.dup(1)
 sys.stdin = io.StringIO("")
 sys.stdout = open(os.devnull, "w")
-_mod = types.ModuleType("solution")
-_mod.__file__ = os.path.abspath("solution.py")
-sys.modules["solution"] = _mod
-with open("solution.py", encoding="utf-8") as _f:
-    _src = _f.read()
-exec(compile(_src, "solution.py", "exec", dont_inherit=True), _mod.__dict__)
-_mod.check(getattr(_mod, _entry))
-_data = ("\n" + _nonce + "passed\n").encode()
-while _data:
-    _data = _data[os.write(_fd, _data):]
-os._exit(0)
 """
+    + _COMPILE
+    + r"""
+exec(_code, _mod.__dict__)
+_mod.check(getattr(_mod, _entry))
+_send(json.dumps({"passed": True}))
+"""
+)
 
 
 def grade_humaneval(
@@ -452,9 +465,6 @@ def grade_humaneval(
     import secrets
 
     source = problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-    syntax = check_syntax(source)
-    if syntax:
-        return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
     nonce = "@@CODELORA-" + secrets.token_hex(16) + "@@"
     res = run_program(
         _HUMANEVAL_HARNESS,
@@ -465,8 +475,12 @@ def grade_humaneval(
         extra_files={"solution.py": source},
     )
     verdict, detail = execution_verdict(res), _detail(res)
-    if verdict is None and f"\n{nonce}passed\n" not in res.stdout:
-        verdict, detail = RUNTIME_ERROR, "the program ended before check() returned\n" + detail
+    if verdict is None:
+        report, _ = _harness_report(res.stdout, nonce)
+        if report is not None and "compile_error" in report:
+            return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", str(report["compile_error"])))
+        if report != {"passed": True}:
+            verdict, detail = RUNTIME_ERROR, "the program ended before check() returned\n" + detail
     if verdict == RUNTIME_ERROR and "AssertionError" in res.stderr[-2000:]:
         verdict = WRONG_ANSWER
     outcomes = [TestOutcome(verdict or ACCEPTED, round(res.elapsed, 4))]
