@@ -528,3 +528,34 @@ def test_compile_bomb_is_compiled_inside_the_sandbox(sandbox_mode):
     got = compile_in_sandbox("1" + "+1" * 300_000, timeout=2, memory_mb=128)
     assert got is not None and time.monotonic() - start < 6, got  # a RecursionError or a limit, never the host's
     assert_next_program_accepted()
+
+
+@needs_seccomp
+def test_no_host_disk_flushes_or_cache_eviction(sandbox_mode):
+    # Red team S6/S7: fsync/syncfs on read-only host files flushed the host disk's cache; fadvise(DONTNEED)
+    # evicted host files from the page cache. They now succeed without doing anything.
+    diskstats = Path("/proc/diskstats")
+
+    def flushes() -> int:  # 19th field of each line: flush requests completed (Linux >= 5.5)
+        return sum(int(f[18]) for f in (ln.split() for ln in diskstats.read_text().splitlines()) if len(f) >= 20)
+
+    code = (
+        "import ctypes, mmap, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "fd = os.open(sys.executable, os.O_RDONLY)\n"
+        "for _ in range(200):\n    os.fsync(fd)\n    os.fdatasync(fd)\n    libc.syncfs(fd)\n    libc.sync()\n"
+        "print(os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED))\n"
+        "m = mmap.mmap(fd, 4096, prot=mmap.PROT_READ)\nm.madvise(21)  # MADV_PAGEOUT\n"
+        "open('f', 'w').write('x')\nf = os.open('f', os.O_RDWR)\nos.fsync(f)\nprint(open('f').read())\n"
+    )
+    before = flushes() if diskstats.exists() else 0
+    r = run_program(code, timeout=10)
+    assert r.returncode == 0 and r.stdout == "None\nx\n", r
+    if diskstats.exists():
+        assert flushes() - before < 100  # 800 calls above; other processes may flush a little meanwhile
+    assert_next_program_accepted()
+
+
+def test_host_configuration_under_usr_is_hidden(sandbox_mode):
+    code = "import os\nprint([d for d in ('/usr/local/etc', '/usr/etc') if os.path.isdir(d) and os.listdir(d)])\n"
+    assert run_program(code, timeout=5).stdout == "[]\n"
+    assert_next_program_accepted()

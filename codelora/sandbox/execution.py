@@ -215,6 +215,9 @@ def _bwrap_command(disk_bytes: int, root: bool) -> tuple[list[str], list[str]]:
         args += [*parents(d), "--ro-bind", d, d]
         if _covered(d, ["/tmp", WORKDIR, "/dev/shm"]):
             keep.append(d)
+    for d in ("/usr/local/etc", "/usr/etc"):  # host configuration (e.g. npm's global npmrc with registry tokens)
+        if os.path.isdir(d) and not os.path.islink(d):
+            args += ["--tmpfs", d]
     for d in _site_dirs():
         for hidden in _HIDDEN_IN_SITE:
             if os.path.isdir(os.path.join(d, hidden)):

@@ -22,6 +22,10 @@ Denied, and why:
   sched_setparam, sched_setaffinity and sched_setattr for any pid but 0 (the caller),
   setpriority and ioprio_set for anything but the calling process;
 - `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` (typing into a terminal);
+- made to succeed without doing anything (return 0): sync, syncfs, fsync, fdatasync,
+  sync_file_range, msync (everything a program may write is tmpfs; on the host's read-only files
+  they still sent a cache flush to the disk), fadvise64 (DONTNEED on a host file evicts it from the
+  page cache for everyone) and madvise's MADV_COLD/MADV_PAGEOUT (reclaim page-cache pages);
 - Linux AIO (io_setup, io_submit, io_getevents, io_pgetevents, io_cancel, io_destroy): its event
   count (fs.aio-nr) is host-wide;
 - sockets other than AF_UNIX (EAFNOSUPPORT): contest programs need no network, and cgroup v1 does not
@@ -72,6 +76,8 @@ CLONE_NEW_FLAGS = (
 )
 SELF_ONLY = ("prlimit64", "sched_setscheduler", "sched_setparam", "sched_setaffinity", "sched_setattr")  # arg 0: pid
 PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
+NO_OPS = ("sync", "syncfs", "fsync", "fdatasync", "sync_file_range", "msync", "fadvise64")  # return 0, do nothing
+MADV_COLD, MADV_PAGEOUT = 20, 21
 AF_UNIX = 1  # the only socket family programs may create
 TIOCLINUX = 0x541C
 
@@ -103,6 +109,10 @@ def build() -> bytes:
         for flag in CLONE_NEW_FLAGS:
             f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+        for call in NO_OPS:
+            f.add_rule(sc.ERRNO(0), call)
+        for advice in (MADV_COLD, MADV_PAGEOUT):
+            f.add_rule(sc.ERRNO(0), "madvise", sc.Arg(2, sc.EQ, advice))
         for call in SELF_ONLY:
             f.add_rule(deny, call, sc.Arg(0, sc.NE, 0))
         f.add_rule(deny, "setpriority", sc.Arg(0, sc.NE, PRIO_PROCESS))
