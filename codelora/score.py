@@ -15,6 +15,7 @@ from pathlib import Path
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, jsonl_lines
 from codelora.protocol import get_protocol
+from codelora.safetext import terminal_safe
 from codelora.sandbox.execution import isolation, isolation_description, isolation_report
 from codelora.sandbox.grading import OUTPUT_CAP, SANDBOX_ERROR, VERDICTS, GradeResult, failed
 
@@ -208,10 +209,12 @@ def score(
     loaded = loaders[benchmark](samples, problems, opts)
     items, bad, grade, difficulty, id_key = loaded.items, loaded.bad, loaded.grade, loaded.difficulty, loaded.id_key
     for b in bad:
-        print(f"warning: skipped sample at {b['where']}: {b['error']}", file=sys.stderr)
+        print(terminal_safe(f"warning: skipped sample at {b['where']}: {b['error']}"), file=sys.stderr)
     if loaded.skipped:
         print(
-            f"warning: skipped {len(loaded.skipped)} problem(s) without tests: {', '.join(loaded.skipped[:10])}",
+            terminal_safe(
+                f"warning: skipped {len(loaded.skipped)} problem(s) without tests: {', '.join(loaded.skipped[:10])}"
+            ),
             file=sys.stderr,
         )
     if not items:
