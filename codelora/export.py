@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import read_json
+from codelora.files import read_json, require_writable
 from codelora.runs import require_run
 
 __all__ = [
@@ -409,6 +409,7 @@ def export(
     if dtype is not None and not merge:
         raise UserError("--dtype applies to a merged export; add --merge (an adapter export keeps its weights)")
     _check_out(out, force)
+    require_writable(out.parent, "folder of --out")
     run_abs, out_abs = run_dir.resolve(), out.resolve()
     kept = [run_abs / d for d in ("checkpoints", "final", "data", "logs", "plots", "eval")]
     if run_abs.is_relative_to(out_abs) or any(out_abs.is_relative_to(k) for k in kept):

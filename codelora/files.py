@@ -41,7 +41,7 @@ def jsonl_lines(path: Path | str, what: str = "file") -> Iterator[tuple[int, str
     """
     path = Path(path)
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not part of line 1
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     with f:
@@ -71,7 +71,7 @@ def read_json(path: Path | str) -> Any:
     """A JSON file's content; unreadable or invalid is one UserError naming the file."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     except ValueError as e:
@@ -85,3 +85,25 @@ def sha256_file(path: Path | str) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def require_writable(folder: Path | str, what: str = "folder") -> None:
+    """Refuse up front, in one UserError line, a folder (or, if it does not exist yet, its nearest existing
+    parent) this process cannot write: a read-only run folder or file system would otherwise fail half-way, after
+    minutes of loading, with a traceback. `what` names the folder in the message (e.g. "run folder")."""
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        reason = "read-only file system" if _read_only_mount(probe) else "permission denied"
+        raise UserError(f"cannot write the {what} {folder}: {probe} is not writable ({reason})")
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

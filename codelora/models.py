@@ -156,10 +156,38 @@ def load_model(
     return model, tokenizer
 
 
-def build_tiny_random(arch: str, vocab_size: int, attn_implementation: str = "sdpa", seed: int = 0):
-    """A randomly initialised model of the real architecture class, small enough for unit tests."""
+def linear_module_names(source: str, revision: str | None = None) -> dict[str, str]:
+    """{qualified name: leaf name} of every `torch.nn.Linear` of `source`'s architecture (what LoRA's
+    `target_modules` match), built on the meta device from the model's config: no weights are read or allocated.
+    Raises UserError for a bad source (see `parse_source`)."""
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src = parse_source(source)
+    if src.kind == "tiny-random":
+        config = _tiny_random_config(src.name, vocab_size=256)
+    else:
+        path = model_path(source)
+        config = _hub_call(source, lambda: AutoConfig.from_pretrained(path, revision=revision))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name: name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
+
+
+def check_target_modules(source: str, targets: list[str], revision: str | None = None) -> None:
+    """Refuse LoRA `target_modules` entries that match no linear layer of `source` (peft's rule: the qualified
+    name equals the entry or ends with `.entry`), before the weights load. Raises UserError naming the entries."""
+    linear = linear_module_names(source, revision)
+    unknown = [t for t in targets if not any(q == t or q.endswith("." + t) for q in linear)]
+    if unknown:
+        leaves = sorted(set(linear.values()))
+        raise UserError(
+            f"lora.target_modules={unknown!r}: {source} has no linear layer of that name; allowed: {', '.join(leaves)}"
+        )
+
+
+def _tiny_random_config(arch: str, vocab_size: int, attn_implementation: str = "sdpa"):
+    from transformers import LlamaConfig, Qwen2Config
 
     config_cls = {"qwen2": Qwen2Config, "llama": LlamaConfig}[arch]
     config = config_cls(
@@ -175,6 +203,15 @@ def build_tiny_random(arch: str, vocab_size: int, attn_implementation: str = "sd
         eos_token_id=2,
     )
     config._attn_implementation = attn_implementation
+    return config
+
+
+def build_tiny_random(arch: str, vocab_size: int, attn_implementation: str = "sdpa", seed: int = 0):
+    """A randomly initialised model of the real architecture class, small enough for unit tests."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = _tiny_random_config(arch, vocab_size, attn_implementation)
     torch.manual_seed(seed)  # same weights every time: tests compare runs
     return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
 

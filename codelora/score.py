@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, jsonl_lines
+from codelora.files import atomic_write_text, jsonl_lines, require_writable
 from codelora.protocol import get_protocol
 from codelora.safetext import terminal_safe
 from codelora.sandbox.execution import isolation, isolation_description, isolation_report
@@ -101,8 +101,11 @@ def load_heldout(problems: Path, skip_untested: bool = False) -> tuple[dict[str,
         try:
             obj = json.loads(line)
             tests = obj["tests"]
-            ok = isinstance(tests, list) and all(
-                isinstance(t.get("input"), str) and isinstance(t.get("output"), str) for t in tests
+            ok = (
+                isinstance(obj.get("task_id"), (str, int))
+                and not isinstance(obj["task_id"], bool)
+                and isinstance(tests, list)
+                and all(isinstance(t.get("input"), str) and isinstance(t.get("output"), str) for t in tests)
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             ok = False
@@ -173,6 +176,7 @@ def score(
     samples: Path,
     out: Path,
     problems: Path | None = None,
+    *,
     timeout: float | None = None,
     memory_mb: int | None = None,
     workers: int | None = None,
@@ -184,20 +188,31 @@ def score(
 ) -> dict:
     """Grade every sample; write out/results.jsonl and out/summary.json; return the summary.
 
-    timeout (seconds per test) and memory_mb (MiB) default to the benchmark's (LiveCodeBench: the protocol's).
-    protocol: LiveCodeBench only, a name from codelora.protocol.PROTOCOLS (default livecodebench).
-    output_limit_mb: stdout read per program (MiB); more is output_limit_exceeded. skip_untested: leave out
-    problems without tests (listed in summary.json's `skipped_untested`) instead of refusing the input.
+    The keyword arguments are `codelora.config.ScoreArgs`' fields, documented there, and checked by it (UserError
+    naming the flag) before anything is read: timeout (seconds per test) and memory_mb (MiB) default to the
+    benchmark's (LiveCodeBench: the protocol's); k: the k of pass@k (1 is always reported). Raises UserError for
+    unreadable samples or problems and when no sample is valid.
     """
+    from codelora.config import ScoreArgs
+
+    ScoreArgs(  # validation only: one line naming the bad value
+        benchmark=benchmark,
+        samples=str(samples),
+        out=str(out),
+        problems=None if problems is None else str(problems),
+        timeout=timeout,
+        memory_mb=memory_mb,
+        workers=workers,
+        k=list(k),
+        tolerance=tolerance,
+        protocol=protocol,  # type: ignore[arg-type]
+        output_limit_mb=output_limit_mb,
+        skip_untested=skip_untested,
+    )
     start = time.monotonic()
     samples, out = Path(samples), Path(out)
+    require_writable(out, "--out folder")
     loaders = {"humaneval": _load_humaneval, "livecodebench": _load_livecodebench, "heldout": _load_heldout}
-    if benchmark not in loaders:
-        raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
-    if protocol is not None and benchmark != "livecodebench":
-        raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
-    if not output_limit_mb > 0:
-        raise UserError(f"--output-limit-mb must be > 0, got {output_limit_mb}")
     opts = {
         "timeout": timeout,
         "memory_mb": memory_mb,

@@ -33,7 +33,7 @@ from typing import Any
 
 from codelora.config import LoraConfig, RunConfig, save_config
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, sha256_file
+from codelora.files import atomic_write_text, read_json, require_writable, sha256_file
 
 __all__ = [
     "RESUME_STATE",
@@ -460,7 +460,9 @@ def resume_config_diff(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
 
 def _check_resume_config(cfg: RunConfig, run_dir: Path, resume_from: Path) -> dict[str, Any]:
     """Refuse a --resume whose config would change the trajectory; return the checkpoint's meta."""
-    meta = json.loads((resume_from / "meta.json").read_text(encoding="utf-8"))
+    meta = read_json(resume_from / "meta.json")  # a corrupt meta.json is one line naming it, not a traceback
+    if not isinstance(meta, dict):
+        raise UserError(f"{resume_from / 'meta.json'}: expected a JSON object; the checkpoint cannot be resumed")
     saved = meta.get("config")
     if saved is None and (run_dir / "config.yaml").is_file():
         import yaml
@@ -699,6 +701,11 @@ def train(
                 f"cannot resume {run_dir}: its prepared data does not match the config ({problem}); "
                 "resuming on other data would not continue the same run"
             )
+
+    from codelora.models import check_target_modules
+
+    require_writable(run_dir, "run folder")
+    check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
 
     import torch
     from accelerate import PartialState

@@ -167,7 +167,7 @@ def load_samples(path: Path) -> tuple[list[tuple[str, int, str]], list[dict]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read samples file {path}: {e}") from None
     entries: list[tuple[str, object]] = []  # (location, object)

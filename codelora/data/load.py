@@ -15,6 +15,7 @@ Bad rows stop the load with one line naming the file, the first few line numbers
 
 from __future__ import annotations
 
+import codecs
 import json
 from importlib import resources
 from pathlib import Path
@@ -140,7 +141,8 @@ def _read_local(path: Path) -> tuple[Numbered, list[dict], str, str, str]:
         return raw, [], source, "parquet", "row"
     if suffix not in (".jsonl", ".json", ".ndjson"):
         raise UserError(f"{source}: unsupported file type '{suffix}'; use .jsonl, .json, .parquet or a folder")
-    data = path.read_bytes()
+    # a byte-order mark (Windows editors write one) is not part of the first row
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     if not data.strip():
         raise UserError(f"{source}: the file is empty")
     if suffix == ".json":
