@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0 done, 2 bad input (one `error:` line), 130 interrupted."""
     import warnings
 
     # peft reads transformers' deprecated `is_gradient_checkpointing` on every adapter load; the warning is about

@@ -25,6 +25,8 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 @dataclass
 class ModelConfig:
+    """`model:` section: which model is fine-tuned and how it is loaded."""
+
     source: str = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
     """Hub id, local folder, `embedded:smollm2-135m-instruct` or `tiny-random:qwen2|llama`."""
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
@@ -39,6 +41,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """`data:` section: the dataset, what the model learns to write, lengths and the by-problem split."""
+
     dataset: str = "deep"
     """`deep` (Naholav/CodeGen-Deep-5K), `diverse` (Naholav/CodeGen-Diverse-5K), `sample` (bundled), a hub id or a local file/folder."""
     target: Literal["solution", "output"] = "solution"
@@ -67,6 +71,8 @@ class DataConfig:
 
 @dataclass
 class LoraConfig:
+    """`lora:` section: the adapter (peft.LoraConfig fields of the same names)."""
+
     r: int = 16
     """LoRA rank."""
     alpha: int = 32
@@ -81,6 +87,9 @@ class LoraConfig:
 
 @dataclass
 class TrainConfig:
+    """`train:` section: optimisation, logging and checkpointing (transformers.TrainingArguments, in codelora's
+    names; steps are optimizer steps)."""
+
     epochs: float = 3.0
     """Passes over the training split."""
     max_steps: int = -1
@@ -119,6 +128,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """`eval:` section: decoding settings of `evaluate` and `generate` (evaluate's flags override them)."""
+
     temperature: float = 0.2
     """Sampling temperature of the original project's checkpoint comparison."""
     top_p: float = 0.9
@@ -139,6 +150,8 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
+    """A whole run's configuration: defaults, then a preset or YAML file, then `--set` (see `load_config`)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -150,6 +163,7 @@ class RunConfig:
     """Run folder name under output_dir; default: the preset or file name."""
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML- and JSON-ready), sections as keys."""
         return dataclasses.asdict(self)
 
 
@@ -158,6 +172,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def preset_names() -> list[str]:
+    """Names of the bundled presets (codelora/presets/*.yaml), sorted."""
     return sorted(p.name[:-5] for p in resources.files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".yaml"))
 
 
@@ -336,6 +351,8 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
 
 @dataclass(kw_only=True)
 class ConfigArgs:
+    """Flags of every command that reads a run configuration."""
+
     config: str = "demo"
     """Preset name or YAML file."""
     overrides: list[str] = field(
@@ -346,6 +363,8 @@ class ConfigArgs:
 
 @dataclass(kw_only=True)
 class DownloadArgs:
+    """`codelora download`."""
+
     name: str = field(metadata={"positional": True})
     """Hub id, or deep / diverse."""
     repo_type: Literal["model", "dataset"] | None = None
@@ -356,12 +375,16 @@ class DownloadArgs:
 
 @dataclass(kw_only=True)
 class PrepareArgs(ConfigArgs):
+    """`codelora prepare`."""
+
     run_name: str | None = None
     """Run folder name under output_dir (default: the config's run_name)."""
 
 
 @dataclass(kw_only=True)
 class TrainArgs(PrepareArgs):
+    """`codelora train`."""
+
     resume: bool = False
     """Continue from the newest complete checkpoint."""
     resume_from: str | None = field(default=None, metadata={"metavar": "CHECKPOINT"})
@@ -372,6 +395,8 @@ class TrainArgs(PrepareArgs):
 
 @dataclass(kw_only=True)
 class GenerateArgs(ConfigArgs):
+    """`codelora generate`."""
+
     model: str | None = None
     """Model source (default: the config's model.source)."""
     adapter: str | None = None
@@ -460,6 +485,8 @@ class EvalOptions:
 
 @dataclass(kw_only=True)
 class EvaluateArgs(EvalOptions):
+    """`codelora evaluate`: a run's models (--run) or one model (--model/--adapter/--out), plus EvalOptions."""
+
     run: str | None = None
     """Run folder (outputs/<run>); its config.yaml gives system prompt, model and sampling."""
     benchmark: BenchmarkName
@@ -493,6 +520,8 @@ class EvaluateArgs(EvalOptions):
 
 @dataclass(kw_only=True)
 class ScoreArgs:
+    """`codelora score` (and the checks of `codelora.score.score`'s keyword arguments)."""
+
     benchmark: BenchmarkName
     """Benchmark whose samples format and grader apply."""
     samples: str
@@ -570,6 +599,8 @@ class ScoreArgs:
 
 @dataclass(kw_only=True)
 class CompareArgs:
+    """`codelora compare`: one run's models (--run) or several runs' selected models (--runs)."""
+
     run: str | None = field(default=None, metadata={"group": "target"})
     """Run folder: compare its base model, checkpoints and final."""
     runs: list[str] | None = field(default=None, metadata={"group": "target", "nargs": "+", "metavar": "RUN"})
@@ -605,6 +636,8 @@ class CompareArgs:
 
 @dataclass(kw_only=True)
 class ReportArgs:
+    """`codelora report`."""
+
     run: str
     """Run folder."""
     benchmark: BenchmarkName | None = None
@@ -616,6 +649,8 @@ SHARD_SIZE_UNITS = ("GIB", "MIB", "KIB", "GB", "MB", "KB")
 
 @dataclass(kw_only=True)
 class ExportArgs:
+    """`codelora export`."""
+
     run: str
     """Run folder (outputs/<run>)."""
     checkpoint: str = "best"
@@ -657,6 +692,8 @@ class ExportArgs:
 
 @dataclass(kw_only=True)
 class PushArgs:
+    """`codelora push`."""
+
     export: str
     """Folder written by `codelora export`."""
     repo: str

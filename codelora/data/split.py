@@ -56,6 +56,7 @@ SHOW_FIRST = 6
 
 
 def normalise_problem(text: str) -> str:
+    """Problem statement lower-cased with runs of whitespace made one space (what `problem_key` hashes)."""
     return " ".join(text.lower().split())
 
 
@@ -234,6 +235,7 @@ def _row_digest(row: dict[str, Any]) -> str:
 
 
 def split_summary(splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per split: example and problem counts and the sorted problem keys (the body of split.json)."""
     out = {}
     for name in SPLITS:
         rows = splits.get(name, [])
@@ -260,6 +262,7 @@ def write_split_json(path: str | Path, splits: dict[str, list[dict[str, Any]]], 
 
 
 def load_split_json(path: str | Path) -> dict[str, Any]:
+    """A run's split.json; UserError naming the file when it is missing, unreadable or not a split document."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: split file not found (it is written by prepare/train into the run folder)")
