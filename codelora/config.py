@@ -589,12 +589,10 @@ class ScoreArgs:
             self.tolerance,
             "must be a finite number >= 0",
         )
-        need(
-            self.protocol is None or self.benchmark == "livecodebench",
-            "--protocol",
-            self.protocol,
-            f"applies to livecodebench only, not to {self.benchmark}",
-        )
+        if self.protocol is not None and self.benchmark != "livecodebench":
+            raise UserError(
+                f"--protocol applies to livecodebench only, not to {self.benchmark} (--protocol {self.protocol})"
+            )
 
 
 @dataclass(kw_only=True)

@@ -38,6 +38,8 @@ def _setup(tmp: Path) -> dict[str, str]:
     ck = run / "checkpoints" / "checkpoint-2"
     ck.mkdir(parents=True)
     (ck / "meta.json").write_text('{"step": 2, "config": ')  # torn write
+    for name in ("optimizer.pt", "scheduler.pt", "adapter_model.safetensors"):  # the rest of a complete checkpoint
+        (ck / name).write_bytes(b"x")
     (tmp / "file.txt").write_text("x")
     (tmp / "elsewhere").mkdir()
     (tmp / "no_id.jsonl").write_text(json.dumps({"tests": [{"input": "", "output": "1\n"}]}) + "\n")
