@@ -140,28 +140,19 @@ def _cmd_score(a: ScoreArgs) -> None:
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
 
 
-# (name, one-line help, options dataclass, function), in workflow order; every flag comes from the dataclass
+# (command, options dataclass, function), in workflow order: the dataclass's docstring is the command's help and
+# its fields are the flags
 COMMANDS = [
-    ("download", "pre-fetch a hub model or dataset into the local cache", DownloadArgs, _cmd_download),
-    (
-        "prepare",
-        "load, validate, split (by problem) and tokenize a dataset into a run folder",
-        PrepareArgs,
-        _cmd_prepare,
-    ),
-    ("train", "LoRA-train a run: logs, plots, every checkpoint kept, resumable", TrainArgs, _cmd_train),
-    ("evaluate", "generate with models of a run (or any model), grade the code, pass@k", EvaluateArgs, _cmd_evaluate),
-    ("compare", "grade checkpoints on the same problems, choose the best, flag overfitting", CompareArgs, _cmd_compare),
-    ("report", "write RUN/report.html (self-contained) and RUN/report.md", ReportArgs, _cmd_report),
-    (
-        "export",
-        "export a checkpoint as a LoRA adapter or a merged, verified model + model card",
-        ExportArgs,
-        _cmd_export,
-    ),
-    ("push", "upload an export folder to the Hugging Face Hub (token: HF_TOKEN or login)", PushArgs, _cmd_push),
-    ("generate", "answer one problem with a model (streams the answer, prints the code)", GenerateArgs, _cmd_generate),
-    ("score", "grade already-generated programs in the sandbox (no model loaded)", ScoreArgs, _cmd_score),
+    ("download", DownloadArgs, _cmd_download),
+    ("prepare", PrepareArgs, _cmd_prepare),
+    ("train", TrainArgs, _cmd_train),
+    ("evaluate", EvaluateArgs, _cmd_evaluate),
+    ("compare", CompareArgs, _cmd_compare),
+    ("report", ReportArgs, _cmd_report),
+    ("export", ExportArgs, _cmd_export),
+    ("push", PushArgs, _cmd_push),
+    ("generate", GenerateArgs, _cmd_generate),
+    ("score", ScoreArgs, _cmd_score),
 ]
 
 
@@ -175,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"codelora {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text, cls, func in COMMANDS:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, cls, func in COMMANDS:
+        summary = cls.__doc__.partition("\n")[0]
+        p = sub.add_parser(name, help=summary.rstrip("."), description=summary)
         add_flags(p, cls)
         p.set_defaults(func=func, options=cls)
     return parser

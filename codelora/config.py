@@ -363,7 +363,7 @@ class ConfigArgs:
 
 @dataclass(kw_only=True)
 class DownloadArgs:
-    """`codelora download`."""
+    """Pre-fetch a hub model or dataset into the local cache."""
 
     name: str = field(metadata={"positional": True})
     """Hub id, or deep / diverse."""
@@ -375,7 +375,7 @@ class DownloadArgs:
 
 @dataclass(kw_only=True)
 class PrepareArgs(ConfigArgs):
-    """`codelora prepare`."""
+    """Load, validate, split (by problem) and tokenize a dataset into a run folder."""
 
     run_name: str | None = None
     """Run folder name under output_dir (default: the config's run_name)."""
@@ -383,7 +383,7 @@ class PrepareArgs(ConfigArgs):
 
 @dataclass(kw_only=True)
 class TrainArgs(PrepareArgs):
-    """`codelora train`."""
+    """LoRA-train a run: logs, plots, every checkpoint kept, resumable."""
 
     resume: bool = False
     """Continue from the newest complete checkpoint."""
@@ -395,7 +395,7 @@ class TrainArgs(PrepareArgs):
 
 @dataclass(kw_only=True)
 class GenerateArgs(ConfigArgs):
-    """`codelora generate`."""
+    """Answer one problem with a model (streams the answer, prints the code)."""
 
     model: str | None = None
     """Model source (default: the config's model.source)."""
@@ -485,7 +485,7 @@ class EvalOptions:
 
 @dataclass(kw_only=True)
 class EvaluateArgs(EvalOptions):
-    """`codelora evaluate`: a run's models (--run) or one model (--model/--adapter/--out), plus EvalOptions."""
+    """Generate with models of a run (--run) or any model (--model/--adapter/--out), grade the code, pass@k."""
 
     run: str | None = None
     """Run folder (outputs/<run>); its config.yaml gives system prompt, model and sampling."""
@@ -520,7 +520,10 @@ class EvaluateArgs(EvalOptions):
 
 @dataclass(kw_only=True)
 class ScoreArgs:
-    """`codelora score` (and the checks of `codelora.score.score`'s keyword arguments)."""
+    """Grade already-generated programs in the sandbox (no model loaded).
+
+    Also the checks of `codelora.score.score`'s keyword arguments.
+    """
 
     benchmark: BenchmarkName
     """Benchmark whose samples format and grader apply."""
@@ -597,7 +600,7 @@ class ScoreArgs:
 
 @dataclass(kw_only=True)
 class CompareArgs:
-    """`codelora compare`: one run's models (--run) or several runs' selected models (--runs)."""
+    """Grade checkpoints on the same problems, choose the best, flag overfitting (--run), or runs side by side (--runs)."""
 
     run: str | None = field(default=None, metadata={"group": "target"})
     """Run folder: compare its base model, checkpoints and final."""
@@ -634,7 +637,7 @@ class CompareArgs:
 
 @dataclass(kw_only=True)
 class ReportArgs:
-    """`codelora report`."""
+    """Write RUN/report.html (self-contained) and RUN/report.md."""
 
     run: str
     """Run folder."""
@@ -647,7 +650,7 @@ SHARD_SIZE_UNITS = ("GIB", "MIB", "KIB", "GB", "MB", "KB")
 
 @dataclass(kw_only=True)
 class ExportArgs:
-    """`codelora export`."""
+    """Export a checkpoint as a LoRA adapter or a merged, verified model + model card."""
 
     run: str
     """Run folder (outputs/<run>)."""
@@ -690,7 +693,7 @@ class ExportArgs:
 
 @dataclass(kw_only=True)
 class PushArgs:
-    """`codelora push`."""
+    """Upload an export folder to the Hugging Face Hub (token: HF_TOKEN or login)."""
 
     export: str
     """Folder written by `codelora export`."""

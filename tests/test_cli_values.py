@@ -17,7 +17,7 @@ from codelora.flags import field_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 LCB_PROBLEMS = ROOT / "tests" / "fixtures" / "lcb_problems.jsonl"
-TINY = ["--set", "model.source=tiny-random:qwen2"]
+TINY = "--set model.source=tiny-random:qwen2"
 
 
 @pytest.fixture(autouse=True)
@@ -49,168 +49,71 @@ def _setup(tmp: Path) -> dict[str, str]:
     return {"TMP": str(tmp), "OUT": str(tmp / "out"), "RUN": str(run)}
 
 
-# (case, argv, words the one error line must contain)
+SCORE_HE = "score --benchmark humaneval --samples TMP/he.jsonl --out TMP/o"
+EVAL_HE = "evaluate --model tiny-random:qwen2 --benchmark humaneval --out TMP/e"
+# (case, command line, words the one error line must contain); TMP, OUT and RUN are filled in by _setup
 CASES = [
-    ("non-UTF-8 config", ["train", "--config", "TMP/latin1.yaml"], ["latin1.yaml", "not UTF-8", "0xe9"]),
+    ("non-UTF-8 config", "train --config TMP/latin1.yaml", ["latin1.yaml", "not UTF-8", "0xe9"]),
     (
         "corrupt meta.json on --resume",
-        ["train", "--resume", "--run-name", "resumed", "--set", "output_dir=OUT", *TINY],
+        f"train --resume --run-name resumed --set output_dir=OUT {TINY}",
         ["checkpoint-2/meta.json", "not valid JSON"],
     ),
     (
         "lora.target_modules=[nope]",
-        ["train", "--set", "output_dir=OUT", "--set", "lora.target_modules=[nope]", *TINY],
+        f"train --set output_dir=OUT --set lora.target_modules=[nope] {TINY}",
         ["lora.target_modules=['nope']", "allowed:", "q_proj"],
     ),
-    ("model.device=banana", ["train", "--set", "model.device=banana"], ["model.device", "'banana'", "cuda:N"]),
-    ("train.epochs=1e400", ["train", "--set", "train.epochs=1e400"], ["train.epochs=inf", "finite number"]),
-    ("train.learning_rate=.inf", ["train", "--set", "train.learning_rate=.inf"], ["train.learning_rate", "finite"]),
-    (
-        "score --k abc",
-        ["score", "--benchmark", "humaneval", "--samples", "TMP/he.jsonl", "--out", "TMP/o", "--k", "abc"],
-        ["--k", "'abc'", "integer"],
-    ),
-    (
-        "score --k -1",
-        ["score", "--benchmark", "humaneval", "--samples", "TMP/he.jsonl", "--out", "TMP/o", "--k", "1,-1"],
-        ["--k 1,-1", ">= 1"],
-    ),
-    (
-        "score --workers -1",
-        ["score", "--benchmark", "humaneval", "--samples", "TMP/he.jsonl", "--out", "TMP/o", "--workers", "-1"],
-        ["--workers -1", ">= 1"],
-    ),
-    (
-        "evaluate --workers -1",
-        ["evaluate", "--model", "tiny-random:qwen2", "--benchmark", "humaneval", "--out", "TMP/e", "--workers", "-1"],
-        ["--workers -1", ">= 1"],
-    ),
-    (
-        "score --timeout -1",
-        ["score", "--benchmark", "humaneval", "--samples", "TMP/he.jsonl", "--out", "TMP/o", "--timeout", "-1"],
-        ["--timeout -1", "> 0 seconds"],
-    ),
+    ("model.device=banana", "train --set model.device=banana", ["model.device", "'banana'", "cuda:N"]),
+    ("train.epochs=1e400", "train --set train.epochs=1e400", ["train.epochs=inf", "finite number"]),
+    ("train.learning_rate=.inf", "train --set train.learning_rate=.inf", ["train.learning_rate", "finite"]),
+    ("score --k abc", f"{SCORE_HE} --k abc", ["--k", "'abc'", "integer"]),
+    ("score --k -1", f"{SCORE_HE} --k 1,-1", ["--k 1,-1", ">= 1"]),
+    ("score --workers -1", f"{SCORE_HE} --workers -1", ["--workers -1", ">= 1"]),
+    ("evaluate --workers -1", f"{EVAL_HE} --workers -1", ["--workers -1", ">= 1"]),
+    ("score --timeout -1", f"{SCORE_HE} --timeout -1", ["--timeout -1", "> 0 seconds"]),
     (
         "score --timeout 0 (was recorded as 0, 6 s used)",
-        [
-            "score",
-            "--benchmark",
-            "heldout",
-            "--samples",
-            "TMP/s.jsonl",
-            "--problems",
-            "TMP/ho.jsonl",
-            "--out",
-            "TMP/o",
-            "--timeout",
-            "0",
-        ],
+        "score --benchmark heldout --samples TMP/s.jsonl --problems TMP/ho.jsonl --out TMP/o --timeout 0",
         ["--timeout 0", "> 0 seconds"],
     ),
-    (
-        "score --memory-mb 0",
-        ["score", "--benchmark", "humaneval", "--samples", "TMP/he.jsonl", "--out", "TMP/o", "--memory-mb", "0"],
-        ["--memory-mb 0", ">= 16"],
-    ),
-    (
-        "evaluate --temperature nan",
-        [
-            "evaluate",
-            "--model",
-            "tiny-random:qwen2",
-            "--benchmark",
-            "humaneval",
-            "--out",
-            "TMP/e",
-            "--temperature",
-            "nan",
-        ],
-        ["--temperature", "'nan'", "finite"],
-    ),
+    ("score --memory-mb 0", f"{SCORE_HE} --memory-mb 0", ["--memory-mb 0", ">= 16"]),
+    ("evaluate --temperature nan", f"{EVAL_HE} --temperature nan", ["--temperature", "'nan'", "finite"]),
     *[
-        (
-            f"evaluate --{flag} 0 (fell back to the default)",
-            [
-                "evaluate",
-                "--model",
-                "tiny-random:qwen2",
-                "--benchmark",
-                "humaneval",
-                "--out",
-                "TMP/e",
-                f"--{flag}",
-                "0",
-            ],
-            [f"--{flag} 0", ">= 1"],
-        )
+        (f"evaluate --{flag} 0 (fell back to the default)", f"{EVAL_HE} --{flag} 0", [f"--{flag} 0", ">= 1"])
         for flag in ("n", "batch-size", "max-new-tokens")
     ],
     (
         "evaluate --n 2 --temperature 0 (duplicate samples)",
-        [
-            "evaluate",
-            "--model",
-            "tiny-random:qwen2",
-            "--benchmark",
-            "humaneval",
-            "--out",
-            "TMP/e",
-            "--n",
-            "2",
-            "--temperature",
-            "0",
-        ],
+        f"{EVAL_HE} --n 2 --temperature 0",
         ["--temperature 0", "identical samples"],
     ),
     (
         "export --max-shard-size abc",
-        ["export", "--run", "RUN", "--out", "TMP/x", "--merge", "--max-shard-size", "abc"],
+        "export --run RUN --out TMP/x --merge --max-shard-size abc",
         ["--max-shard-size 'abc'", "e.g. 2GB"],
     ),
-    ("export --out . from outside the run", ["export", "--run", "RUN", "--out", "."], ["--out '.'", "current folder"]),
-    ("export --out FILE", ["export", "--run", "RUN", "--out", "TMP/file.txt"], ["file.txt", "existing file"]),
+    ("export --out . from outside the run", "export --run RUN --out .", ["--out '.'", "current folder"]),
+    ("export --out FILE", "export --run RUN --out TMP/file.txt", ["file.txt", "existing file"]),
     (
         "held-out problems line without task_id",
-        [
-            "score",
-            "--benchmark",
-            "heldout",
-            "--samples",
-            "TMP/s.jsonl",
-            "--problems",
-            "TMP/no_id.jsonl",
-            "--out",
-            "TMP/o",
-        ],
+        "score --benchmark heldout --samples TMP/s.jsonl --problems TMP/no_id.jsonl --out TMP/o",
         ["no_id.jsonl:1", "task_id"],
     ),
     (
         "evaluate held-out problems without task_id",
-        [
-            "evaluate",
-            "--model",
-            "tiny-random:qwen2",
-            "--benchmark",
-            "heldout",
-            "--problems",
-            "TMP/no_id.jsonl",
-            "--out",
-            "TMP/e",
-        ],
+        "evaluate --model tiny-random:qwen2 --benchmark heldout --problems TMP/no_id.jsonl --out TMP/e",
         ["no_id.jsonl:1", "task_id"],
     ),
-    (
-        "score --protocol for humaneval",
-        ["score", "--benchmark", "humaneval", "--samples", "TMP/he.jsonl", "--out", "TMP/o", "--protocol", "course"],
-        ["--protocol course", "livecodebench only"],
-    ),
-    ("compare --limit 0", ["compare", "--run", "RUN", "--limit", "0"], ["--limit 0", ">= 1"]),
-    ("report --benchmark mbpp", ["report", "--run", "RUN", "--benchmark", "mbpp"], ["--benchmark 'mbpp'", "humaneval"]),
+    ("score --protocol for humaneval", f"{SCORE_HE} --protocol course", ["--protocol course", "livecodebench only"]),
+    ("compare --limit 0", "compare --run RUN --limit 0", ["--limit 0", ">= 1"]),
+    ("report --benchmark mbpp", "report --run RUN --benchmark mbpp", ["--benchmark 'mbpp'", "humaneval"]),
 ]
 
 
 @pytest.mark.parametrize("case, argv, words", CASES, ids=[c[0] for c in CASES])
 def test_bad_value_is_one_line_exit_2(case, argv, words, tmp_path, monkeypatch, capsys):
+    argv = argv.split()
     subs = _setup(tmp_path)
     monkeypatch.chdir(tmp_path / "elsewhere")  # `--out .` names a folder outside the run
     for k, v in subs.items():
@@ -274,7 +177,7 @@ def test_every_flag_is_documented_in_its_dataclass():
     """--help is made from the dataclasses: every flag has the field's docstring as its help."""
     parser = build_parser()
     sub = next(a for a in parser._actions if a.choices and "score" in a.choices)
-    for name, _help, cls, _func in COMMANDS:
+    for name, cls, _func in COMMANDS:
         p = sub.choices[name]
         docs = field_docs(cls)
         for action in p._actions:
