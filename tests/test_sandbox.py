@@ -2,6 +2,8 @@
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -305,7 +307,7 @@ def test_zygote_that_cannot_start_falls_back_to_one_off(sandbox_mode, monkeypatc
     bad.write_text(
         src.replace(
             "def main(argv: list[str]) -> int:\n",
-            "def main(argv: list[str]) -> int:\n    if argv[4] == 'fork':\n        return 3\n",
+            "def main(argv: list[str]) -> int:\n    if argv[1:2] != ['run'] and argv[4] == 'fork':\n        return 3\n",
         )
     )
     bad.chmod(0o644)
@@ -316,6 +318,28 @@ def test_zygote_that_cannot_start_falls_back_to_one_off(sandbox_mode, monkeypatc
         r = run_program("print(input())", f"x{i}", timeout=5)
         assert r.returncode == 0 and r.stdout == f"x{i}\n"
     assert execution._zygote_failures == 3 and execution._thread_zygote() is None
+
+
+NORMAL_INTERPRETER_CASES = [
+    "from __future__ import annotations\nx: int = 1\nprint(x)",  # red team J6: a prepended line broke this
+    "print(1)\nexit()",  # red team J7: -S left exit/quit undefined
+    "print(2)\nquit(3)",
+    "print(type(help).__name__, type(copyright).__name__, type(license).__name__)",
+    "import sys\nprint(sys.argv[0], sys.path[0] != '')\nraise SystemExit(sys.stdin.readline())",
+    "def f():\n    raise ValueError('x')\nf()",  # exact line numbers in the traceback
+]
+
+
+@pytest.mark.parametrize("code", NORMAL_INTERPRETER_CASES)
+def test_programs_run_as_under_a_normal_interpreter(code, tmp_path):
+    # Reference: `python -I main.py` on the host, as a grader would run the file (site included).
+    (tmp_path / "main.py").write_text(code)
+    ref = subprocess.run(
+        [sys.executable, "-I", "main.py"], input="a\nb\n", capture_output=True, text=True, cwd=tmp_path
+    )
+    r = run_program(code, "a\nb\n", timeout=5)
+    tail = lambda err: [ln.replace(str(tmp_path), "").replace("/sandbox", "") for ln in err.splitlines()[-3:]]  # noqa: E731
+    assert (r.returncode, r.stdout, tail(r.stderr)) == (ref.returncode, ref.stdout, tail(ref.stderr))
 
 
 FRESH_INTERPRETER_CASES = [

@@ -29,12 +29,13 @@ zygote, therefore: the namespaces (loopback, hostname), and the interpreter stat
 when it forked (hash seed, a few preloaded stdlib modules); nothing a program did. A program that
 times out, floods its output or hits the memory limit has its sandbox killed; a sandbox left
 unclean (SysV IPC objects, an undeletable file) is retired. `CODELORA_NO_ZYGOTE=1` runs one sandbox
-per program instead, whose zygote execs a fresh `python -I -S main.py`.
+per program instead, whose zygote execs a fresh interpreter for it.
 
 Without bubblewrap: plain process isolation (rlimits, process-group kill, and the cgroup when one can
 be made); one line on stderr says so, once per process. CODELORA_NO_BWRAP, CODELORA_NO_SECCOMP and
 CODELORA_NO_CGROUP turn each layer off (to check the others, or on hosts where one misbehaves).
 """
+
 from __future__ import annotations
 
 import functools
@@ -131,17 +132,6 @@ def _site_dirs() -> tuple[str, ...]:
     import site
 
     return tuple(d for d in site.getsitepackages() if os.path.isdir(d))
-
-
-def _site_prelude() -> str:
-    """First line of every program: put site-packages on sys.path.
-
-    Programs run with `-I -S`: skipping the `site` module (and the .pth files it would execute)
-    cuts interpreter start-up from ~95 ms to ~25 ms here; site-packages directories are still
-    appended to sys.path so that e.g. numpy stays importable. Kept on one line so tracebacks are
-    off by exactly one line.
-    """
-    return f"import sys as _s; _s.path.extend({list(_site_dirs())!r}); del _s\n"
 
 
 def _scrubbed_env() -> dict[str, str]:
@@ -605,7 +595,14 @@ class _Sandbox:
     def run(self, files: dict[str, bytes], data: bytes, timeout: float, memory_mb: int, output_limit: int, args):
         """(stdout, stderr, returncode, limit, report) or None if the sandbox died under the program."""
         cpu = max(1, int(timeout) + 1)
-        req = {"files": list(files), "args": list(args), "cpu": cpu, "fsize": FILE_SIZE_LIMIT}
+        # path: site-packages, appended to sys.path by the zygote (programs run with -S, for speed).
+        req = {
+            "files": list(files),
+            "args": list(args),
+            "path": list(_site_dirs()),
+            "cpu": cpu,
+            "fsize": FILE_SIZE_LIMIT,
+        }
         if self.cgroup is not None:
             try:
                 self.cgroup.set_memory(memory_mb * 1024 * 1024)
@@ -726,7 +723,7 @@ def _thread_zygote(disk_mb: int = DISK_MB, max_tasks: int = MAX_TASKS) -> _Sandb
 
 
 def _files(program: str, extra_files: dict[str, str] | None) -> dict[str, bytes]:
-    files = {"main.py": (_site_prelude() + program).encode("utf-8", "surrogatepass")}
+    files = {"main.py": program.encode("utf-8", "surrogatepass")}
     if len(extra_files or {}) > 32:
         raise ValueError(f"{len(extra_files)} extra files: at most 32")
     for name, content in (extra_files or {}).items():
@@ -785,7 +782,7 @@ def _run_process(program, stdin, timeout, memory_mb, output_limit, extra_files, 
         before = cg.counters() if cg else (0, 0)
         try:
             proc = subprocess.Popen(
-                [python_executable(), "-I", "-S", "main.py", *(args or [])],
+                [python_executable(), "-I", "-S", _ZYGOTE_FILE, "run", json.dumps(list(_site_dirs())), *(args or [])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

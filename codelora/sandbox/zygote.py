@@ -1,6 +1,7 @@
 """The sandbox's init process: runs untrusted programs one after another inside one bubblewrap sandbox.
 
 This file runs *inside* the sandbox as `python -I -S zygote.py CONTROL_FD UID GID MODE KEEP_JSON`
+(and, in MODE "exec", as the program's fresh interpreter: `zygote.py run PATH_JSON ARGS...`)
 (see `codelora.sandbox.execution`), as the sandbox's pid 1, and uses the standard library only.
 It is also importable on the host, for its unit tests; nothing runs at import.
 
@@ -20,7 +21,10 @@ folder a program can see), makes itself the first victim of the kernel's OOM kil
 - MODE "fork": runs main.py in this forked interpreter as `python -I -S main.py` would (fresh
   __main__, argv and std streams, traceback and exit status, threads, atexit, flush); fast: no
   interpreter start-up per program;
-- MODE "exec": execs a fresh `python -I -S main.py` (one program per sandbox).
+- MODE "exec": execs a fresh interpreter, `python -I -S zygote.py run`, that runs main.py the same
+  way (one program per sandbox).
+Either way the program sees what `python main.py` would give it: site-packages at the end of
+sys.path and the builtins `site` adds (exit, quit, help, ...), without running `site` itself.
 When the child ends, kill every other process of the sandbox (kill(-1) from pid 1), reap them all, note whether a writable tmpfs filled up, empty the
 writable folders (another helper as UID/GID: the owner of what a program left), check the SysV IPC
 tables. Two replies: {"status", "cpu", "full"} as soon as the program's processes are gone (its
@@ -165,12 +169,13 @@ def child(req: dict, fds: list[int], sock: socket.socket, mode: str, ids: tuple[
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
         set_limits(req)
-        if mode == "exec":
+        if mode == "exec":  # a fresh interpreter that runs main.py as below
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # as subprocess's restore_signals
                 signal.signal(sig, signal.SIG_DFL)
-            os.execv(sys.executable, [sys.executable, "-I", "-S", "main.py", *req["args"]])
+            runner = os.path.abspath(__file__)
+            os.execv(sys.executable, [sys.executable, "-I", "-S", runner, "run", json.dumps(req["path"]), *req["args"]])
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        main, source, path = prepare_main(req["args"])
+        main, source, path = prepare_main(req["args"], req["path"])
     except BaseException as e:
         try:
             os.write(2, (f"codelora sandbox: cannot start the program: {e!r}\n").encode())
@@ -179,8 +184,20 @@ def child(req: dict, fds: list[int], sock: socket.socket, mode: str, ids: tuple[
     run_main(main, source, path)
 
 
-def prepare_main(args: list[str]) -> tuple[types.ModuleType, bytes, str]:
-    """Fresh std streams, __main__ and argv, as `python -I -S main.py ARGS` has them."""
+def interpreter_builtins() -> None:
+    """exit, quit, help, copyright, credits, license: the builtins `site` adds (programs run with -S,
+    which skips `site` for speed; graders run `python main.py`, where they exist)."""
+    import site  # with -S, importing it adds nothing by itself
+
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+
+
+def prepare_main(args: list[str], path_dirs: list[str]) -> tuple[types.ModuleType, bytes, str]:
+    """Fresh std streams, __main__ and argv, as `python -I -S main.py ARGS` has them, and the
+    environment's site-packages (`path_dirs`) at the end of sys.path (-S skips `site`)."""
+    sys.path.extend(path_dirs)
     streams = []
     for fd, like, mode in ((0, sys.__stdin__, "rb"), (1, sys.__stdout__, "wb"), (2, sys.__stderr__, "wb")):
         buf = open(fd, mode, closefd=False)  # noqa: SIM115 (lives as long as the program)
@@ -196,7 +213,7 @@ def prepare_main(args: list[str]) -> tuple[types.ModuleType, bytes, str]:
             )
         )
     sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
-    path = os.path.join(WORKDIR, "main.py")
+    path = os.path.join(os.getcwd(), "main.py")  # the work folder
     main = types.ModuleType("__main__")
     main.__file__, main.__cached__ = path, None
     main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
@@ -360,6 +377,9 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str], ids: tuple[i
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[1] == "run":  # MODE "exec": the fresh interpreter, as the program's process
+        interpreter_builtins()
+        run_main(*prepare_main(argv[3:], json.loads(argv[2])))
     fd, uid, gid, mode, keep = int(argv[1]), int(argv[2]), int(argv[3]), argv[4], frozenset(json.loads(argv[5]))
     if os.getpid() != 1 or mode not in ("fork", "exec"):
         # kill(-1) kills every process of this uid in the pid namespace: only safe as its init.
@@ -371,6 +391,7 @@ def main(argv: list[str]) -> int:
     # sandbox's processes signal pid 1; the kernel discards their other signals to it.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if mode == "fork":
+        interpreter_builtins()  # inherited by every forked program
         gc.freeze()  # children's collector then leaves our objects' pages alone (fewer copy-on-write faults)
     while serve_one(sock, mode, keep, (uid, gid)):
         pass
