@@ -26,6 +26,11 @@ from codelora.flags import add_flags, from_args
 from codelora.safetext import terminal_safe
 
 
+def _fields(a: object, *leave_out: str) -> dict:
+    """The options' fields as keyword arguments of the stage function (same names), less `leave_out`."""
+    return {f.name: getattr(a, f.name) for f in dataclasses.fields(a) if f.name not in leave_out}
+
+
 def _cmd_download(a: DownloadArgs) -> None:
     from codelora.download import download
 
@@ -110,16 +115,7 @@ def _cmd_report(a: ReportArgs) -> None:
 def _cmd_export(a: ExportArgs) -> None:
     from codelora.export import export
 
-    export(
-        a.run,
-        a.out,
-        checkpoint=a.checkpoint,
-        merge=a.merge,
-        dtype=a.dtype,
-        force=a.force,
-        max_shard_size=a.max_shard_size,
-        if_base=a.if_base,
-    )
+    export(a.run, a.out, **_fields(a, "run", "out"))
 
 
 def _cmd_push(a: PushArgs) -> None:
@@ -133,10 +129,7 @@ def _cmd_score(a: ScoreArgs) -> None:
 
     from codelora.score import score
 
-    kwargs = {
-        f.name: getattr(a, f.name) for f in dataclasses.fields(a) if f.name not in ("benchmark", "samples", "out")
-    }
-    summary = score(a.benchmark, a.samples, a.out, **{**kwargs, "k": tuple(a.k)})
+    summary = score(a.benchmark, a.samples, a.out, **{**_fields(a, "benchmark", "samples", "out"), "k": tuple(a.k)})
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
 
 
