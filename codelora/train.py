@@ -641,6 +641,18 @@ def _clear_after(run_dir: Path, ck: Path) -> None:
         shutil.rmtree(p)
 
 
+def _has_state(ck: Path, name: str) -> bool:
+    """`name` is in checkpoint `ck`; the optimizer state also as FSDP's `optimizer*/` or DeepSpeed's `global_step*/`
+    folder (the forms the Trainer itself resumes from)."""
+    if (ck / name).is_file():
+        return True
+    if name != "optimizer.pt":
+        return False
+    return (ck / "optimizer.bin").is_file() or any(
+        p.is_dir() and ("optimizer" in p.name or p.name.startswith("global_step")) for p in ck.iterdir()
+    )
+
+
 def resolve_resume_checkpoint(run_dir: Path, which: str | None, reset_optimizer: bool = False) -> Path:
     """The complete checkpoint to resume from: `which` (`checkpoint-N` or `N`), or the newest when None.
 
@@ -659,7 +671,7 @@ def resolve_resume_checkpoint(run_dir: Path, which: str | None, reset_optimizer:
         if _step_of(ck) < 0 or ck not in complete:
             state = "is incomplete (no meta.json)" if (ck / "adapter_config.json").is_file() else "does not exist"
             raise UserError(f"--resume-from {which}: {ck} {state}; complete checkpoints: {names}")
-    missing = [f for f in RESUME_STATE if not (ck / f).is_file()]
+    missing = [f for f in RESUME_STATE if not _has_state(ck, f)]
     if missing and not reset_optimizer:
         raise UserError(
             f"cannot resume from {ck}: it has no {' / '.join(missing)} (older codelora kept the optimizer state only "

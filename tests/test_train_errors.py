@@ -127,3 +127,20 @@ def test_max_length_beyond_the_model_context_refused_before_anything(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and "data.max_length=4096" in msg and "max_position_embeddings=2048" in msg
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_resume_state_is_found_in_the_forms_the_trainer_resumes_from(tmp_path):
+    """optimizer.pt, or FSDP's optimizer_0/ or DeepSpeed's global_step<N>/ folder; none of them: refused."""
+    from codelora.train import resolve_resume_checkpoint
+
+    ck = tmp_path / "checkpoints" / "checkpoint-2"
+    ck.mkdir(parents=True)
+    (ck / "meta.json").write_text("{}")
+    (ck / "scheduler.pt").write_bytes(b"")
+    with pytest.raises(UserError, match="has no optimizer.pt .*--reset-optimizer"):
+        resolve_resume_checkpoint(tmp_path, "2")
+    assert resolve_resume_checkpoint(tmp_path, "2", reset_optimizer=True) == ck
+    for folder in ("optimizer_0", "global_step2"):
+        (ck / folder).mkdir()
+        assert resolve_resume_checkpoint(tmp_path, None) == ck
+        (ck / folder).rmdir()
