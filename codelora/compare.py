@@ -443,13 +443,8 @@ def matching_options(existing: dict | None) -> dict:
 
 
 def _evaluate_missing(run_dir: Path, benchmark: str, names: list[str], options: dict) -> None:
-    try:
-        from codelora.evaluate import evaluate
-    except ImportError as e:
-        raise UserError(
-            f"no {benchmark} results yet for {', '.join(names)} in {run_dir}/eval/{benchmark}/ and codelora.evaluate "
-            f"is not available ({e})"
-        ) from None
+    from codelora.evaluate import evaluate  # imported here: compare --no-evaluate never needs it
+
     print(f"evaluating {', '.join(names)} on {benchmark} (not evaluated yet)", file=sys.stderr)
     evaluate(run_dir, benchmark, models=names, **options)
 

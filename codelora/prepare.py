@@ -171,14 +171,12 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
     return report
 
 
-def _plot_lengths(path: Path, prompt: list[int], comp: list[int], total: list[int], max_length: int) -> str | None:
-    try:
-        import matplotlib
+def _plot_lengths(path: Path, prompt: list[int], comp: list[int], total: list[int], max_length: int) -> str:
+    import matplotlib  # a required dependency (pyproject.toml)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = 40
     for vals, label in ((prompt, "prompt"), (comp, "completion"), (total, "prompt + completion")):
@@ -234,7 +232,7 @@ def split_notes(report: dict[str, Any]) -> list[str]:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """Print the per-split table (rich when available, plain text otherwise)."""
+    """Print the per-split table (examples, problems, tokens, length percentiles) and the notes, with rich."""
     head = ["split", "rows", "problems", "examples", "over max", "prompt p50/p90/max", "completion p50/p90/max"]
     body = []
     for name, s in report["splits"].items():
@@ -256,23 +254,15 @@ def print_report(report: dict[str, Any]) -> None:
         f"over max_length={report['max_length']}: {report['over_max_length']} ({report['overlong']})",
         *split_notes(report),
     ]
-    try:
-        from rich.console import Console
-        from rich.table import Table
+    from rich.console import Console  # a required dependency (pyproject.toml)
+    from rich.table import Table
 
-        table = Table(title="data")
-        for h in head:
-            table.add_column(h)
-        for r in body:
-            table.add_row(*r)
-        console = Console()
-        console.print(table)
-        for n in notes:
-            console.print(n)
-    except ImportError:
-        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-        for r in body:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-        for n in notes:
-            print(n)
+    table = Table(title="data")
+    for h in head:
+        table.add_column(h)
+    for r in body:
+        table.add_row(*r)
+    console = Console()
+    console.print(table)
+    for n in notes:
+        console.print(n)
