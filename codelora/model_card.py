@@ -196,8 +196,65 @@ def _decoding(summary: dict[str, Any]) -> str:
     )
 
 
+def _eval_folders(run_dir: Path) -> list[str]:
+    """Folders under eval/ holding a benchmark's results: the benchmark's name, or `livecodebench-<protocol>` for a
+    LiveCodeBench protocol other than the default (codelora.runs.eval_folder), in BENCHMARKS order."""
+    root = run_dir / "eval"
+    found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [f for b in BENCHMARKS for f in found if f == b or f.startswith(b + "-")]
+
+
+def _evaluated_as(bdir: Path, ck: dict[str, Any]) -> str:
+    """The model folder holding the exported checkpoint's results: its own, or for `final` the checkpoint of the
+    same step (evaluate reuses identical weights' answers, and compare evaluates checkpoints)."""
+    if ck["name"] == "final" and not (bdir / "final" / "summary.json").is_file():
+        return f"checkpoint-{ck['step']}"
+    return ck["name"]
+
+
+def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
+    """The exported checkpoint's pass@1 on each benchmark and protocol as `huggingface_hub.EvalResult`s (the
+    card's `model-index`, which the Hub shows on the model page); [] when it was not evaluated.
+
+    Sources: eval/<benchmark>[-<protocol>]/<model>/summary.json (`pass@1`, a fraction in [0, 1], over `problems`
+    problems and `samples` samples). A summary without a numeric pass@1 is left out, never guessed.
+    """
+    from huggingface_hub import EvalResult
+
+    results = []
+    for folder in _eval_folders(run_dir):
+        bench = next(b for b in BENCHMARKS if folder == b or folder.startswith(b + "-"))
+        s = _json(run_dir / "eval" / folder / _evaluated_as(run_dir / "eval" / folder, ck) / "summary.json")
+        if not isinstance(s, dict) or not isinstance(s.get("pass@1"), (int, float)):
+            continue
+        protocol = s.get("protocol") or (folder.split("-", 1)[1] if "-" in folder else None)
+        dataset_type, dataset_name = {
+            "heldout": (
+                _hub_dataset(cfg.data.dataset) or cfg.data.dataset,
+                f"held-out test split of {cfg.data.dataset}",
+            ),
+            "humaneval": ("openai/openai_humaneval", "HumanEval"),
+            "livecodebench": ("livecodebench/code_generation_lite", "LiveCodeBench"),
+        }[bench]
+        results.append(
+            EvalResult(
+                task_type="text-generation",
+                task_name="Code generation",
+                dataset_type=dataset_type,
+                dataset_name=dataset_name + (f" ({protocol} protocol)" if protocol else ""),
+                dataset_config=protocol,
+                dataset_split="test",
+                metric_type="pass@1",
+                metric_name="pass@1",
+                metric_value=round(float(s["pass@1"]), 4),
+                metric_config=f"{s.get('problems')} problems, {s.get('samples')} samples",
+            )
+        )
+    return results
+
+
 def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
-    name, step = ck["name"], ck["step"]
+    name = ck["name"]
     sel = _json(run_dir / "selection.json") or {}
     intervals = {}
     if isinstance(sel, dict):
@@ -205,13 +262,10 @@ def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
             if isinstance(row, dict) and row.get("pass@1_low") is not None:
                 intervals[(sel.get("benchmark"), row.get("model"))] = (row["pass@1_low"], row["pass@1_high"])
     rows, notes = [], []
-    for bench in BENCHMARKS:
+    for bench in _eval_folders(run_dir):
         bdir = run_dir / "eval" / bench
-        if not bdir.is_dir():
-            continue
-        wanted = [("base", "base"), (name, name)]
-        if not (bdir / name / "summary.json").is_file() and name == "final":
-            wanted[1] = (f"checkpoint-{step}", f"checkpoint-{step} (same step as final)")
+        as_ = _evaluated_as(bdir, ck)
+        wanted = [("base", "base"), (as_, name if as_ == name else f"{as_} (same step as final)")]
         got = {}
         for model, label in wanted:
             s = _json(bdir / model / "summary.json")
@@ -534,7 +588,14 @@ def _provenance_section(run_dir: Path, ck: dict[str, Any], meta: dict[str, Any])
 # ----------------------------------------------------------------------------------------------- card
 
 
-def card_metadata(cfg, meta: dict[str, Any]) -> dict[str, Any]:
+def card_metadata(
+    cfg, meta: dict[str, Any], results: list[Any] | None = None, model_name: str | None = None
+) -> dict[str, Any]:
+    """The card's Hub metadata (YAML front matter) as a dict, built with `huggingface_hub.ModelCardData`:
+    base model and relation, library, pipeline, license, tags, dataset, and with `results` (EvalResults, see
+    `eval_results`) the `model-index` under `model_name`."""
+    from huggingface_hub import ModelCardData
+
     from codelora.export import hub_base_id
 
     base = hub_base_id(cfg.model.source)
@@ -552,16 +613,27 @@ def card_metadata(cfg, meta: dict[str, Any]) -> dict[str, Any]:
     ds = _hub_dataset(cfg.data.dataset)
     if ds:
         fm["datasets"] = [ds]
-    return fm
+    if results:
+        fm.update(model_name=model_name or fm["base_model"].split("/")[-1] + "-codelora", eval_results=results)
+    return ModelCardData(**fm).to_dict()
 
 
 def build_card(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], prompt_example: str | None = None) -> str:
     """The README.md text of an export."""
+    from huggingface_hub import ModelCardData
+
+    from codelora.export import hub_base_id
+
     run_dir = Path(run_dir)
-    fm = card_metadata(cfg, meta)
-    evaluated = any((run_dir / "eval" / b / ck["name"] / "summary.json").is_file() for b in BENCHMARKS)
+    results = eval_results(run_dir, cfg, ck)
+    base_name = hub_base_id(cfg.model.source).split("/")[-1]
     form = f"merged model, {meta.get('dtype')}" if meta.get("merged") else "LoRA adapter"
-    title = f"{fm['base_model'].split('/')[-1]} + codelora LoRA ({ck['name']}, {form})"
+    title = f"{base_name} + codelora LoRA ({ck['name']}, {form})"
+    fm = card_metadata(cfg, meta, results, title)
+    evaluated = any(
+        (run_dir / "eval" / f / _evaluated_as(run_dir / "eval" / f, ck) / "summary.json").is_file()
+        for f in _eval_folders(run_dir)
+    )
     base = fm["base_model"]
     linked = f"[{base}](https://huggingface.co/{base})" if base.count("/") == 1 else f"`{base}`"
     intro = (
@@ -571,7 +643,7 @@ def build_card(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], pro
         f"`{run_dir.name}`."
     )
     parts = [
-        "---\n" + yaml.safe_dump(fm, sort_keys=False, allow_unicode=True) + "---",
+        "---\n" + ModelCardData(**fm).to_yaml() + "\n---",
         f"# {title}",
         intro,
         _selection_section(run_dir, ck, meta),
