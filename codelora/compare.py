@@ -26,13 +26,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from codelora.benchmarks import BENCHMARKS
 from codelora.config import CompareArgs
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, read_json, read_jsonl
 from codelora.runs import require_run, run_models
 from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
-BENCHMARKS = ("heldout", "livecodebench", "humaneval")
 ALPHA = 0.05
 MAX_EXAMPLES = 5
 MAX_CODE_CHARS = 4000

@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from codelora.benchmarks import BENCHMARKS
 from codelora.errors import UserError
 
 SYSTEM_PROMPT = "You are an expert Python programmer. Please read the problem carefully before writing any Python code."
@@ -407,7 +408,7 @@ class GenerateArgs(ConfigArgs):
     """File holding the problem text."""
 
 
-BenchmarkName = Literal["heldout", "livecodebench", "humaneval"]
+BenchmarkName = Literal[BENCHMARKS]  # type: ignore[valid-type] - the one list, codelora/benchmarks/__init__.py
 ProtocolName = Literal["livecodebench", "course"]  # codelora.protocol.PROTOCOLS (a test keeps them equal)
 
 

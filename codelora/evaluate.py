@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codelora.benchmarks import BENCHMARKS
 from codelora.config import EvalOptions
 from codelora.errors import UserError
 from codelora.files import require_writable
 from codelora.generate import Generation, Sampling
 
-BENCHMARKS = ("heldout", "livecodebench", "humaneval")
 BACKENDS = ("hf", "vllm")
 VLLM_MODES = ("merge", "lora")
 

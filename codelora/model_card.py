@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from codelora.benchmarks import BENCHMARKS
 from codelora.errors import UserError
 
 __all__ = ["REPO_PLACEHOLDER", "REQUIRED_KEYS", "build_card", "check_front_matter", "front_matter"]
@@ -32,7 +33,6 @@ KNOWN_LICENSES = {
     "Qwen/Qwen2.5-Coder-1.5B-Instruct": "apache-2.0",
     "HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0",
 }
-BENCHMARKS = ("heldout", "livecodebench", "humaneval")
 
 
 # ----------------------------------------------------------------------------------------------- front matter

@@ -19,8 +19,6 @@ from codelora.safetext import terminal_safe
 from codelora.sandbox.execution import isolation, isolation_description, isolation_report
 from codelora.sandbox.grading import OUTPUT_CAP, SANDBOX_ERROR, VERDICTS, GradeResult, failed
 
-BENCHMARKS = ("humaneval", "livecodebench", "heldout")
-
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased estimator of Chen et al. 2021: 1 - C(n-c, k) / C(n, k)."""
