@@ -40,6 +40,9 @@ def generate_answer(model, tokenizer, system_prompt: str, problem: str, cfg: Run
 
 
 def run_generate(cfg: RunConfig, source: str | None, adapter: str | None, prompt: str | None, problem_file: str | None):
+    """`codelora generate`: answer one problem (text, or a file's) with `source` (default cfg.model.source) plus an
+    optional adapter; streams the answer to stdout and prints the extracted code. UserError unless exactly one of
+    prompt / problem_file is given, or for a bad source or adapter."""
     if (prompt is None) == (problem_file is None):
         raise UserError("give exactly one of --prompt TEXT or --problem-file FILE")
     if problem_file is not None:
@@ -77,6 +80,7 @@ class Sampling:
 
     @classmethod
     def from_config(cls, ev) -> Sampling:
+        """The decoding settings of an EvalConfig (`eval:` section); temperature 0 means greedy."""
         greedy = ev.greedy or ev.temperature == 0
         return cls(greedy, ev.temperature, ev.top_p, ev.max_new_tokens, ev.seed)
 
@@ -93,11 +97,14 @@ class Sampling:
         }
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (as recorded in generations.jsonl)."""
         return asdict(self)
 
 
 @dataclass
 class Generation:
+    """One generated answer."""
+
     text: str  # decoded answer, special tokens skipped
     new_tokens: int  # tokens generated, the stop token included, padding after it excluded
     stopped: bool  # ended on an end-of-turn/eos token (False: hit max_new_tokens)

@@ -211,6 +211,7 @@ class Cgroup:
         self.memory_limit = limit
 
     def set_pids(self, n: int) -> bool:
+        """Limit the sandbox to n tasks (pids.max); False where the pids controller is not available."""
         if "pids" not in self.dirs:
             return False
         self._write("pids", "pids.max", str(n))
@@ -247,6 +248,7 @@ class Cgroup:
         return efd
 
     def pids(self) -> set[int]:
+        """Process ids now in the sandbox's cgroups (every controller's folder), read from cgroup.procs."""
         out: set[int] = set()
         for d in set(self.dirs.values()):
             try:

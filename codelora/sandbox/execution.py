@@ -100,6 +100,8 @@ _MASKED_PROC = (
 
 @dataclass
 class ExecResult:
+    """What running one program in the sandbox gave: exit status, output (text, capped), limits hit, seconds."""
+
     returncode: int | None  # None when killed by us (timeout / output limit / memory); -N: killed by signal N
     stdout: str
     stderr: str
@@ -340,6 +342,7 @@ def isolation_report() -> dict:
 
 
 def isolation_description() -> str:
+    """One sentence saying how programs are isolated on this host (recorded in summary.json)."""
     r = isolation_report()
     if r["sandbox"] == "bwrap":
         return (

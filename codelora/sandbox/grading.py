@@ -66,22 +66,28 @@ IMPORT_HEADER = (
 
 @dataclass
 class TestOutcome:
+    """One test's verdict (VERDICTS) and the program's time on it in seconds."""
+
     verdict: str
     time: float
 
 
 @dataclass
 class GradeResult:
+    """A program's verdict on a problem: the first failing test's verdict (or accepted), per-test outcomes."""
+
     verdict: str
     tests: list[TestOutcome] = field(default_factory=list)
     failure: dict | None = None  # first failure: input/expected/got (truncated), detail
 
     @property
     def passed(self) -> bool:
+        """True when every test was accepted."""
         return self.verdict == ACCEPTED
 
 
 def truncate(s: str, n: int = TRUNCATE) -> str:
+    """`s` cut to n characters, saying how many more there were (for failure details)."""
     s = str(s)
     return s if len(s) <= n else s[:n] + f"...[{len(s) - n} more chars]"
 

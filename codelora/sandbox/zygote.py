@@ -66,6 +66,7 @@ def drop_privileges(uid: int, gid: int) -> None:
 
 
 def set_dumpable(flag: int) -> None:
+    """prctl(PR_SET_DUMPABLE, flag): 0 keeps other processes of the same uid from ptrace or /proc/PID/mem access."""
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, flag, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
 
@@ -377,6 +378,8 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str], ids: tuple[i
 
 
 def main(argv: list[str]) -> int:
+    """Entry point inside the sandbox: `run` (a fresh interpreter becoming one program) or the zygote loop; returns
+    the exit status."""
     if len(argv) >= 3 and argv[1] == "run":  # MODE "exec": the fresh interpreter, as the program's process
         interpreter_builtins()
         run_main(*prepare_main(argv[3:], json.loads(argv[2])))
