@@ -15,6 +15,7 @@ import yaml
 
 from codelora.benchmarks import BENCHMARKS
 from codelora.errors import UserError
+from codelora.safetext import markdown_code_block
 
 __all__ = ["REPO_PLACEHOLDER", "REQUIRED_KEYS", "build_card", "check_front_matter", "front_matter"]
 
@@ -432,9 +433,7 @@ def _usage_section(cfg, meta: dict[str, Any], prompt_example: str | None) -> str
             "",
             "The exact prompt the model was trained on, for a problem `PROBLEM`:",
             "",
-            "```text",
-            prompt_example,
-            "```",
+            markdown_code_block(prompt_example, "text").rstrip("\n"),  # the system prompt may hold fences
         ]
     if merged:
         lines += [

@@ -31,7 +31,7 @@ from codelora.compare import (
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, read_json
 from codelora.runs import require_run, run_models
-from codelora.safetext import terminal_safe
+from codelora.safetext import markdown_code_block, terminal_safe
 
 SECTIONS = [
     ("config", "Configuration"),
@@ -117,8 +117,7 @@ class _Doc:
 
     def pre(self, text: str, lang: str = "") -> None:
         self.html.append(f"<pre>{html.escape(text)}</pre>")
-        fence = "````" if "```" in text else "```"
-        self.md.append(f"{fence}{lang}\n{text.rstrip()}\n{fence}\n")
+        self.md.append(markdown_code_block(text, lang))
 
     def raw(self, html_text: str, md_text: str) -> None:
         self.html.append(html_text)
@@ -371,9 +370,9 @@ def _example(doc: _Doc, ex: dict) -> None:
         cells_h.append(cell + "</td>")
         md.append(f"**{a['model']}**: {v}\n")
         if code is not None:
-            md.append(f"```python\n{code.rstrip()}\n```\n")
+            md.append(markdown_code_block(code, "python"))
         if fail:
-            md.append(f"first failing test:\n```\n{fail.rstrip()}\n```\n")
+            md.append("first failing test:\n" + markdown_code_block(fail))
     doc.raw(f'<div class="wide"><table class="side"><tr>{"".join(cells_h)}</tr></table></div>', "\n".join(md))
 
 

@@ -275,6 +275,21 @@ def test_card_hub_dataset_and_unevaluated(run, tmp_path):
     assert check_front_matter(front_matter(text)) == []
 
 
+def test_card_prompt_example_cannot_break_out_of_its_code_block(run, tmp_path):
+    from markdown_it import MarkdownIt
+
+    from codelora.model_card import build_card
+
+    # a system prompt asking for fenced code (common) puts fence lines into the rendered prompt
+    fence = "`" * 3
+    prompt = f"<|im_start|>system\nAnswer in\n{fence}python\ncode\n{fence}\n# INJECTED\n<|im_end|>\nPROBLEM"
+    text = build_card(run, load_config("demo", OVERRIDES), resolve_checkpoint(run, "final"), {"merged": False}, prompt)
+    toks = MarkdownIt("commonmark").parse(text)
+    shown = [t.content for t in toks if t.type == "fence" and t.info == "text"]
+    assert shown == [prompt + "\n"]
+    assert not [t for t in toks if t.type == "inline" and "INJECTED" in t.content]
+
+
 def test_nonempty_out_refused_then_force_replaces(run, tmp_path):
     out = tmp_path / "taken"
     out.mkdir()

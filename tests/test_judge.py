@@ -253,16 +253,17 @@ def test_humaneval_official_runner_when_usable():
 ESC = "\x1b]0;pwned\x07\x1b[2J\x1b[1A\rfake line \u202e"
 
 
-def _poison(run):
-    """Put escape sequences into every answer's code and every failing test's output of a hand-made run."""
+def _poison(run, code_tail: str = "\n# " + ESC, failure: dict | None = None):
+    """Append `code_tail` to every answer's code and put `failure` (default: got = escape sequences) into every
+    failing test of a hand-made run."""
     for path in run.glob("eval/*/*/generations.jsonl"):
         rows = [json.loads(x) for x in path.read_text().splitlines()]
-        path.write_text("".join(json.dumps({**r, "code": r["code"] + "\n# " + ESC}) + "\n" for r in rows))
+        path.write_text("".join(json.dumps({**r, "code": r["code"] + code_tail}) + "\n" for r in rows))
     for path in run.glob("eval/*/*/results.jsonl"):
         rows = [json.loads(x) for x in path.read_text().splitlines()]
         for r in rows:
             if r.get("first_failure"):
-                r["first_failure"]["got"] = "2" + ESC
+                r["first_failure"].update(failure or {"got": "2" + ESC})
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -281,6 +282,62 @@ def test_compare_problems_view_and_report_escape_control_characters(tmp_path, ca
     html_path, md_path = write_report(run)
     for text in (html_path.read_text(), md_path.read_text()):
         assert "\\x1b[2J" in text and not any(c in text for c in "\x1b\x07\r\u202e")
+
+
+FENCE = "`" * 3
+# program output (and a model's code) that closes a plain ``` fence and renders what follows as Markdown
+BREAKOUT = (
+    f'ok\n{FENCE}\n\n# INJECTED HEADING\n\n<img src="http://attacker.example/px.png"> '
+    f"[click me](http://attacker.example)\n\n{FENCE}`\n## INJECTED TOO\n{FENCE}{FENCE}\nrest"
+)
+
+
+def _rendered_outside_code(md: str) -> list[str]:
+    """What a CommonMark renderer makes of `md` outside code blocks that mentions the injection."""
+    from markdown_it import MarkdownIt
+
+    hits = []
+    for tok in MarkdownIt("commonmark").parse(md):
+        if tok.type in ("fence", "code_block"):
+            continue
+        texts = [tok.content, *(c.content for c in tok.children or [])]
+        texts += [str(v) for c in tok.children or [] for v in (c.attrs or {}).values()]
+        hits += [t for t in texts if "INJECTED" in t or "attacker.example" in t]
+    return hits
+
+
+def test_markdown_code_block_cannot_be_closed_by_its_text():
+    from markdown_it import MarkdownIt
+
+    from codelora.safetext import markdown_code_block
+
+    texts = [BREAKOUT, "", "plain", "`x` and ``y``", "~~~\n# h", "   " + FENCE + "\n# h", FENCE * 3 + "\n# h"]
+    texts += [f"a\r\n{FENCE}\r\n# h", f"a\r{FENCE}`\r# h"]  # CR and CRLF line endings
+    for text in texts:
+        block = markdown_code_block(text, "python")
+        toks = MarkdownIt("commonmark").parse("before\n\n" + block + "\n# after\n")
+        fences = [t for t in toks if t.type == "fence"]
+        assert len(fences) == 1 and fences[0].info == "python", text
+        want = text.replace("\r\n", "\n").replace("\r", "\n")
+        assert fences[0].content == want + "\n", text  # verbatim
+        assert [t.content for t in toks if t.type == "inline"] == ["before", "after"], text
+    assert markdown_code_block("x").startswith(FENCE + "\n")
+    with pytest.raises(ValueError):
+        markdown_code_block("x", "py`")
+
+
+def test_report_md_code_and_output_stay_inside_their_code_blocks(tmp_path):
+    from test_report import finished_run
+
+    from codelora import compare as cmp
+    from codelora.report import write_report
+
+    run = finished_run(tmp_path)
+    _poison(run, "\n" + BREAKOUT, {"got": BREAKOUT, "input": BREAKOUT, "expected": "3\n" + FENCE * 2})
+    cmp.compare_run(run)  # the examples shown come from the comparison
+    md = write_report(run)[1].read_text()
+    assert md.count("# INJECTED HEADING") >= 10  # the text is there ...
+    assert _rendered_outside_code(md) == []  # ... but only inside code blocks
 
 
 def test_error_lines_escape_control_characters(tmp_path, capsys):
