@@ -5,7 +5,11 @@
 (b) codelora: `codelora.train.train` as shipped (dynamic padding, completion-only labels, length-grouped batches),
     with the same batch shape 1 x A;
 (c) codelora with train.packing=true and batch A x 1 (the same A examples per step packed into one row),
-    unless --no-packed.
+    unless --no-packed;
+(d) TRL's `SFTTrainer`, as a user would pick it instead: the same rows given as conversational prompt/completion
+    pairs (TRL applies the chat template itself), `completion_only_loss=True`, batch 1 x A;
+(e) TRL with `padding_free=True`, batch A x 1 (the A examples of a step in one row, position ids restarting per
+    example; transformers turns those into a block-diagonal SDPA mask), unless --no-trl (which skips d and e).
 
 All runs train the same number of optimizer steps on the same prepared training rows (the bundled sample set,
 prepared by codelora), with the same LoRA config, learning rate, gradient checkpointing and dtype. Each runs in
@@ -13,13 +17,25 @@ its own child process so peak memory is its own: peak RSS (ru_maxrss) on CPU, to
 on GPU. Time runs from the first training micro-batch to the end of the last optimizer step (model loading,
 data preparation, evaluation and saving excluded).
 
+Compute limit: the parent measures the machine's best square-matmul rate (--matmul-size, in the run's dtype,
+best of several) before and after the runs; each run reports model-FLOPs utilisation
+MFU = 4 * N * real tokens/s / matmul rate, N = the base model's parameters (tied embedding counted once: the
+lm_head is a matmul, the embedding lookup is not). 4N per trained token = forward 2N + backward through the
+activations 2N; the frozen base weights need no weight gradients. LoRA's own FLOPs (<1%), attention's
+length-dependent term and gradient checkpointing's recomputed forward are not counted (they are overhead).
+
+Label tokens: each run counts its label tokens (labels != -100). TRL's labels for the same rows are compared
+with codelora's, and the first optimizer step's examples are scored by the untrained model under both labelings
+(token-weighted mean cross-entropy, as the Trainer averages a step), to show what the difference does to the loss.
+
 Usage: flock /tmp/codelora-bench.lock .venv/bin/python bench/train_throughput.py [--model SOURCE] [--steps N]
-       [--accum A] [--no-packed]
+       [--accum A] [--no-packed] [--no-trl]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -39,7 +55,7 @@ class Meter:
     """Counts real and processed tokens of every training micro-batch, and the training wall time."""
 
     def __init__(self):
-        self.real = self.processed = self.micro_batches = 0
+        self.real = self.processed = self.labels = self.micro_batches = 0
         self.t0 = self.t1 = None
 
     def batch(self, inputs) -> None:
@@ -49,6 +65,7 @@ class Meter:
         n = int(inputs["input_ids"].numel())
         self.processed += n
         self.real += int(mask.sum()) if mask is not None else n
+        self.labels += int((inputs["labels"] != -100).sum())
         self.micro_batches += 1
 
     def step_end(self) -> None:
@@ -74,6 +91,9 @@ def _metered(trainer_cls, meter: Meter):
     return Metered
 
 
+EXTRA_SET: list[str] = []  # --set KEY=VALUE overrides for every run (e.g. bench/gpu.py --tiny's small data)
+
+
 def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path, packing: bool = False):
     from codelora.config import load_config
 
@@ -94,6 +114,7 @@ def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path,
             f"train.gradient_checkpointing={str(gc).lower()}",
             f"train.packing={str(packing).lower()}",
             f"output_dir={out}",
+            *EXTRA_SET,
         ],
     )
 
@@ -164,6 +185,129 @@ def run_codelora(model: str, steps: int, accum: int, gc: bool, work: Path, meter
     return {"train_loss": result["train_loss"], "batch": f"{batch} x {acc}", "examples_per_step": accum}
 
 
+def _training_rows(cfg, work: Path, tok) -> tuple[list[dict], list[dict]]:
+    """codelora's prepared training examples and, for each, the raw row it was made from (matched by token ids)."""
+    from codelora.chat import encode_prompt_completion
+    from codelora.data.load import load_rows
+    from codelora.prepare import load_tokenized, prepare
+
+    prepare(cfg, work / "data-trl", tok)
+    prepared = list(load_tokenized(work / "data-trl", "train"))
+    by_ids = {}
+    for row in load_rows(cfg.data.dataset, target=cfg.data.target)[0]:
+        p, c = encode_prompt_completion(tok, cfg.data.system_prompt, row["input"], row[cfg.data.target])
+        by_ids.setdefault(tuple(p + c), row)
+    return prepared, [by_ids[tuple(ex["input_ids"])] for ex in prepared]
+
+
+def _step_loss(net, examples: list[dict]) -> float:
+    """Token-weighted mean cross-entropy over the examples' label tokens (how the Trainer averages one step)."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ex in examples:
+            ids = torch.tensor([ex["input_ids"]], device=net.device)
+            labels = torch.tensor(ex["labels"][1:], device=net.device)
+            logits = net(input_ids=ids).logits[0, :-1].float()
+            keep = labels != -100
+            total += float(torch.nn.functional.cross_entropy(logits[keep], labels[keep], reduction="sum"))
+            count += int(keep.sum())
+    return total / count
+
+
+def run_trl(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter, padding_free: bool) -> dict:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from codelora.chat import messages
+    from codelora.models import load_model, pick_device
+    from codelora.train import add_lora
+
+    cfg = _config(model, steps, 1, accum, gc, work)
+    device = pick_device("auto")
+    net, tok = load_model(model, dtype="auto", device=device, attn_implementation="sdpa")
+    prepared, raw = _training_rows(cfg, work, tok)
+    system = cfg.data.system_prompt
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": messages(system, r["input"]),
+                "completion": [{"role": "assistant", "content": r[cfg.data.target]}],
+            }
+            for r in raw
+        ]
+    )
+    info: dict = {}
+    net = add_lora(net, cfg.lora, gc)  # the same adapters as codelora's run
+    dtype = next(net.parameters()).dtype
+    batch, acc = (accum, 1) if padding_free else (1, accum)
+    args = SFTConfig(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=acc,
+        max_steps=steps,
+        learning_rate=2e-4,
+        weight_decay=0.01,
+        lr_scheduler_type="cosine",
+        warmup_steps=1,
+        optim="adamw_torch",
+        logging_steps=steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        seed=42,
+        bf16=dtype == torch.bfloat16,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,  # add_lora already set it up exactly as codelora does
+        completion_only_loss=True,
+        padding_free=padding_free,
+        # padding-free without packing refuses a max_length (it would not be enforced); every row already fits
+        max_length=None if padding_free else ORIGINAL_MAX_LENGTH,
+    )
+    trainer = _metered(SFTTrainer, meter)(model=net, args=args, train_dataset=data, processing_class=tok)
+    if not padding_free:  # once, before any training (outside the timed window)
+        info["labels_vs_codelora"] = _label_difference(trainer, tok, prepared, accum)
+    out = trainer.train()
+    return {"train_loss": out.training_loss, "batch": f"{batch} x {acc}", "examples_per_step": accum, **info}
+
+
+def _label_difference(trainer, tok, prepared: list[dict], accum: int) -> dict:
+    """TRL's tokenized rows against codelora's: extra label tokens, and the first step's loss under each labeling."""
+    from collections import Counter
+
+    trl_rows = list(trainer.train_dataset)
+    extra: Counter = Counter()
+    per_example = []
+    as_trl = []
+    for ex, t in zip(prepared, trl_rows, strict=True):
+        ids, mask = list(t["input_ids"]), list(t["completion_mask"])
+        n = len(ex["input_ids"])
+        if ids[:n] != ex["input_ids"]:
+            raise RuntimeError("TRL's tokens for a row do not start with codelora's; the comparison needs a prefix")
+        extra[tok.decode(ids[n:])] += 1
+        ours = sum(lbl != -100 for lbl in ex["labels"])
+        per_example.append(sum(mask) - ours)
+        as_trl.append({"input_ids": ids, "labels": [i if m else -100 for i, m in zip(ids, mask, strict=True)]})
+    first = slice(0, accum)  # the first optimizer step's examples, in the prepared order
+    net = trainer.model
+    net.eval()
+    loss_codelora = _step_loss(net, prepared[first])
+    loss_trl = _step_loss(net, as_trl[first])
+    net.train()
+    return {
+        "examples": len(prepared),
+        "extra_label_tokens_per_example": sorted(set(per_example)),
+        "extra_tokens": dict(extra),
+        "first_step_examples": accum,
+        "first_step_loss_codelora_labels": round(loss_codelora, 4),
+        "first_step_loss_trl_labels": round(loss_trl, 4),
+        "first_step_loss_relative_change": round(loss_trl / loss_codelora - 1, 4),
+    }
+
+
 def child(args) -> None:
     import torch
 
@@ -171,6 +315,8 @@ def child(args) -> None:
     work = Path(args.work)
     if args.child == "a":
         info = run_original(args.model, args.steps, args.accum, not args.no_gc, work, meter)
+    elif args.child in ("d", "e"):
+        info = run_trl(args.model, args.steps, args.accum, not args.no_gc, work, meter, args.child == "e")
     else:
         info = run_codelora(args.model, args.steps, args.accum, not args.no_gc, work, meter, args.child == "c")
     seconds = meter.t1 - meter.t0
@@ -179,6 +325,7 @@ def child(args) -> None:
         "optimizer_steps": args.steps,
         "micro_batches": meter.micro_batches,
         "real_tokens": meter.real,
+        "label_tokens": meter.labels,
         "processed_tokens": meter.processed,
         "real_share": round(meter.real / meter.processed, 4),
         "seconds": round(seconds, 2),
@@ -188,6 +335,7 @@ def child(args) -> None:
     }
     if torch.cuda.is_available():
         res["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        res["peak_cuda_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     Path(args.out).write_text(json.dumps(res))
 
 
@@ -195,7 +343,40 @@ LABELS = {
     "a": "original recipe (pad to 1024, labels = input_ids, pad = eos)",
     "b": "codelora default (dynamic padding, completion-only labels, length-grouped)",
     "c": "codelora + packing",
+    "d": "TRL SFTTrainer (prompt/completion, completion_only_loss)",
+    "e": "TRL SFTTrainer + padding_free",
 }
+
+
+def matmul_rate(dtype_name: str, size: int, repeats: int = 5) -> float:
+    """Best rate (FLOP/s) of a size x size matmul on this machine's default device, 2 * size^3 FLOPs each."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        (a @ b).sum().item()
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best
+
+
+def base_params(source: str) -> int:
+    """Parameters of the base model (tied embedding counted once), counted on the meta device (no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from codelora.models import model_path
+
+    config = AutoConfig.from_pretrained(model_path(source))
+    with torch.device("meta"):
+        net = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in net.parameters())
 
 
 def main() -> None:
@@ -205,14 +386,26 @@ def main() -> None:
     ap.add_argument("--accum", type=int, default=4, help="examples per optimizer step (default 4; the recipe: 16)")
     ap.add_argument("--no-gc", action="store_true", help="without gradient checkpointing (both recipes use it)")
     ap.add_argument("--no-packed", action="store_true", help="skip run (c)")
+    ap.add_argument("--no-trl", action="store_true", help="skip the TRL runs (d, e)")
+    ap.add_argument("--no-original", action="store_true", help="skip run (a), the slowest")
+    ap.add_argument("--matmul-size", type=int, default=2048)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_throughput.json"))
-    ap.add_argument("--child", choices=["a", "b", "c"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=sorted(LABELS), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    EXTRA_SET[:] = args.set
     if args.child:
         return child(args)
+    if not args.no_trl and importlib.util.find_spec("trl") is None:
+        sys.exit("error: the TRL rows need trl (pip install -e '.[dev]'); or pass --no-trl")
+    results = run_all(args)
+    write_results(args, results)
 
-    runs = ["a", "b"] + ([] if args.no_packed else ["c"])
+
+def run_all(args) -> dict:
+    runs = [] if args.no_original else ["a"]
+    runs += ["b"] + ([] if args.no_packed else ["c"]) + ([] if args.no_trl else ["d", "e"])
     results = {}
     with tempfile.TemporaryDirectory(prefix="codelora-bench-") as tmp:
         for name in runs:
@@ -223,6 +416,8 @@ def main() -> None:
                    "--model", args.model, "--steps", str(args.steps), "--accum", str(args.accum)]  # fmt: skip
             if args.no_gc:
                 cmd.append("--no-gc")
+            for kv in getattr(args, "set", []):
+                cmd += ["--set", kv]
             print(f"[{name}] {LABELS[name]} ...", file=sys.stderr, flush=True)
             subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             results[name] = json.loads(out.read_text())
@@ -232,10 +427,30 @@ def main() -> None:
                 f"peak RSS {r['peak_rss_mb']} MB, {r['seconds']} s",
                 file=sys.stderr,
             )
-    mem = "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in results["a"] else "peak_rss_mb"
-    a = results["a"]
+    return results
+
+
+def summarize(args, results: dict) -> dict:
+    """The results document: runs, ratios to the original recipe and to codelora, the compute-limit line."""
+    import datetime
+
+    import torch
+    import transformers
+
+    dtype_name = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    # the machine is shared: take the best of two measurements (before the report, after all runs)
+    rate = max(matmul_rate(dtype_name, args.matmul_size), matmul_rate(dtype_name, args.matmul_size))
+    n_params = base_params(args.model)
+    mem = "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in results["b"] else "peak_rss_mb"
+    a, b = results.get("a"), results["b"]
+    for r in results.values():
+        r["mfu"] = round(4 * n_params * r["real_tokens_per_second"] / rate, 4)
+        r["real_tokens_per_second_vs_codelora"] = round(r["real_tokens_per_second"] / b["real_tokens_per_second"], 2)
+        r["peak_memory_vs_codelora"] = round(r[mem] / b[mem], 3)
     ratios = {}
-    for name in runs[1:]:
+    for name in results if a else []:
+        if name == "a":
+            continue
         r = results[name]
         ratios[name] = {
             "real_tokens_per_second_ratio": round(r["real_tokens_per_second"] / a["real_tokens_per_second"], 2),
@@ -246,37 +461,69 @@ def main() -> None:
                 "peak_memory_not_higher": r[mem] <= a[mem],
             },
         }
-    import torch
-    import transformers
-
     doc = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
         "model": args.model,
         "optimizer_steps": args.steps,
         "examples_per_step": args.accum,
         "gradient_checkpointing": not args.no_gc,
         "data": "sample (bundled), codelora's training split",
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "trl": _version("trl"),
         "memory_metric": mem,
+        "compute_limit": {
+            "matmul": f"{args.matmul_size}x{args.matmul_size} {dtype_name}, best of 5, best of two measurements",
+            "matmul_flops_per_second": round(rate),
+            "base_model_parameters": n_params,
+            "flops_per_real_token": 4 * n_params,
+            "formula": "MFU = 4 * N * real tokens/s / matmul rate (forward 2N + activation gradients 2N; "
+            "frozen weights: no weight gradients; LoRA, attention and recomputation not counted)",
+        },
         "runs": {k: {"label": LABELS[k], **v} for k, v in results.items()},
         "vs_original": ratios,
     }
+    return doc
+
+
+def write_results(args, results: dict) -> None:
+    doc = summarize(args, results)
+    mem, limit = doc["memory_metric"], doc["compute_limit"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(args.out).with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp_out, args.out)
-    print(f"| run | batch | real tokens/s | real-token share | {mem} | real tok/s vs original | memory vs original |")
-    print("|---|---|---|---|---|---|---|")
-    for k, r in results.items():
-        rr = ratios.get(k, {})
+    print(
+        f"matmul {limit['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s ({limit['matmul']}), "
+        f"N = {limit['base_model_parameters'] / 1e6:.1f}M, 4N FLOPs per real token"
+    )
+    print(
+        f"| run | batch | real tokens/s | vs codelora | real-token share | label tokens | {mem} | vs codelora | MFU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for k, r in doc["runs"].items():
         print(
-            f"| {LABELS[k]} | {r['batch']} | {r['real_tokens_per_second']} | {r['real_share']:.1%} | {r[mem]} | "
-            f"{rr.get('real_tokens_per_second_ratio', 1.0)}x | {rr.get('peak_memory_ratio', 1.0)} |"
+            f"| {LABELS[k]} | {r['batch']} | {r['real_tokens_per_second']} | {r['real_tokens_per_second_vs_codelora']}x | "
+            f"{r['real_share']:.1%} | {r['label_tokens']} | {r[mem]} | {r['peak_memory_vs_codelora']} | {r['mfu']:.1%} |"
         )
+    if "d" in doc["runs"]:
+        print("labels, TRL vs codelora:", json.dumps(doc["runs"]["d"]["labels_vs_codelora"]))
     print(f"wrote {args.out}", file=sys.stderr)
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

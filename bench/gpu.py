@@ -1,0 +1,172 @@
+"""The real-size numbers on a GPU, in one run of under 8 minutes: Qwen2.5-Coder-1.5B-Instruct's architecture.
+
+The machine has no Hub, so the model is randomly initialised from Qwen2.5-Coder-1.5B-Instruct's architecture values
+(`../shared/field/qwen25_tokenizer/config.json`, beside the checkout) with the real Qwen2.5 tokenizer from that
+folder, saved to a temporary folder that codelora loads like any local model. Speed and memory do not depend on the
+weights' values (a random model never stops early, so generation always runs to the cap: the worst case).
+
+1. Training (bench/train_throughput.py's runs, each in its own process, bf16 + SDPA + gradient checkpointing,
+   batch 1 x 16, the bundled sample set's rows, max length 1024): the original recipe (pad to 1024, loss on
+   everything) vs codelora's default vs packing (16 x 1). Real tokens/s, peak GPU memory (allocated and reserved),
+   MFU against the measured bf16 matmul rate, and whether the original recipe fits in 8 GiB (the course's card).
+2. Generation: codelora's batched HF generation (`codelora.generate.generate_batch`, greedy) of the course's 41
+   LiveCodeBench problems (`../shared/field/lcb41/`), up to 512 new tokens each.
+
+--tiny: the same script end to end on CPU with a 2-layer, width-64 model of the same architecture and tokenizer,
+1 step of 2 examples and 2 prompts x 8 tokens (the test suite runs it; its numbers mean nothing).
+
+Usage: python bench/gpu.py [--tiny] [--out bench/results/gpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELD = ROOT.parent / "shared" / "field"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+EIGHT_GIB_MB = 8 * 1024
+
+
+def build_model(folder: Path, tiny: bool) -> dict:
+    """Save a randomly initialised model of the real architecture (or its tiny version) with the real tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    real = FIELD / "qwen25_tokenizer"
+    values = json.loads((real / "config.json").read_text())
+    if tiny:
+        values.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_window_layers=2)  # fmt: skip
+    config = AutoConfig.for_model(**values)  # derived values (per-layer types) follow the layer count
+    torch.manual_seed(0)
+    dtype = torch.float32 if tiny or not torch.cuda.is_available() else torch.bfloat16
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(real).save_pretrained(folder)
+    return {
+        "architecture": config.architectures[0],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "saved_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def lcb_prompts(n: int) -> list[str]:
+    rows = [json.loads(line) for line in (FIELD / "lcb41" / "lcb41_atcoder_easy_public.jsonl").open()]
+    return [r["question_content"] for r in rows[:n]]
+
+
+def generation(folder: Path, n: int, max_new_tokens: int, batch_size: int) -> dict:
+    import torch
+
+    from codelora.chat import prompt_ids
+    from codelora.config import SYSTEM_PROMPT
+    from codelora.generate import Sampling, generate_batch
+    from codelora.models import load_model
+
+    model, tok = load_model(str(folder), dtype="auto", device="auto")
+    prompts = [prompt_ids(tok, SYSTEM_PROMPT, p) for p in lcb_prompts(n)]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    generate_batch(model, tok, prompts[:1], Sampling(max_new_tokens=4), batch_size=1, progress=False)  # warm-up
+    t0 = time.perf_counter()
+    gens = generate_batch(
+        model, tok, prompts, Sampling(greedy=True, max_new_tokens=max_new_tokens), batch_size=batch_size, progress=False
+    )
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    new = sum(g.new_tokens for g in gens)
+    res = {
+        "prompts": len(prompts),
+        "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "seconds": round(seconds, 2),
+        "new_tokens": new,
+        "tokens_per_second": round(new / seconds, 2),
+    }
+    if torch.cuda.is_available():
+        res["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny model on CPU: checks the script, not the numbers")
+    ap.add_argument("--steps", type=int, help="optimizer steps per training run (default 4; --tiny 1)")
+    ap.add_argument("--out", help="results JSON (default bench/results/gpu.json; --tiny: gpu_tiny.json)")
+    args = ap.parse_args()
+    if not (FIELD / "qwen25_tokenizer" / "config.json").is_file():
+        sys.exit(
+            f"error: {FIELD}/qwen25_tokenizer/config.json not found: the script needs the field data beside the checkout"
+        )
+
+    import torch
+    import train_throughput as tt
+
+    started = time.perf_counter()
+    out = Path(args.out or ROOT / "bench" / "results" / ("gpu_tiny.json" if args.tiny else "gpu.json"))
+    steps = args.steps or (1 if args.tiny else 4)
+    accum = 2 if args.tiny else 16
+    n_prompts, max_new = (2, 8) if args.tiny else (41, 512)
+    with tempfile.TemporaryDirectory(prefix="codelora-gpu-") as tmp:
+        folder = Path(tmp) / "model"
+        model_info = build_model(folder, args.tiny)
+        print(f"model: {model_info}", file=sys.stderr, flush=True)
+        run_args = argparse.Namespace(
+            model=str(folder), steps=steps, accum=accum, no_gc=False, no_packed=False, no_trl=True, no_original=False,
+            # tiny: 4 training problems and no eval splits (no step-0 eval): the test checks the script, fast
+            set=["data.split=by_problem", "data.valid_fraction=0", "data.test_fraction=0", "data.max_problems=4"]
+            if args.tiny
+            else [],
+            matmul_size=256 if args.tiny else 8192, out=str(out),
+        )  # fmt: skip
+        training = tt.summarize(run_args, tt.run_all(run_args))
+        gen = generation(folder, n_prompts, max_new, batch_size=n_prompts if args.tiny else 16)
+    runs = training["runs"]
+    fits = None
+    if training["memory_metric"] == "peak_cuda_allocated_mb":
+        original = runs["a"]
+        fits = {
+            "original_recipe_peak_reserved_mb": original["peak_cuda_reserved_mb"],
+            "limit_mb": EIGHT_GIB_MB,
+            "fits": original["peak_cuda_reserved_mb"] <= EIGHT_GIB_MB,
+        }
+    doc = {
+        "tiny": args.tiny,
+        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "model": model_info,
+        "training": training,
+        "original_recipe_fits_8gib": fits,
+        "generation": gen,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp_out, out)
+    mem = training["memory_metric"]
+    print(f"| run | batch | real tokens/s | vs codelora | {mem} | MFU |\n|---|---|---|---|---|---|")
+    for r in runs.values():
+        print(
+            f"| {r['label']} | {r['batch']} | {r['real_tokens_per_second']} | "
+            f"{r['real_tokens_per_second_vs_codelora']}x | {r[mem]} | {r['mfu']:.1%} |"
+        )
+    print(f"original recipe fits in 8 GiB: {fits}")
+    print(f"generation: {gen}")
+    print(f"wrote {out} ({doc['wall_seconds']} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
