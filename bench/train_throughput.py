@@ -119,6 +119,28 @@ def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path,
     )
 
 
+def _trainer_args(steps: int, batch: int, accum: int, bf16: bool, device: str) -> dict:
+    """The Trainer settings the original recipe and TRL share with codelora's run (lr, schedule, optimizer, seed)."""
+    return dict(
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        max_steps=steps,
+        learning_rate=2e-4,
+        weight_decay=0.01,
+        lr_scheduler_type="cosine",
+        warmup_steps=1,
+        optim="adamw_torch",
+        logging_steps=steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        seed=42,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+    )
+
+
 def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter) -> dict:
     import torch
     from transformers import Trainer, TrainingArguments
@@ -142,23 +164,8 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
     dtype = next(net.parameters()).dtype
     args = TrainingArguments(
         output_dir=str(work / "a"),
-        per_device_train_batch_size=1,
-        gradient_accumulation_steps=accum,
-        max_steps=steps,
-        learning_rate=2e-4,
-        weight_decay=0.01,
-        lr_scheduler_type="cosine",
-        warmup_steps=1,
-        optim="adamw_torch",
-        logging_steps=steps,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        seed=42,
-        bf16=dtype == torch.bfloat16,
-        use_cpu=device == "cpu",
+        **_trainer_args(steps, 1, accum, dtype == torch.bfloat16, device),
         remove_unused_columns=False,
-        dataloader_num_workers=0,
     )
 
     def collate(batch):
@@ -245,22 +252,7 @@ def run_trl(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Met
     batch, acc = (accum, 1) if padding_free else (1, accum)
     args = SFTConfig(
         output_dir=str(work / "trl"),
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=acc,
-        max_steps=steps,
-        learning_rate=2e-4,
-        weight_decay=0.01,
-        lr_scheduler_type="cosine",
-        warmup_steps=1,
-        optim="adamw_torch",
-        logging_steps=steps,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        seed=42,
-        bf16=dtype == torch.bfloat16,
-        use_cpu=device == "cpu",
-        dataloader_num_workers=0,
+        **_trainer_args(steps, batch, acc, dtype == torch.bfloat16, device),
         gradient_checkpointing=False,  # add_lora already set it up exactly as codelora does
         completion_only_loss=True,
         padding_free=padding_free,
