@@ -7,7 +7,9 @@ import argparse
 import dataclasses
 import errno
 import os
+import signal
 import sys
+import threading
 
 from codelora.config import (
     CompareArgs,
@@ -41,16 +43,23 @@ def _cmd_prepare(a: PrepareArgs) -> None:
     from pathlib import Path
 
     from codelora.chat import set_pad_token
-    from codelora.config import load_config, save_config
+    from codelora.config import load_config
     from codelora.models import load_tokenizer
     from codelora.prepare import prepare, print_report
+    from codelora.runs import has_training, portable_config, save_run_config
 
     cfg = load_config(a.config, a.overrides)
     if a.run_name:
         cfg.run_name = a.run_name
     run_dir = Path(cfg.output_dir) / cfg.run_name
+    cfg = portable_config(cfg, run_dir)
+    if has_training(run_dir):  # before config.yaml is touched: the checkpoints were trained on this run's data
+        raise UserError(
+            f"{run_dir} already has checkpoints; `prepare` would replace the split and data they were trained on. "
+            "Use another --run-name"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    save_run_config(cfg, run_dir)
     tokenizer = load_tokenizer(cfg.model.source, cfg.model.revision)
     set_pad_token(tokenizer)
     report = prepare(cfg, run_dir, tokenizer)
@@ -58,7 +67,7 @@ def _cmd_prepare(a: PrepareArgs) -> None:
     print(f"wrote {run_dir}/split.json, data_report.json, plots/lengths.png")
 
 
-def _cmd_train(a: TrainArgs) -> None:
+def _cmd_train(a: TrainArgs) -> int:
     import json
     from pathlib import Path
 
@@ -68,16 +77,21 @@ def _cmd_train(a: TrainArgs) -> None:
     cfg = load_config(a.config, a.overrides)
     if a.run_name:
         cfg.run_name = a.run_name
-    result = train(
-        cfg,
-        Path(cfg.output_dir) / cfg.run_name,
-        resume=a.resume,
-        resume_from=a.resume_from,
-        reset_optimizer=a.reset_optimizer,
-    )
+    run_dir = Path(cfg.output_dir) / cfg.run_name
+    result = train(cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer)
+    if result.get("already_finished"):
+        print(
+            f"{run_dir}: already finished at step {result['global_step']}; nothing to do "
+            "(to train longer, raise train.max_steps or train.epochs)",
+            file=sys.stderr,
+        )
+        return 0
+    print(json.dumps(result, indent=2, default=str))
     if result.get("interrupted"):
         print(f"interrupted at step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
-    print(json.dumps(result, indent=2, default=str))
+        # not 0: a `set -e` script must not go on to evaluate and export an unfinished run
+        return 128 + int(result.get("signal") or signal.SIGINT)
+    return 0
 
 
 def _cmd_generate(a: GenerateArgs) -> None:
@@ -179,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM unwinds like Ctrl-C: finished work is already on disk (generations are appended batch by batch,
+    # results written atomically), and the exit status says the command did not finish.
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _terminated)
     try:
-        args.func(from_args(args.options, args))  # every value checked before the command starts
+        return args.func(from_args(args.options, args)) or 0  # every value checked before the command starts
     except UserError as e:
         print(f"error: {terminal_safe(e)}", file=sys.stderr)
         return 2
@@ -193,7 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is (like KeyboardInterrupt for SIGINT), so cleanup handlers run."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ interval is Wilson's (one sample per problem) or a seeded bootstrap over problem
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -26,43 +25,26 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import codelora.runs as rf
 from codelora.benchmarks import BENCHMARKS
 from codelora.config import CompareArgs
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, read_json, read_jsonl
-from codelora.runs import require_run, run_models
+from codelora.runs import SELECTION_VERSION, losses_at, read_metrics, require_run
 from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 ALPHA = 0.05
 MAX_EXAMPLES = 5
 MAX_CODE_CHARS = 4000
-SELECTION_VERSION = 1
+__all__ = ["SELECTION_VERSION", "compare_command", "compare_run", "compare_runs", "losses_at", "read_metrics"]
 
 
 # ----------------------------------------------------------------------------------------------------- run folders
 
 
-def run_config(run_dir: Path):
-    from codelora.config import load_config
-
-    return load_config(Path(run_dir) / "config.yaml")
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    """logs/metrics.jsonl rows in step order ([] while nothing is logged yet)."""
-    path = Path(run_dir) / "logs" / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = read_jsonl(path)
-    for i, r in enumerate(rows, 1):
-        if not isinstance(r.get("step"), int):
-            raise UserError(f"{path}:{i}: missing or non-integer 'step'")
-    return sorted(rows, key=lambda r: r["step"])
-
-
 def resolve_models(run_dir: Path, requested: list[str] | None) -> tuple[list[dict], list[str]]:
     """The models to compare and notes about skipped ones; named incomplete or unknown models are errors."""
-    models, incomplete = run_models(run_dir)
+    records, incomplete = rf.list_models(run_dir)
+    models = [{**m.as_dict(), "record": m} for m in records]
     by_name = {m["name"]: m for m in models}
     notes = []
     if len(models) == 1:
@@ -91,44 +73,11 @@ def resolve_models(run_dir: Path, requested: list[str] | None) -> tuple[list[dic
 # ---------------------------------------------------------------------------------------------- evaluation results
 
 
-def _id_of(rec: dict, path: Path, lineno: int) -> str:
-    for key in ("task_id", "question_id"):
-        if key in rec:
-            return str(rec[key])
-    raise UserError(f"{path}:{lineno}: no task_id or question_id")
-
-
-def load_eval(run_dir: Path, benchmark: str, name: str) -> dict | None:
-    """One model's results: summary, per-problem sample outcomes, code of each sample; None if not evaluated."""
-    folder = Path(run_dir) / "eval" / benchmark / name
-    if not (folder / "summary.json").is_file():
-        return None
-    summary = read_json(folder / "summary.json")
-    if not isinstance(summary, dict):
-        raise UserError(f"{folder / 'summary.json'}: expected a JSON object")
-    results_path = folder / "results.jsonl"
-    if not results_path.is_file():
-        raise UserError(f"{results_path}: missing (summary.json exists: the evaluation is incomplete, run it again)")
-    problems: dict[str, dict[int, dict]] = {}
-    for lineno, rec in enumerate(read_jsonl(results_path), 1):
-        pid = _id_of(rec, results_path, lineno)
-        if "passed" not in rec:
-            raise UserError(f"{results_path}:{lineno}: no 'passed' field")
-        idx = int(rec.get("sample_index", 0))
-        problems.setdefault(pid, {})[idx] = {
-            "passed": bool(rec["passed"]),
-            "verdict": rec.get("verdict", "accepted" if rec["passed"] else "wrong_answer"),
-            "first_failure": rec.get("first_failure"),
-        }
-    if not problems:
-        raise UserError(f"{results_path}: no results")
-    code: dict[tuple[str, int], str] = {}
-    gen_path = folder / "generations.jsonl"
-    if gen_path.is_file():
-        for lineno, rec in enumerate(read_jsonl(gen_path), 1):
-            pid = _id_of(rec, gen_path, lineno)
-            code[(pid, int(rec.get("sample_index", 0)))] = rec.get("code") or rec.get("raw") or ""
-    return {"name": name, "folder": str(folder), "summary": summary, "problems": problems, "code": code}
+def load_eval(run_dir: Path, benchmark: str, name: str, model: rf.Model | None = None) -> dict | None:
+    """One model's results: summary, per-problem sample outcomes, code of each sample, and `stale` (why they no
+    longer match `model`'s weights, None when current); None if not evaluated."""
+    ev = rf.read_result(run_dir, benchmark, model if model is not None else name)
+    return ev.as_dict() if ev is not None else None
 
 
 def score_of(ev: dict) -> dict:
@@ -165,27 +114,11 @@ def score_of(ev: dict) -> dict:
     }
 
 
-def losses_at(metrics: list[dict], step: int | None) -> dict:
-    """Losses at a model's step: the eval row at (or last before) it; train loss the last logged at or before it."""
-    out = {"train_loss": None, "valid_loss": None, "test_loss": None, "loss_step": None}
-    if step is None:
-        return out
-    for r in metrics:
-        if r["step"] > step:
-            break
-        if r.get("train_loss") is not None:
-            out["train_loss"] = r["train_loss"]
-        if r.get("valid_loss") is not None or r.get("test_loss") is not None:
-            out["valid_loss"] = r.get("valid_loss")
-            out["test_loss"] = r.get("test_loss")
-            out["loss_step"] = r["step"]
-    return out
-
-
 # --------------------------------------------------------------------------------------------- selection and flags
 
 
 def _key_valid(row: dict) -> float:
+    # only a loss measured at the model's own step counts; a borrowed one (another step's weights) never decides
     v = row.get("valid_loss")
     return float("inf") if v is None else v
 
@@ -223,13 +156,13 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
         if len(tied2) == 1:
             rest = sorted((r for r in tied if r is not best), key=_key_valid)
             reasons.append(
-                f"{best['model']} chosen for the lower validation loss ({_fmt(best.get('valid_loss'))} < "
-                f"{_fmt(rest[0].get('valid_loss'))} of {rest[0]['model']})"
+                f"{best['model']} chosen for the lower validation loss ({fmt(best.get('valid_loss'))} < "
+                f"{fmt(rest[0].get('valid_loss'))} of {rest[0]['model']})"
             )
             return best["model"], reasons
-        reasons.append(f"validation loss {_fmt(low)} is also shared by {', '.join(r['model'] for r in tied2)}")
+        reasons.append(f"validation loss {fmt(low)} is also shared by {', '.join(r['model'] for r in tied2)}")
     else:
-        reasons.append(f"validation loss also ties ({_fmt(None if low == float('inf') else low)})")
+        reasons.append(f"validation loss also ties ({fmt(None if low == float('inf') else low)})")
     first = min(step(r) for r in tied2)
     tied3 = [r for r in tied2 if step(r) == first]
     best = tied3[0]
@@ -242,7 +175,8 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
     return best["model"], reasons
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
+def fmt(x: Any, digits: int = 4) -> str:
+    """A table cell: "-" for None, floats with `digits` decimals."""
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -339,6 +273,7 @@ def _signature(ev: dict) -> dict:
     s = ev["summary"]
     return {
         "benchmark": s.get("benchmark"),
+        "protocol": (s.get("provenance") or {}).get("protocol"),
         "prompts_sha256": s.get("prompts_sha256"),
         "sampling": s.get("sampling"),
         "problems": sorted(ev["problems"]),
@@ -355,6 +290,7 @@ def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
         sig = _signature(evals[name])
         for key, label in (
             ("benchmark", "benchmark"),
+            ("protocol", "protocol"),
             ("problems", "problem set"),
             ("prompts_sha256", "prompts"),
             ("sampling", "sampling settings"),
@@ -438,7 +374,9 @@ def matching_options(existing: dict | None) -> dict:
     opts: dict[str, Any] = {k: s[k] for k in ("n", "top_p", "max_new_tokens", "seed") if s.get(k) is not None}
     if s.get("greedy") is False and s.get("temperature") is not None:
         opts["temperature"] = s["temperature"]
-    opts["limit"] = len(existing["problems"])
+    prov = existing["summary"].get("provenance")
+    # the same problem set: a full evaluation stays full (no --limit), a limited one keeps its limit
+    opts["limit"] = prov.get("limit") if isinstance(prov, dict) else len(existing["problems"])
     return opts
 
 
@@ -464,24 +402,59 @@ def compare_run(
     if benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
     entries, notes = resolve_models(run_dir, models)
-    evals = {m["name"]: load_eval(run_dir, benchmark, m["name"]) for m in entries}
-    missing = [n for n, ev in evals.items() if ev is None]
-    if missing and evaluate_missing:
-        existing = next((ev for ev in evals.values() if ev is not None), None)
-        _evaluate_missing(run_dir, benchmark, missing, {**matching_options(existing), **(evaluate_options or {})})
-        evals = {m["name"]: load_eval(run_dir, benchmark, m["name"]) for m in entries}
-        missing = [n for n, ev in evals.items() if ev is None]
-    if missing:
-        if not evaluate_missing and len(missing) < len(evals):
-            notes.append(f"not evaluated on {benchmark} yet, left out: {', '.join(missing)}")
-            entries = [m for m in entries if m["name"] not in missing]
-            evals = {n: ev for n, ev in evals.items() if ev is not None}
-        else:
-            raise UserError(f"no {benchmark} results for {', '.join(missing)} in {run_dir}/eval/{benchmark}/")
-    return _finish(run_dir, benchmark, entries, evals, notes, force, problems, write)
+    with rf.run_lock(run_dir, f"compare {benchmark}"):
+
+        def load() -> tuple[dict, list[str]]:
+            evals = {m["name"]: load_eval(run_dir, benchmark, m["name"], m["record"]) for m in entries}
+            # a stale result (computed from weights that have since changed) counts as not evaluated
+            return evals, [n for n, ev in evals.items() if ev is None or ev["stale"]]
+
+        evals, missing = load()
+        if missing and evaluate_missing:
+            existing = next((ev for ev in evals.values() if ev is not None and not ev["stale"]), None)
+            options = {**matching_options(existing), **(evaluate_options or {})}
+            _evaluate_missing(run_dir, benchmark, missing, options)
+            evals, missing = load()
+        if missing:
+            if not evaluate_missing and len(missing) < len(evals):
+                for n in missing:
+                    why = f"stale ({evals[n]['stale']})" if evals[n] else "not evaluated yet"
+                    notes.append(f"left out {n}: {why} on {benchmark}")
+                entries = [m for m in entries if m["name"] not in missing]
+                evals = {n: ev for n, ev in evals.items() if n not in missing}
+            else:
+                stale = [n for n in missing if evals[n]]
+                if stale:
+                    raise UserError(
+                        f"the {benchmark} results of {', '.join(stale)} in {run_dir}/eval/{benchmark}/ are stale "
+                        f"({evals[stale[0]]['stale']}); evaluate them again"
+                    )
+                raise UserError(f"no {benchmark} results for {', '.join(missing)} in {run_dir}/eval/{benchmark}/")
+        full = (
+            (not models or models == ["all"])
+            and not problems
+            and not notes_left_out(notes)
+            and all(ev["summary"].get("provenance", {}).get("limit") is None for ev in evals.values())
+        )
+        doc = _finish(run_dir, benchmark, entries, evals, notes, force, problems)
+        doc["full"] = full
+        if write and full:
+            if rf.write_selection(run_dir, doc) or not (run_dir / "plots" / "compare.png").is_file():
+                plot_run(run_dir / "plots" / "compare.png", doc["table"], read_metrics(run_dir), doc["best"], benchmark)
+        elif write:
+            doc["notes"].append(
+                "a view (restricted by --models, --problems, --limit or left-out models): `export --checkpoint best` "
+                "reads only a full comparison"
+            )
+    return doc
 
 
-def _finish(run_dir, benchmark, entries, evals, notes, force, problems, write) -> dict:
+def notes_left_out(notes: list[str]) -> bool:
+    """True when models were left out of the comparison (skipped incomplete folders do not count)."""
+    return any(n.startswith("left out ") for n in notes)
+
+
+def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
     flags = check_consistent(evals, force)
     forced = {n for f in flags for n in f["models"]}
     metrics = read_metrics(run_dir)
@@ -533,13 +506,16 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems, write) -
                 f"(p = {t['p_value']:.4g}: not a significant drop)"
             )
     matrix = build_matrix(scores)
+    best_entry = next((m for m in entries if m["name"] == best), None)
     doc = {
         "version": SELECTION_VERSION,
-        "run": str(run_dir),
         "benchmark": benchmark,
+        "protocol": _signature(evals[best]).get("protocol"),
         "best": best,
         "best_step": steps.get(best),
-        "best_adapter": next((m["adapter"] for m in entries if m["name"] == best), None),
+        "best_adapter": rf.relative_to_run(best_entry["adapter"], run_dir) if best_entry else None,
+        "best_weights_sha256": best_entry["record"].weights_sha256() if best_entry else None,
+        "result_keys": {n: ev["summary"].get("result_key") for n, ev in evals.items()},
         "reasons": reasons,
         "flags": flags,
         "notes": notes,
@@ -550,9 +526,6 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems, write) -
         "evaluation": {k: v for k, v in _signature(next(iter(evals.values()))).items() if k != "problems"},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if write:
-        atomic_write_text(run_dir / "selection.json", json.dumps(doc, indent=1, default=str) + "\n")
-        plot_run(run_dir / "plots" / "compare.png", rows, metrics, best, benchmark)
     return doc
 
 
@@ -576,7 +549,7 @@ def compare_runs(
     labels = [r.name for r in runs]
     if len(set(labels)) != len(labels):
         labels = [str(r) for r in runs]
-    cfgs = [run_config(r) for r in runs]
+    cfgs = [rf.load_run_config(r) for r in runs]
     flags: list[dict] = []
     bases = {(c.model.source, c.model.revision) for c in cfgs}
     if len(bases) > 1:
@@ -593,8 +566,10 @@ def compare_runs(
         )
     selections = []
     for r in runs:
-        sel_path = r / "selection.json"
-        sel = read_json(sel_path) if sel_path.is_file() else None
+        try:
+            sel = rf.read_selection(r)
+        except UserError:  # stale (its best model was retrained since): choose again
+            sel = None
         if not sel or sel.get("benchmark") != benchmark or "best" not in sel:
             sel = compare_run(
                 r,
@@ -613,7 +588,9 @@ def compare_runs(
             want = ["base"] if (i == 0 or not shared_base) else []
             notes.append(f"{lab}: its selected model is the base model")
         for name in want:
-            ev = load_eval(r, benchmark, name)
+            ev = load_eval(r, benchmark, name, rf.find_model(r, name))
+            if ev is not None and ev["stale"]:
+                raise UserError(f"{r}/eval/{benchmark}/{name}: stale ({ev['stale']}); run codelora compare --run {r}")
             if ev is None:
                 raise UserError(
                     f"no {benchmark} results for {name} in {r}/eval/{benchmark}/ (run codelora compare --run {r})"
@@ -669,8 +646,7 @@ def compare_runs(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "out": str(out_dir),
     }
-    if write:
-        atomic_write_text(out_dir / "selection.json", json.dumps(doc, indent=1, default=str) + "\n")
+    if write and (rf.write_selection(out_dir, doc) or not (out_dir / "plots" / "compare.png").is_file()):
         plot_runs(out_dir / "plots" / "compare.png", runs, labels, selections, best, benchmark)
     return doc
 
@@ -783,15 +759,23 @@ def table_cells(row: dict) -> list[str]:
     epoch = row.get("epoch")
     return [
         row["model"],
-        _fmt(row.get("step")),
+        fmt(row.get("step")),
         "-" if epoch is None else f"{epoch:.2f}",
-        _fmt(row.get("train_loss")),
-        _fmt(row.get("valid_loss")),
-        _fmt(row.get("test_loss")),
+        fmt(row.get("train_loss")),
+        _loss_cell(row, "valid"),
+        _loss_cell(row, "test"),
         f"{row['pass@1']:.3f} [{row['pass@1_low']:.3f}, {row['pass@1_high']:.3f}]",
         f"{row['solved']}/{row['problems']}",
         row.get("note") or "",
     ]
+
+
+def _loss_cell(row: dict, which: str) -> str:
+    """A loss at the model's own step, or one borrowed from an earlier eval, marked with its step."""
+    own = row.get(f"{which}_loss")
+    if own is not None or row.get(f"borrowed_{which}_loss") is None:
+        return fmt(own)
+    return f"{fmt(row[f'borrowed_{which}_loss'])} (step {row.get('loss_step')})"
 
 
 def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> None:
@@ -857,6 +841,11 @@ def compare_command(args: CompareArgs) -> dict:
         where = f"wrote {doc['out']}/selection.json and {doc['out']}/plots/compare.png"
     else:
         doc = compare_run(args.run, args.benchmark, args.models, args.force, args.problems, evaluate_missing, options)
-        where = f"wrote {args.run}/selection.json and {args.run}/plots/compare.png"
+        if doc["full"]:
+            where = f"selection: {args.run}/selection.json and {args.run}/plots/compare.png"
+        else:
+            where = (
+                "view only: nothing written (selection.json is written by a comparison of all models on all problems)"
+            )
     print_selection(doc, where, show_examples=bool(args.problems))
     return doc

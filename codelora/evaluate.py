@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codelora import runs
 from codelora.benchmarks import BENCHMARKS
 from codelora.config import EvalOptions
 from codelora.errors import UserError
-from codelora.files import require_writable
+from codelora.files import require_writable, sha256_file
 from codelora.generate import Generation, Sampling
 
 BACKENDS = ("hf", "vllm")
@@ -63,10 +64,8 @@ def _read_meta(folder: Path) -> dict:
 
 def list_run_models(run_dir: str | Path) -> list[dict]:
     """Models of a run, in step order: base (step 0), complete checkpoints, final (its meta step)."""
-    from codelora.runs import run_models
-
-    models, _ = run_models(run_dir)
-    return [{"name": m["name"], "adapter": m["adapter"], "step": int(m["step"] or 0)} for m in models]
+    models, _ = runs.list_models(run_dir)
+    return [{"name": m.name, "adapter": m.adapter, "step": m.step} for m in models]
 
 
 def _select_models(run_dir: Path, names: list[str] | str | None) -> list[dict]:
@@ -102,16 +101,7 @@ def _check_adapter_base(adapter: str, source: str) -> None:
 
 def _fingerprint(spec: ModelSpec) -> dict:
     """Identifies the weights a generation came from (a retrained checkpoint has other weights)."""
-    from codelora.files import sha256_file
-
-    digest = None
-    if spec.adapter:
-        for name in ("adapter_model.safetensors", "adapter_model.bin"):
-            f = Path(spec.adapter) / name
-            if f.is_file():
-                digest = sha256_file(f)
-                break
-    return {"source": spec.source, "adapter_sha256": digest}
+    return {"source": spec.source, "adapter_sha256": runs.weights_sha256(spec.adapter)}
 
 
 # ---------------------------------------------------------------- problems of each benchmark
@@ -151,9 +141,7 @@ def _lcb_tasks(eval_dir: Path, opts: EvalOptions, split_doc: dict | None) -> tup
         check_not_in_train([problem_key(r["question_content"]) for r in selected], split_doc, opts.allow_contamination)
     problems_file = eval_dir / "problems.jsonl"
     eval_dir.mkdir(parents=True, exist_ok=True)
-    from codelora.files import atomic_write_text
-
-    atomic_write_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
+    runs.update_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
     style = get_protocol(opts.protocol).prompt
     tasks = [Task(str(r["question_id"]), lcb.build_prompt(r, style), lcb.entry_point(r)) for r in selected]
     info = {"source": source, "release": None if opts.problems else release, "preset": preset, **filters}
@@ -200,64 +188,6 @@ def _heldout_tasks(run_dir: Path | None, cfg, opts: EvalOptions) -> tuple[list[T
     tasks = _limit([Task(str(p["task_id"]), p["prompt"]) for p in problems], opts.limit)
     info["selected"] = len(tasks)
     return tasks, path, info
-
-
-# ---------------------------------------------------------------- generations file
-
-
-def _gen_key(model_fp: dict, task_id: str, index: int, sampling_key: dict, prompt_sha: str) -> str:
-    return json.dumps([model_fp, task_id, index, sampling_key, prompt_sha], sort_keys=True)
-
-
-def _read_generations(path: Path) -> dict[str, dict]:
-    """key -> record; a torn last line (crash mid-write) or a foreign line is skipped."""
-    found: dict[str, dict] = {}
-    if not path.is_file():
-        return found
-    bad = 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            key = _gen_key(
-                rec["model"],
-                str(rec["task_id"]),
-                int(rec["sample_index"]),
-                Sampling(**rec["sampling"]).key(),
-                rec["prompt_sha256"],
-            )
-            if not isinstance(rec["raw"], str):
-                raise TypeError("raw")
-        except (ValueError, KeyError, TypeError):
-            bad += 1
-            continue
-        found[key] = rec
-    if bad:
-        print(f"warning: {path}: skipped {bad} unreadable line(s) (regenerated if needed)", file=sys.stderr)
-    return found
-
-
-class _Appender:
-    """Appends records and forces them to disk, so a crash keeps every finished batch."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(path, "a", encoding="utf-8")
-        # a previous crash may have left a torn line without its newline: start on a fresh line
-        if self.f.tell() > 0:
-            with open(path, "rb") as r:
-                r.seek(-1, os.SEEK_END)
-                if r.read(1) != b"\n":
-                    self.f.write("\n")
-
-    def write(self, records: list[dict]) -> None:
-        self.f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self) -> None:
-        self.f.close()
 
 
 # ---------------------------------------------------------------- backends
@@ -501,22 +431,49 @@ def _evaluate_one(
 
     fp = _fingerprint(spec)
     skey = sampling.key()
+    prov = runs.provenance(
+        benchmark=benchmark,
+        protocol=protocol.name if protocol is not None else None,
+        source=spec.source,
+        revision=cfg.model.revision,
+        weights_sha256=fp["adapter_sha256"],
+        prompts_sha256=all_prompts,
+        sampling={**skey, "n": n},
+        problems_sha256=_problem_set_sha256(tasks, problems_file),
+        limit=opts.limit,
+    )
+    result_key = runs.canonical_sha256(prov)
+    old = runs.read_summary(out)
+    if old is not None and old.get("result_key") == result_key and (out / "results.jsonl").is_file():
+        # Everything this evaluation would compute is already stored for exactly these inputs: write nothing.
+        print(
+            f"{spec.name}: results current (same weights, prompts, sampling and problems); nothing to do",
+            file=sys.stderr,
+        )
+        return old
+
     gen_path = out / "generations.jsonl"
-    existing = _read_generations(gen_path)
+    existing = runs.read_generations(gen_path)
     # Another model of this benchmark with byte-identical weights already answered (final is usually the last
     # checkpoint): its answers are this model's too, since the key holds the weights' hash, prompt and sampling.
     for sibling in sorted(out.parent.glob("*/generations.jsonl")):
         if sibling != gen_path:
-            for k, rec in _read_generations(sibling).items():
+            for k, rec in runs.read_generations(sibling).items():
                 existing.setdefault(k, rec)
     wanted = [(t, i) for t in tasks for i in range(n)]
-    keys = {(t.task_id, i): _gen_key(fp, t.task_id, i, skey, prompt_sha[t.task_id]) for t, i in wanted}
+    keys = {(t.task_id, i): runs.generation_key(fp, t.task_id, i, skey, prompt_sha[t.task_id]) for t, i in wanted}
     have = {k: existing[k] for k in keys.values() if k in existing}
     todo = [(t, i) for t, i in wanted if keys[(t.task_id, i)] not in have]
     print(
         f"{spec.name}: {len(wanted)} answers, {len(wanted) - len(todo)} reused, {len(todo)} to generate",
         file=sys.stderr,
     )
+    # Answers borrowed from a sibling with identical weights are copied into this model's own store, so the store
+    # alone holds every answer its summary was graded on.
+    own = runs.read_generations(gen_path)
+    copied = [have[k] for k in dict.fromkeys(keys.values()) if k in have and k not in own]
+    store = runs.GenerationStore(gen_path)
+    store.append(copied)
 
     backend = "vllm" if vllm_backend is not None else "hf"
     gen_seconds, load_seconds, new_tokens = 0.0, 0.0, 0
@@ -526,7 +483,6 @@ def _evaluate_one(
             (out / stale).unlink(missing_ok=True)
         ids = [prompt_ids(tokenizer, system, t.message) for t, _ in todo]
         seeds = [sampling.seed + i for _, i in todo]
-        appender = _Appender(gen_path)
 
         def save(done: list[tuple[int, Generation]]) -> None:
             recs = []
@@ -549,7 +505,7 @@ def _evaluate_one(
                 }
                 have[keys[(t.task_id, i)]] = rec
                 recs.append(rec)
-            appender.write(recs)
+            store.append(recs)
 
         t_load = time.monotonic()
         try:
@@ -570,19 +526,21 @@ def _evaluate_one(
                     del model
                     gc.collect()
         finally:
-            appender.close()
+            store.close()
         gen_seconds = time.monotonic() - t0
         load_seconds = t0 - t_load
         new_tokens = sum(g.new_tokens for g in gens)
 
+    store.close()
     records = [have[keys[(t.task_id, i)]] for t, i in wanted]
-    # a reused answer is graded by this evaluation's extraction rule, whatever rule stored its code
+    # a reused answer is graded by this evaluation's extraction rule, whatever rule stored its code (the store
+    # itself is never rewritten: its records keep the code their own evaluation graded)
     entry = {t.task_id: t.entry_point for t in tasks}
+    graded = []
     for r in records:
         got = extract(r["raw"], rule, entry_point=entry[r["task_id"]])
-        r["code"], r["code_found"], r["extraction"] = got.code, got.found, got.to_dict()
-    # one line per (task_id, sample_index) of this evaluation, in task order
-    atomic_write_text(gen_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        graded.append({**r, "code": got.code, "code_found": got.found, "extraction": got.to_dict()})
+    records = graded
     if benchmark == "livecodebench":
         by_task: dict[str, list[str]] = {}
         for r in records:
@@ -609,8 +567,9 @@ def _evaluate_one(
             "model": spec.name,
             "step": spec.step,
             "source": spec.source,
-            "adapter": spec.adapter,
-            "run": str(run_dir) if run_dir else None,
+            "adapter": runs.relative_to_run(spec.adapter, run_dir),
+            "provenance": prov,
+            "result_key": result_key,
             "sampling": {
                 "n": n,
                 "temperature": sampling.temperature,
@@ -636,8 +595,18 @@ def _evaluate_one(
             },
         }
     )
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    runs.write_json(out / "summary.json", summary)
     return summary
+
+
+def _problem_set_sha256(tasks: list[Task], problems_file: Path | None) -> str:
+    """The problem set's identity: task ids and statements in order, plus the problems file's bytes (its tests)."""
+    h = hashlib.sha256()
+    for t in tasks:
+        h.update(f"{t.task_id}\0{hashlib.sha256(t.message.encode()).hexdigest()}\n".encode())
+    if problems_file is not None and Path(problems_file).is_file():
+        h.update(sha256_file(problems_file).encode())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- entry points
@@ -681,7 +650,6 @@ def evaluate(
     problems that cannot be graded.
     """
     opts = dataclasses.replace(opts or EvalOptions(), **options)
-    from codelora.config import load_config
     from codelora.data.split import load_split_json
     from codelora.runs import eval_folder
 
@@ -693,37 +661,38 @@ def evaluate(
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} has no config.yaml; is it a run folder (written by `codelora train`)?")
     require_writable(run_dir / "eval", "run folder")
-    cfg = load_config(run_dir / "config.yaml", opts.overrides)
+    cfg = runs.load_run_config(run_dir, opts.overrides)
     split_doc = load_split_json(run_dir / "split.json")
     chosen = _select_models(run_dir, models)
     protocol = _protocol(benchmark, opts)
     eval_dir = run_dir / "eval" / eval_folder(benchmark, protocol and protocol.name)
-    tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, opts, split_doc)
-    sampling, n = _sampling(cfg, opts, protocol)
-    vllm_backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]])
-    results: dict[str, dict] = {}
-    try:
-        for m in chosen:
-            spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
-            if spec.adapter:
-                _check_adapter_base(spec.adapter, spec.source)
-            results[spec.name] = _evaluate_one(
-                spec,
-                benchmark,
-                tasks,
-                problems_file,
-                eval_dir / spec.name,
-                cfg,
-                sampling,
-                n,
-                opts,
-                info,
-                run_dir,
-                vllm_backend,
-            )
-    finally:
-        if vllm_backend is not None:
-            vllm_backend.close()
+    with runs.run_lock(run_dir, f"evaluate {benchmark}"):
+        tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, opts, split_doc)
+        sampling, n = _sampling(cfg, opts, protocol)
+        vllm_backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]])
+        results: dict[str, dict] = {}
+        try:
+            for m in chosen:
+                spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
+                if spec.adapter:
+                    _check_adapter_base(spec.adapter, spec.source)
+                results[spec.name] = _evaluate_one(
+                    spec,
+                    benchmark,
+                    tasks,
+                    problems_file,
+                    eval_dir / spec.name,
+                    cfg,
+                    sampling,
+                    n,
+                    opts,
+                    info,
+                    run_dir,
+                    vllm_backend,
+                )
+        finally:
+            if vllm_backend is not None:
+                vllm_backend.close()
     return results
 
 
@@ -754,18 +723,19 @@ def evaluate_model(
     out = Path(out)
     require_writable(out, "--out folder")
     protocol = _protocol(benchmark, opts)
-    tasks, problems_file, info = _tasks(benchmark, out, None, cfg, opts, None)
-    sampling, n = _sampling(cfg, opts, protocol)
-    step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
-    spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
-    vllm_backend = _backend(cfg, opts, [adapter] if adapter else [])
-    try:
-        return _evaluate_one(
-            spec, benchmark, tasks, problems_file, out, cfg, sampling, n, opts, info, None, vllm_backend
-        )
-    finally:
-        if vllm_backend is not None:
-            vllm_backend.close()
+    with runs.run_lock(out, f"evaluate {benchmark}"):
+        tasks, problems_file, info = _tasks(benchmark, out, None, cfg, opts, None)
+        sampling, n = _sampling(cfg, opts, protocol)
+        step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
+        spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
+        vllm_backend = _backend(cfg, opts, [adapter] if adapter else [])
+        try:
+            return _evaluate_one(
+                spec, benchmark, tasks, problems_file, out, cfg, sampling, n, opts, info, None, vllm_backend
+            )
+        finally:
+            if vllm_backend is not None:
+                vllm_backend.close()
 
 
 def print_table(results: dict[str, dict]) -> None:

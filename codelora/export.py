@@ -38,8 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from codelora import runs
 from codelora.errors import UserError
 from codelora.files import read_json, require_writable
+from codelora.model_card import EMBEDDED_HUB_IDS, hub_base_id
 from codelora.runs import require_run
 
 __all__ = [
@@ -65,8 +67,6 @@ VERIFY_PROMPTS = [
 ]
 # Files of a PEFT adapter folder; checkpoints also hold trainer state that an export must not carry.
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# Embedded models are converted from a GGUF of a Hub model: name the Hub model in exported metadata.
-EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 class ExportError(UserError):
@@ -81,25 +81,25 @@ def _log(msg: str) -> None:
 
 
 def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error") -> dict[str, Any]:
-    """{"name", "path", "step", "meta"} of `best` (selection.json), `final`, `<step>` or `checkpoint-<step>`.
+    """{"name", "path", "step", "meta", "selection"} of `best` (selection.json), `final`, `<step>` or
+    `checkpoint-<step>`.
 
     When selection.json picks the base model there is no adapter to export: an error, or with if_base="final"
-    the final adapter (so a demo pipeline still ends with an export; the card says the base model won).
+    the final adapter (so a demo pipeline still ends with an export; the card says the base model won). A
+    selection whose chosen model was retrained since is stale: one UserError asking for `codelora compare`.
     """
-    from codelora.train import complete_checkpoints
-
     run_dir = Path(run_dir)
     which = str(which).strip()
     selection = None
     if which == "best":
-        sel_path = run_dir / "selection.json"
-        if not sel_path.is_file():
+        sel_path = runs.selection_path(run_dir)
+        selection = runs.read_selection(run_dir)
+        if selection is None:
             raise UserError(
                 f"{sel_path} not found: run `codelora compare --run {run_dir}` first, "
                 "or pass --checkpoint final or a step"
             )
-        selection = read_json(sel_path)
-        best = selection.get("best") if isinstance(selection, dict) else None
+        best = selection.get("best")
         if not isinstance(best, str) or not best:
             raise UserError(f"{sel_path}: no 'best' model name")
         if best == "base" and if_base == "final":
@@ -111,31 +111,20 @@ def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error
                 "pass --checkpoint final or a step to export one anyway"
             )
         which = best
-    available = [p.name for p in complete_checkpoints(run_dir)]
-    if (run_dir / "final" / "meta.json").is_file():
-        available.append("final")
-    choices = ", ".join(available) or "none"
-    if which == "final":
-        path = run_dir / "final"
-    else:
-        name = which if which.startswith("checkpoint-") else f"checkpoint-{which}"
-        try:
-            int(name.split("-", 1)[1])
-        except ValueError:
-            raise UserError(
-                f"--checkpoint {which!r} is not best, final, a step number or checkpoint-<step>; "
-                f"complete ones in {run_dir}: {choices}"
-            ) from None
-        path = run_dir / "checkpoints" / name
-    if not path.is_dir():
-        raise UserError(f"{path} does not exist; complete checkpoints in {run_dir}: {choices}")
-    if not (path / "meta.json").is_file():
-        raise UserError(f"{path} is incomplete (no meta.json; it was interrupted while saving); complete: {choices}")
+    if which == "base":
+        raise UserError("--checkpoint base: the base model has no adapter to export; give final or a step")
+    model = runs.find_model(run_dir, which)
     for f in ADAPTER_FILES:
-        if not (path / f).is_file():
-            raise UserError(f"{path} has no {f}; it is not a LoRA adapter checkpoint")
-    meta = read_json(path / "meta.json")
-    return {"name": path.name, "path": path, "step": int(meta.get("step") or 0), "meta": meta, "selection": selection}
+        if not (model.path / f).is_file():
+            raise UserError(f"{model.path} has no {f}; it is not a LoRA adapter checkpoint")
+    return {
+        "name": model.name,
+        "path": model.path,
+        "step": model.step,
+        "meta": model.meta,
+        "selection": selection,
+        "weights_sha256": model.weights_sha256(),
+    }
 
 
 def _identity(name: str | None) -> str:
@@ -174,16 +163,6 @@ def check_base_model(adapter_dir: Path, source: str, meta: dict[str, Any], run_d
             f"{cfg_path} was trained on base model '{adapter_base}', but {run_dir}/config.yaml says "
             f"model.source '{source}'; export it from its own run folder"
         )
-
-
-def hub_base_id(source: str) -> str:
-    """The base model's Hub id for metadata (embedded models name the Hub model they were converted from)."""
-    from codelora.models import parse_source
-
-    src = parse_source(source)
-    if src.kind == "embedded":
-        return EMBEDDED_HUB_IDS.get(src.name, source)
-    return source
 
 
 # ----------------------------------------------------------------------------------------------- output folder
@@ -400,27 +379,33 @@ def export(
     verify_tokens: int = VERIFY_TOKENS,
 ) -> dict[str, Any]:
     """Export one checkpoint of a run into `out`; return export_meta (also written as out/export_meta.json)."""
-    from codelora.compare import run_config
-
     run_dir = require_run(run_dir)
     out = Path(out).expanduser()
     if dtype is not None and dtype not in TOLERANCE:
         raise UserError(f"--dtype {dtype!r} is not valid; choices: {', '.join(TOLERANCE)}")
     if dtype is not None and not merge:
         raise UserError("--dtype applies to a merged export; add --merge (an adapter export keeps its weights)")
-    _check_out(out, force)
-    require_writable(out.parent, "folder of --out")
     run_abs, out_abs = run_dir.resolve(), out.resolve()
     kept = [run_abs / d for d in ("checkpoints", "final", "data", "logs", "plots", "eval")]
     if run_abs.is_relative_to(out_abs) or any(out_abs.is_relative_to(k) for k in kept):
         raise UserError(f"--out {out} would overwrite the run folder {run_dir} or its contents; choose another")
-    cfg = run_config(run_dir)
+    cfg = runs.load_run_config(run_dir)
     if if_base not in ("error", "final"):
         raise UserError(f"--if-base {if_base!r} is not valid; choices: error, final")
     ck = resolve_checkpoint(run_dir, checkpoint, if_base)
     check_base_model(ck["path"], cfg.model.source, ck["meta"], run_dir)
     if merge and dtype is None:
         dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "bf16"
+    inputs = _inputs_sha256(
+        run_dir, ck, {"merge": merge, "dtype": dtype, "shard": max_shard_size, "verify": verify_tokens}
+    )
+    prev = _previous_export(out)
+    if prev is not None and prev.get("inputs_sha256") == inputs:
+        # the same weights, options, selection and results: the export there is this export (a rerun changes nothing)
+        _log(f"{out} is up to date ({ck['name']}, same weights, options and results); nothing to do")
+        return prev
+    _check_out(out, force)
+    require_writable(out.parent, "folder of --out")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
@@ -436,11 +421,13 @@ def export(
                 "run": str(run_dir.resolve()),
                 "checkpoint": ck["name"],
                 "step": ck["step"],
+                "weights_sha256": ck["weights_sha256"],
+                "inputs_sha256": inputs,
                 "selected_by": _selected_by(checkpoint, ck),
                 "source": cfg.model.source,
                 "base_model": hub_base_id(cfg.model.source),
                 "git_commit": ck["meta"].get("git_commit"),
-                "export_git_commit": _git_commit(),
+                "export_git_commit": runs.git_commit(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
@@ -460,6 +447,27 @@ def export(
     return meta
 
 
+def _inputs_sha256(run_dir: Path, ck: dict[str, Any], options: dict[str, Any]) -> str:
+    """Identity of everything an export is made from: the adapter's weights, the export options, and the run files
+    the model card quotes (config, data report, metrics, selection, evaluation summaries)."""
+    from codelora import __version__
+    from codelora.files import sha256_file
+
+    rels = ["config.yaml", "split.json", "data_report.json", "logs/metrics.jsonl", "selection.json"]
+    rels += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("eval/*/*/summary.json"))
+    files = {r: sha256_file(run_dir / r) for r in rels if (run_dir / r).is_file()}
+    doc = {"checkpoint": ck["name"], "weights": ck["weights_sha256"], "options": options, "files": files}
+    return runs.canonical_sha256({**doc, "codelora": __version__})
+
+
+def _previous_export(out: Path) -> dict[str, Any] | None:
+    try:
+        prev = read_json(out / "export_meta.json") if (out / "export_meta.json").is_file() else None
+    except UserError:
+        return None
+    return prev if isinstance(prev, dict) else None
+
+
 def _selected_by(checkpoint: str, ck: dict[str, Any]) -> str:
     if checkpoint != "best":
         return f"--checkpoint {checkpoint}"
@@ -473,12 +481,6 @@ def _space_note(out: Path) -> str:
         return f"{_human(shutil.disk_usage(out.parent).free)} free there now"
     except OSError:
         return "free space unknown"
-
-
-def _git_commit() -> str | None:
-    from codelora.train import _git_commit as commit
-
-    return commit()
 
 
 def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> dict[str, Any]:

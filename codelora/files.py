@@ -23,6 +23,9 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
+        # mkstemp creates mode 0600; a result file gets the mode any new file gets (0666 less the umask), so a
+        # shared report or export is readable by whoever the user's umask allows.
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -32,6 +35,20 @@ def atomic_write_text(path: Path | str, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def jsonl_lines(path: Path | str, what: str = "file") -> Iterator[tuple[int, str]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from codelora import runs
 from codelora.benchmarks import BENCHMARKS
 from codelora.errors import UserError
 from codelora.safetext import markdown_code_block
@@ -88,6 +89,24 @@ def _json(path: Path) -> Any:
         return None
 
 
+def _selection(run_dir: Path) -> dict | None:
+    """selection.json if it still describes the run; a stale one (a compared model retrained since) is ignored."""
+    try:
+        sel = runs.read_selection(run_dir, check=False)
+    except UserError:
+        return None
+    if not isinstance(sel, dict) or runs.selection_staleness(run_dir, sel):
+        return None
+    return sel
+
+
+def _stale(run_dir: Path, model: str, summary: dict) -> str | None:
+    try:
+        return runs.staleness(summary, runs.find_model(run_dir, model))
+    except UserError as e:
+        return str(e)
+
+
 def _cell(v: Any) -> str:
     if v is None:
         return "–"
@@ -129,6 +148,20 @@ def _license(base_id: str, source: str) -> str:
     return "other"
 
 
+# Embedded models are converted from a GGUF of a Hub model: name the Hub model in exported metadata.
+EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def hub_base_id(source: str) -> str:
+    """The base model's Hub id for metadata (embedded models name the Hub model they were converted from)."""
+    from codelora.models import parse_source
+
+    src = parse_source(source)
+    if src.kind == "embedded":
+        return EMBEDDED_HUB_IDS.get(src.name, source)
+    return source
+
+
 def _hub_dataset(dataset: str) -> str | None:
     from codelora.data.load import HUB_DATASETS
 
@@ -140,22 +173,17 @@ def _hub_dataset(dataset: str) -> str | None:
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "logs" / "metrics.jsonl"
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    try:
+        return runs.read_metrics(run_dir)
+    except UserError:
+        return []
 
 
 # ----------------------------------------------------------------------------------------------- sections
 
 
 def _selection_section(run_dir: Path, ck: dict[str, Any], meta: dict[str, Any]) -> str:
-    sel = _json(run_dir / "selection.json")
+    sel = _selection(run_dir)
     name = ck["name"]
     lines = ["## How this checkpoint was chosen", ""]
     if not isinstance(sel, dict):
@@ -225,8 +253,11 @@ def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
     results = []
     for folder in _eval_folders(run_dir):
         bench = next(b for b in BENCHMARKS if folder == b or folder.startswith(b + "-"))
-        s = _json(run_dir / "eval" / folder / _evaluated_as(run_dir / "eval" / folder, ck) / "summary.json")
+        as_ = _evaluated_as(run_dir / "eval" / folder, ck)
+        s = _json(run_dir / "eval" / folder / as_ / "summary.json")
         if not isinstance(s, dict) or not isinstance(s.get("pass@1"), (int, float)):
+            continue
+        if _stale(run_dir, as_, s):  # computed from other weights: never published as this model's score
             continue
         protocol = s.get("protocol") or (folder.split("-", 1)[1] if "-" in folder else None)
         dataset_type, dataset_name = {
@@ -256,7 +287,7 @@ def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
 
 def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
     name = ck["name"]
-    sel = _json(run_dir / "selection.json") or {}
+    sel = _selection(run_dir) or {}
     intervals = {}
     if isinstance(sel, dict):
         for row in sel.get("table") or []:
@@ -272,6 +303,11 @@ def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
             s = _json(bdir / model / "summary.json")
             if not isinstance(s, dict):
                 rows.append([bench, label, "not evaluated", "–", "–", "–", "–"])
+                continue
+            stale = _stale(run_dir, model, s)
+            if stale:
+                rows.append([bench, label, "stale", "–", "–", "–", "–"])
+                notes.append(f"{bench}: the results of {model} are stale ({stale}); not shown")
                 continue
             got[model] = s
             lo_hi = intervals.get((bench, model))
@@ -409,8 +445,6 @@ def _loss_section(run_dir: Path, ck: dict[str, Any], plots: list[str]) -> str:
 
 
 def _usage_section(cfg, meta: dict[str, Any], prompt_example: str | None) -> str:
-    from codelora.export import hub_base_id
-
     system = json.dumps(cfg.data.system_prompt)
     base = hub_base_id(cfg.model.source)
     max_new = cfg.eval.max_new_tokens
@@ -594,8 +628,6 @@ def card_metadata(
     base model and relation, library, pipeline, license, tags, dataset, and with `results` (EvalResults, see
     `eval_results`) the `model-index` under `model_name`."""
     from huggingface_hub import ModelCardData
-
-    from codelora.export import hub_base_id
 
     base = hub_base_id(cfg.model.source)
     merged = bool(meta.get("merged"))

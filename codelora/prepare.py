@@ -19,7 +19,9 @@ from codelora.config import RunConfig
 from codelora.data.format import fit_example
 from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
+from codelora.errors import UserError
 from codelora.files import atomic_write_text
+from codelora.runs import dataset_sha256, has_training
 
 __all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report", "split_notes"]
 
@@ -51,7 +53,15 @@ def _percentiles(values: list[int]) -> dict[str, int]:
 
 
 def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
-    """Prepare cfg.data into run_dir; return the data report (also written as data_report.json)."""
+    """Prepare cfg.data into run_dir; return the data report (also written as data_report.json).
+
+    A run that has checkpoints is refused: its split and data are what those checkpoints were trained on.
+    """
+    if has_training(run_dir):
+        raise UserError(
+            f"{run_dir} already has checkpoints trained on its prepared data; preparing again would change the split "
+            "under them. Use another --run-name"
+        )
     d = cfg.data
     run_dir = Path(run_dir)
     rows, load_report = load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows)
@@ -165,6 +175,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         "plot": plot,
         # what train checks before reusing data/ (written last, with this report)
         "config_sha256": data_fingerprint(cfg),
+        "source_sha256": dataset_sha256(d.dataset),
         "files_sha256": file_hashes,
     }
     atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1) + "\n")

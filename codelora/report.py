@@ -13,24 +13,25 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from codelora.compare import (
-    BENCHMARKS,
-    TABLE_HEAD,
-    _fmt,
-    compare_run,
-    read_metrics,
-    run_config,
-    table_cells,
-)
+from codelora.compare import BENCHMARKS, TABLE_HEAD, compare_run, fmt, table_cells
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, read_json
-from codelora.runs import require_run, run_models
+from codelora.files import read_json
+from codelora.runs import (
+    load_run_config,
+    read_metrics,
+    read_selection,
+    require_run,
+    run_models,
+    selection_staleness,
+    update_text,
+)
 from codelora.safetext import markdown_code_block, terminal_safe
 
 SECTIONS = [
@@ -218,7 +219,7 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
         status = f"finished: final adapter at step {final['step']}, {len(ckpts)} complete checkpoints"
     else:
         status = (
-            f"in progress or stopped: last logged step {_fmt(last)}, {len(ckpts)} complete checkpoints"
+            f"in progress or stopped: last logged step {fmt(last)}, {len(ckpts)} complete checkpoints"
             f" ({', '.join(m['name'] for m in ckpts) or 'none yet'}), no final adapter yet"
         )
     if incomplete:
@@ -241,10 +242,10 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
     rows = [
         [
             r["step"],
-            _fmt(r.get("epoch"), 2),
-            _fmt(train_by.get(r["step"]) if r["step"] else None),
-            _fmt(r.get("valid_loss")),
-            _fmt(r.get("test_loss")),
+            fmt(r.get("epoch"), 2),
+            fmt(train_by.get(r["step"]) if r["step"] else None),
+            fmt(r.get("valid_loss")),
+            fmt(r.get("test_loss")),
         ]
         for r in evals
     ]
@@ -254,11 +255,13 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
 
 def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, str]:
     """The run's selection.json (if for the asked benchmark), else one computed now from existing results only."""
-    path = run_dir / "selection.json"
-    if path.is_file():
-        sel = read_json(path)
-        if isinstance(sel, dict) and "best" in sel and (benchmark is None or sel.get("benchmark") == benchmark):
+    stale = None
+    sel = read_selection(run_dir, check=False)
+    if isinstance(sel, dict) and "best" in sel and (benchmark is None or sel.get("benchmark") == benchmark):
+        stale = selection_staleness(run_dir, sel)
+        if stale is None:
             return sel, f"from selection.json ({sel.get('created', '')})"
+        benchmark = sel.get("benchmark")
     benches = [benchmark] if benchmark else [b for b in BENCHMARKS if (run_dir / "eval" / b).is_dir()]
     why = "no evaluation results yet (codelora evaluate / codelora compare)"
     for b in benches:
@@ -267,7 +270,12 @@ def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, 
         except UserError as e:
             why = str(e)
             continue
-        return sel, "computed for this report from the results so far; run `codelora compare` to record a selection"
+        why = "computed for this report from the results so far; run `codelora compare` to record a selection"
+        if stale:
+            why = f"selection.json is stale ({stale}); " + why
+        return sel, why
+    if stale:
+        why = f"selection.json is stale ({stale}) and {why}"
     return None, why
 
 
@@ -381,7 +389,7 @@ def build_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[str
     run_dir = require_run(run_dir)
     if benchmark is not None and benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
-    cfg = run_config(run_dir)
+    cfg = load_run_config(run_dir)
     metrics = read_metrics(run_dir)
     doc = _Doc()
     _config_section(doc, run_dir, cfg)
@@ -411,6 +419,20 @@ def write_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[Pat
     run_dir = require_run(run_dir)
     page, md = build_report(run_dir, benchmark)
     html_path, md_path = run_dir / "report.html", run_dir / "report.md"
-    atomic_write_text(html_path, page)
-    atomic_write_text(md_path, md)
+    # Same content as the report already there (only the "generated" time would differ): leave both untouched,
+    # so a rerun of the workflow changes no file.
+    if not (_same_but_time(html_path, page) and _same_but_time(md_path, md)):
+        update_text(html_path, page)
+        update_text(md_path, md)
     return html_path, md_path
+
+
+_GENERATED = re.compile(r"generated \d{4}-\d\d-\d\dT[0-9:+-]+ by codelora")
+
+
+def _same_but_time(path: Path, text: str) -> bool:
+    try:
+        old = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _GENERATED.sub("generated", old) == _GENERATED.sub("generated", text)

@@ -24,16 +24,19 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from codelora.config import LoraConfig, RunConfig, save_config
+from codelora.config import LoraConfig, RunConfig
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, read_json, require_writable, sha256_file
+from codelora.runs import all_checkpoints as _all_checkpoints
+from codelora.runs import complete_checkpoints, finished_step, portable_config, save_run_config
+from codelora.runs import git_commit as _git_commit
+from codelora.runs import step_of as _step_of
 
 __all__ = [
     "RESUME_STATE",
@@ -86,39 +89,6 @@ METRIC_KEYS = [
 
 class TrainingError(UserError):
     """Training cannot go on (e.g. the loss became NaN)."""
-
-
-def _step_of(path: Path) -> int:
-    try:
-        return int(path.name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1
-
-
-def _all_checkpoints(run_dir: Path) -> list[Path]:
-    ck = Path(run_dir) / "checkpoints"
-    if not ck.is_dir():
-        return []
-    return sorted((p for p in ck.glob("checkpoint-*") if p.is_dir() and _step_of(p) >= 0), key=_step_of)
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints that have meta.json (written last), oldest first."""
-    return [p for p in _all_checkpoints(run_dir) if (p / "meta.json").is_file()]
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _is_nan(x: Any) -> bool:
@@ -406,6 +376,14 @@ def _make_classes():
     return CodeloraTrainer, RunCallback
 
 
+def _reached(cfg: RunConfig, run_dir: Path, done_at: int) -> bool:
+    """Whether a run that finished at step `done_at` already covers cfg's length (max_steps, else epochs)."""
+    if cfg.train.max_steps > 0:
+        return cfg.train.max_steps <= done_at
+    meta = json.loads((run_dir / "final" / "meta.json").read_text(encoding="utf-8"))
+    return float(meta.get("epoch") or 0.0) >= cfg.train.epochs - 1e-6
+
+
 def _data_ready(run_dir: Path) -> bool:
     return (run_dir / "data_report.json").is_file() and all(
         (run_dir / "data" / f"{s}.jsonl").is_file() for s in ("train", "valid", "test")
@@ -416,6 +394,7 @@ def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
     """Why the prepared data in run_dir cannot be reused for cfg (None: it can). 'unverified' when it predates
     the fingerprint in data_report.json."""
     from codelora.prepare import data_fingerprint
+    from codelora.runs import dataset_sha256
 
     if not _data_ready(run_dir):
         return "missing"
@@ -427,6 +406,8 @@ def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
         return "unverified"
     if report["config_sha256"] != data_fingerprint(cfg):
         return "it was prepared with a different data config or model tokenizer"
+    if report.get("source_sha256") and report["source_sha256"] != dataset_sha256(cfg.data.dataset):
+        return f"the dataset {cfg.data.dataset} changed since it was prepared (its sha256 differs)"
     for split, digest in (report.get("files_sha256") or {}).items():
         path = run_dir / "data" / f"{split}.jsonl"
         if not path.is_file() or sha256_file(path) != digest:
@@ -696,6 +677,7 @@ def train(
     optimizer state (fresh AdamW moments, the schedule continues)."""
     run_dir = Path(run_dir)
     resume = resume or resume_from is not None
+    cfg = portable_config(cfg, run_dir)  # a relative dataset path is stored absolute: the run works from anywhere
     # Read-only checks first, on every rank alike, before any rank writes anything.
     ckpts = _all_checkpoints(run_dir)
     if not resume and (ckpts or (run_dir / "final").exists()):
@@ -703,6 +685,11 @@ def train(
     resume_ck: Path | None = None
     resume_meta: dict[str, Any] = {}
     if resume:
+        done_at = finished_step(run_dir)
+        if resume_from is None and done_at is not None and _reached(cfg, run_dir, done_at):
+            # --resume on a finished run changes nothing (a rerun of a script must not train one more step);
+            # extending it takes a larger train.max_steps / train.epochs
+            return {"run_dir": str(run_dir), "global_step": done_at, "already_finished": True}
         resume_ck = resolve_resume_checkpoint(run_dir, resume_from, reset_optimizer)
         resume_meta = _check_resume_config(cfg, run_dir, resume_ck)
         problem = _data_problem(cfg, run_dir)
@@ -756,7 +743,7 @@ def train(
             if problem not in ("missing", "unverified"):
                 print(f"codelora: re-preparing {run_dir}/data: {problem}", file=sys.stderr)
             prepare(cfg, run_dir, tokenizer)
-        save_config(cfg, run_dir / "config.yaml")
+        save_run_config(cfg, run_dir)
     dist.wait_for_everyone()
     train_ds = load_tokenized(run_dir, "train")
     evals = {s: load_tokenized(run_dir, s) for s in ("valid", "test")}
@@ -857,7 +844,10 @@ def train(
     # SIGTERM / Ctrl-C: finish the current step, save a checkpoint, stop cleanly.
     old_handlers = {}
 
+    received: list[int] = []
+
     def _on_signal(signum, frame):
+        received.append(signum)
         cb.stop_requested = True
 
     if threading.current_thread() is threading.main_thread():
@@ -880,6 +870,7 @@ def train(
         "run_dir": str(run_dir),
         "global_step": out.global_step,
         "interrupted": cb.stop_requested,
+        "signal": received[0] if received else None,
         "train_loss": train_rows[-1]["train_loss"] if train_rows else None,
         "valid_loss_start": eval_rows[0]["valid_loss"] if eval_rows and eval_rows[0]["step"] == 0 else None,
         "valid_loss": eval_rows[-1]["valid_loss"] if eval_rows else None,

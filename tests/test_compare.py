@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from codelora import compare as cmp
+from codelora import runs
 from codelora.cli import main
 from codelora.config import load_config, save_config
 from codelora.errors import UserError
+from codelora.generate import Sampling
 from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 SAMPLING = {"n": 1, "temperature": 0.2, "top_p": 0.9, "max_new_tokens": 160, "seed": 42, "greedy": True}
@@ -77,6 +79,18 @@ def write_eval(run: Path, model: str, outcomes: dict, benchmark="heldout", sampl
         "prompts_sha256": prompts_sha,
         "pass@1": sum(r["passed"] for r in res) / len(res),
     }
+    # the hand-made adapters have no weights file, so every model's weights hash is None (as for base)
+    summary["provenance"] = runs.provenance(
+        benchmark=benchmark,
+        source=summary["source"],
+        revision=None,
+        weights_sha256=None,
+        prompts_sha256=prompts_sha,
+        sampling={**Sampling(**{k: v for k, v in summary["sampling"].items() if k != "n"}).key(), "n": 1},
+        problems_sha256=runs.canonical_sha256(sorted(outcomes)),
+        limit=None,
+    )
+    summary["result_key"] = runs.canonical_sha256(summary["provenance"])
     (d / "summary.json").write_text(json.dumps(summary))
 
 
@@ -455,7 +469,7 @@ def test_missing_results_call_evaluate_lazily(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "codelora.evaluate", types.SimpleNamespace(evaluate=fake_evaluate))
     doc = cmp.compare_run(run)
     # the new evaluation is asked to match the existing one: same sampling, same number of problems
-    same = {"n": 1, "top_p": 0.9, "max_new_tokens": 160, "seed": 42, "limit": 4}
+    same = {"n": 1, "top_p": 0.9, "max_new_tokens": 160, "seed": 42, "limit": None}
     assert calls == [(run, "heldout", ["checkpoint-4"], same)]
     assert doc["best"] == "checkpoint-4"
 
@@ -477,7 +491,8 @@ def test_no_evaluate_leaves_unevaluated_models_out(tmp_path):
     run = make_run(tmp_path, results={"base": solved(4, 1), "checkpoint-4": solved(4, 2)})
     doc = cmp.compare_run(run, evaluate_missing=False)
     assert [r["model"] for r in doc["table"]] == ["base", "checkpoint-4"]
-    assert any("left out: checkpoint-8, final" in n for n in doc["notes"])
+    assert "left out checkpoint-8: not evaluated yet on heldout" in doc["notes"]
+    assert "left out final: not evaluated yet on heldout" in doc["notes"]
 
 
 def test_bad_results_line_names_file_and_line(tmp_path):
@@ -511,7 +526,7 @@ def test_selection_json_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cmp.os, "fdopen", lambda fd, *a, **k: Broken(real_fdopen(fd, *a, **k)))
     with pytest.raises(OSError, match="disk full"):
-        cmp.atomic_write_text(target, json.dumps({"best": "new", "pad": "x" * 1000}))
+        runs.write_selection(tmp_path, {"best": "new", "pad": "x" * 1000})
     assert json.loads(target.read_text()) == {"best": "old"}
     assert list(tmp_path.iterdir()) == [target]
 

@@ -11,6 +11,7 @@ import pytest
 
 import codelora.evaluate as E
 import codelora.generate as G
+from codelora import runs
 from codelora.benchmarks import livecodebench as lcb
 from codelora.cli import main
 from codelora.config import load_config
@@ -70,7 +71,7 @@ def test_heldout_writes_contract_files(run, heldout):
         s = json.loads((folder / "summary.json").read_text())
         assert s == heldout[name]
         assert (s["model"], s["step"], s["source"]) == (name, step, "tiny-random:qwen2")
-        assert s["adapter"] == (None if name == "base" else str(run / "final"))
+        assert s["adapter"] == (None if name == "base" else "final")  # relative to the run folder
         assert s["sampling"] == {
             "n": 1,
             "temperature": 0.2,
@@ -166,11 +167,14 @@ def test_rerun_reuses_everything_without_loading_a_model(run, heldout, monkeypat
         raise AssertionError("model loaded although every generation exists")
 
     monkeypatch.setattr(E, "_hf_load", no_load)
+    folder = run / "eval" / "heldout"
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
     again = E.evaluate(run, "heldout", ["base", "final"], **FAST)
     for name in ("base", "final"):
-        g = again[name]["generation"]
-        assert g["generated"] == 0 and g["reused"] == heldout[name]["samples"]
-        assert again[name]["pass@1"] == heldout[name]["pass@1"]
+        # results current for the same weights, prompts, sampling and problems: returned as stored
+        assert again[name] == heldout[name]
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == {p: v for p, v in before.items() if p.name != ".lock"}  # not one file rewritten
 
 
 def test_interrupted_evaluation_resumes(run, monkeypatch):
@@ -211,7 +215,12 @@ def test_interrupted_evaluation_resumes(run, monkeypatch):
     monkeypatch.setattr(G, "generate_batch", counting)
     s2 = E.evaluate(run, "heldout", ["checkpoint-2"], **{**opts, "max_new_tokens": 4})["checkpoint-2"]
     assert s2["generation"]["generated"] == 5 and calls[-1] == 5
-    assert s2["sampling"]["max_new_tokens"] == 4 and len(_lines(gen_file)) == 9
+    # the store only grows: the max_new_tokens=5 answers are still there beside the new ones
+    assert s2["sampling"]["max_new_tokens"] == 4 and len(_lines(gen_file)) == 18
+    n_calls = len(calls)
+    s3 = E.evaluate(run, "heldout", ["checkpoint-2"], **opts)["checkpoint-2"]
+    assert len(calls) == n_calls and s3["generation"]["generated"] == 0 and s3["generation"]["reused"] == 9
+    assert s3["pass@1"] == s["pass@1"] and len(_lines(gen_file)) == 18
 
 
 def test_identical_weights_reuse_another_models_answers(run, heldout, monkeypatch):
@@ -225,9 +234,9 @@ def test_identical_weights_reuse_another_models_answers(run, heldout, monkeypatc
     monkeypatch.setattr(E, "_hf_load", no_load)
     s = E.evaluate(run, "heldout", ["checkpoint-2"], **FAST)["checkpoint-2"]
     assert s["generation"]["generated"] == 0 and s["generation"]["reused"] == heldout["final"]["samples"]
-    mine = _lines(run / "eval" / "heldout" / "checkpoint-2" / "generations.jsonl")
+    mine = runs.read_answers(run / "eval" / "heldout" / "checkpoint-2", s)
+    assert mine == runs.read_answers(run / "eval" / "heldout" / "final", heldout["final"]) and mine
     finals = _lines(run / "eval" / "heldout" / "final" / "generations.jsonl")
-    assert [r["raw"] for r in mine] == [r["raw"] for r in finals]
     # the base model has other weights: nothing of final's may count as its answers
     base_fp = _lines(run / "eval" / "heldout" / "base" / "generations.jsonl")[0]["model"]
     assert base_fp != finals[0]["model"]

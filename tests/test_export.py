@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from codelora import runs
 from codelora.config import SYSTEM_PROMPT, load_config
 from codelora.errors import UserError
 from codelora.export import TOLERANCE, ExportError, export, resolve_checkpoint
@@ -59,7 +60,21 @@ def run(tmp_path_factory) -> Path:
     for model, step, p in (("base", 0, 0.25), ("checkpoint-2", 2, 0.5)):
         d = run_dir / "eval" / "heldout" / model
         d.mkdir(parents=True)
-        (d / "summary.json").write_text(json.dumps(_summary(model, step, p)))
+        s = _summary(model, step, p)
+        # results record the weights they were computed from (the card shows a mismatch as stale)
+        weights = runs.weights_sha256(run_dir / "checkpoints" / model) if model != "base" else None
+        s["provenance"] = runs.provenance(
+            benchmark="heldout",
+            source="tiny-random:qwen2",
+            revision=None,
+            weights_sha256=weights,
+            prompts_sha256="abc",
+            sampling={"greedy": True, "max_new_tokens": 64, "n": 1},
+            problems_sha256="p",
+            limit=None,
+        )
+        s["result_key"] = runs.canonical_sha256(s["provenance"])
+        (d / "summary.json").write_text(json.dumps(s))
     return run_dir
 
 
