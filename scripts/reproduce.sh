@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The course project's whole workflow, done right, on a GPU machine with hub access:
 # both datasets, every checkpoint kept and graded by running its code, the best one chosen by numbers,
-# exported (merged, verified) and pushed. Each step writes under outputs/<run>/ and can be re-run: finished
-# generations are reused, and `train --resume` continues an interrupted run.
+# exported (merged, verified) and pushed. Each step writes under outputs/<run>/ and the whole script can be run
+# again: it only finishes what is missing. `train --resume` continues an interrupted run and says "already finished"
+# for a finished one; evaluations whose results are current (same weights, prompts, sampling, problems) are not
+# recomputed; compare, report and export leave their files untouched when nothing they read changed. An interrupted
+# step exits 130/143, so `set -e` stops the script before an unfinished run is exported or pushed.
 #
 #   bash scripts/reproduce.sh                 # DEEP and DIVERSE, LiveCodeBench AtCoder-easy + held-out + HumanEval
 #   HF_TOKEN=hf_... PUSH_USER=me bash scripts/reproduce.sh   # also upload the chosen models (token from the env only)
@@ -18,7 +21,7 @@ codelora download deep
 codelora download diverse
 
 for run in deep diverse; do
-  # Resume when a previous attempt left checkpoints behind.
+  # Resume when a previous attempt left checkpoints behind (a finished run: "already finished", nothing trained).
   if [ -d "outputs/seed-$run/checkpoints" ]; then resume=--resume; else resume=; fi
   codelora train --config "seed-$run" $resume
 

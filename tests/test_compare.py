@@ -629,3 +629,53 @@ def test_cli_compare_prints_table_and_errors_cleanly(tmp_path, capsys):
     assert main(["compare", "--run", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no such run folder" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------- views and borrowed losses
+
+
+def test_a_restricted_view_writes_nothing_export_reads(tmp_path, capsys):
+    run = make_run(
+        tmp_path,
+        results={
+            "base": solved(5, 1),
+            "checkpoint-4": solved(5, 3),
+            "checkpoint-8": solved(5, 4),
+            "final": solved(5, 2),
+        },
+    )
+    assert main(["compare", "--run", str(run)]) == 0
+    before = (run / "selection.json").read_bytes(), (run / "selection.json").stat().st_mtime_ns
+    assert json.loads(before[0])["best"] == "checkpoint-8"
+    for view in (["--problems", "p03", "--models", "base,final"], ["--models", "base", "final"], ["--problems", "p01"]):
+        assert main(["compare", "--run", str(run), *view]) == 0
+        assert "view only: nothing written" in capsys.readouterr().out
+        assert ((run / "selection.json").read_bytes(), (run / "selection.json").stat().st_mtime_ns) == before
+    # the same full comparison again says the same: the file is left as it is
+    assert main(["compare", "--run", str(run)]) == 0
+    assert ((run / "selection.json").read_bytes(), (run / "selection.json").stat().st_mtime_ns) == before
+
+
+def test_a_borrowed_validation_loss_is_marked_and_never_breaks_a_tie(tmp_path):
+    # evals at steps 0, 2 and 4; checkpoint-6 has no eval of its own: the step-4 loss is not its loss
+    metrics = [
+        {"step": 0, "epoch": 0.0, "valid_loss": 1.0},
+        {"step": 2, "epoch": 0.25, "train_loss": 0.9},
+        {"step": 2, "epoch": 0.25, "valid_loss": 0.9},
+        {"step": 4, "epoch": 0.5, "valid_loss": 0.5},
+        {"step": 6, "epoch": 0.75, "train_loss": 0.6},
+    ]
+    run = make_run(
+        tmp_path,
+        checkpoints=(2, 6),
+        final_step=None,
+        metrics=metrics,
+        results={"base": solved(4, 1), "checkpoint-2": solved(4, 3), "checkpoint-6": solved(4, 3)},
+    )
+    doc = cmp.compare_run(run)
+    row = {r["model"]: r for r in doc["table"]}
+    assert row["checkpoint-6"]["valid_loss"] is None and row["checkpoint-6"]["borrowed_valid_loss"] == 0.5
+    assert row["checkpoint-6"]["loss_step"] == 4 and cmp.table_cells(row["checkpoint-6"])[4] == "0.5000 (step 4)"
+    assert row["checkpoint-2"]["valid_loss"] == 0.9
+    # tied on pass@1: the borrowed 0.5 must not beat checkpoint-2's own 0.9
+    assert doc["best"] == "checkpoint-2"

@@ -56,7 +56,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     return {
         str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != runs.LOCK_NAME
+        if p.is_file() and p.name != ".lock"
     }
 
 
@@ -283,3 +283,35 @@ def test_interrupted_evaluate_exits_143_and_keeps_the_finished_batch(trained, tm
     store = run / "eval" / "heldout" / "checkpoint-2" / "generations.jsonl"
     assert len(store.read_text().splitlines()) == 4  # the finished batch was saved
     assert not (store.parent / "summary.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ whole workflow
+
+
+def test_the_whole_workflow_twice_changes_nothing_the_second_time(tmp_path, monkeypatch, capsys):
+    (tmp_path / "problems.jsonl").write_bytes(_sample_rows())
+    monkeypatch.chdir(tmp_path)
+    run, out = tmp_path / "run", tmp_path / "export"
+    sets = [x for o in _overrides(tmp_path) for x in ("--set", o)]
+    workflow = [
+        ["train", "--config", "demo", *sets],
+        ["evaluate", "--run", str(run), "--benchmark", "heldout", "--models", "base,final", "--max-new-tokens", "6"],
+        ["compare", "--run", str(run), "--benchmark", "heldout"],
+        ["report", "--run", str(run)],
+        ["export", "--run", str(run), "--checkpoint", "best", "--if-base", "final", "--out", str(out), "--force"],
+    ]
+    for argv in workflow:
+        assert main(argv) == 0, argv
+    assert (run / "selection.json").is_file() and (out / "export_meta.json").is_file()
+    capsys.readouterr()
+    first = _snapshot(tmp_path)
+
+    calls: list[int] = []
+    monkeypatch.setattr(G, "generate_batch", lambda *a, **k: calls.append(1))  # any generation would be recorded
+    workflow[0] = [*workflow[0], "--resume"]  # as scripts/reproduce.sh reruns it
+    for argv in workflow:
+        assert main(argv) == 0, argv
+    err = capsys.readouterr().err
+    assert "already finished at step 2" in err and "is up to date" in err
+    assert calls == []
+    assert _snapshot(tmp_path) == first  # every file byte-identical, none even rewritten
