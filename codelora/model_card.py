@@ -653,8 +653,6 @@ def build_card(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], pro
     """The README.md text of an export."""
     from huggingface_hub import ModelCardData
 
-    from codelora.export import hub_base_id
-
     run_dir = Path(run_dir)
     results = eval_results(run_dir, cfg, ck)
     base_name = hub_base_id(cfg.model.source).split("/")[-1]
