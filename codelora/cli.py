@@ -39,45 +39,31 @@ def _cmd_download(a: DownloadArgs) -> None:
     print(download(a.name, a.repo_type, a.revision))
 
 
-def _cmd_prepare(a: PrepareArgs) -> None:
+def _run_config(a: PrepareArgs):
+    """(config, run folder) of prepare/train: the config with --set applied, --run-name replacing its run_name."""
     from pathlib import Path
 
-    from codelora.chat import set_pad_token
     from codelora.config import load_config
-    from codelora.models import load_tokenizer
-    from codelora.prepare import prepare, print_report
-    from codelora.runs import has_training, portable_config, save_run_config
 
     cfg = load_config(a.config, a.overrides)
-    if a.run_name:
-        cfg.run_name = a.run_name
-    run_dir = Path(cfg.output_dir) / cfg.run_name
-    cfg = portable_config(cfg, run_dir)
-    if has_training(run_dir):  # before config.yaml is touched: the checkpoints were trained on this run's data
-        raise UserError(
-            f"{run_dir} already has checkpoints; `prepare` would replace the split and data they were trained on. "
-            "Use another --run-name"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, run_dir)
-    tokenizer = load_tokenizer(cfg.model.source, cfg.model.revision)
-    set_pad_token(tokenizer)
-    report = prepare(cfg, run_dir, tokenizer)
-    print_report(report)
+    cfg.run_name = a.run_name or cfg.run_name
+    return cfg, Path(cfg.output_dir) / cfg.run_name
+
+
+def _cmd_prepare(a: PrepareArgs) -> None:
+    from codelora.prepare import prepare_run, print_report
+
+    cfg, run_dir = _run_config(a)
+    print_report(prepare_run(cfg, run_dir))
     print(f"wrote {run_dir}/split.json, data_report.json, plots/lengths.png")
 
 
 def _cmd_train(a: TrainArgs) -> int:
     import json
-    from pathlib import Path
 
-    from codelora.config import load_config
     from codelora.train import train
 
-    cfg = load_config(a.config, a.overrides)
-    if a.run_name:
-        cfg.run_name = a.run_name
-    run_dir = Path(cfg.output_dir) / cfg.run_name
+    cfg, run_dir = _run_config(a)
     result = train(cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer)
     if result.get("already_finished"):
         print(

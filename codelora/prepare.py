@@ -20,10 +20,10 @@ from codelora.data.format import fit_example
 from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
 from codelora.errors import UserError
-from codelora.files import atomic_write_text
-from codelora.runs import dataset_sha256, has_training
+from codelora.files import atomic_write_text, require_writable
+from codelora.runs import dataset_sha256, has_training, portable_config, save_run_config
 
-__all__ = ["data_fingerprint", "load_tokenized", "prepare", "print_report", "split_notes"]
+__all__ = ["data_fingerprint", "load_tokenized", "prepare", "prepare_run", "print_report", "split_notes"]
 
 # Bump when the tokenized format written below changes, so older caches are rebuilt rather than reused.
 # 2: the system turn is always sent (codelora.chat), so an empty data.system_prompt is an empty system turn.
@@ -50,6 +50,32 @@ def _percentiles(values: list[int]) -> dict[str, int]:
         return s[max(0, math.ceil(q * len(s)) - 1)]
 
     return {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": s[-1]}
+
+
+def prepare_run(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """`codelora prepare`: the run folder's config.yaml, then its prepared data with the model's own tokenizer
+    (pad rule from codelora.chat); returns the data report (see `prepare`). `train` takes the same steps itself,
+    with the tokenizer of the model it has loaded.
+
+    Raises UserError before anything is written for a run that already has checkpoints (they were trained on its
+    data) or a folder that cannot be written, and for bad data (see `prepare`).
+    """
+    from codelora.chat import set_pad_token
+    from codelora.models import load_tokenizer
+
+    run_dir = Path(run_dir)
+    cfg = portable_config(cfg, run_dir)
+    if has_training(run_dir):  # before config.yaml is touched: the checkpoints were trained on this run's data
+        raise UserError(
+            f"{run_dir} already has checkpoints; `prepare` would replace the split and data they were trained on. "
+            "Use another --run-name"
+        )
+    require_writable(run_dir, "run folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, run_dir)
+    tokenizer = load_tokenizer(cfg.model.source, cfg.model.revision)
+    set_pad_token(tokenizer)
+    return prepare(cfg, run_dir, tokenizer)
 
 
 def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
