@@ -454,6 +454,37 @@ def notes_left_out(notes: list[str]) -> bool:
     return any(n.startswith("left out ") for n in notes)
 
 
+def _verdict(reasons, flags, notes, rows, tests, matrix, examples) -> dict:
+    """The part of a selection document both `compare --run` and `--runs` write: why, what was flagged, the table,
+    the paired tests, the solved matrix and the side-by-side examples (in this key order)."""
+    return {
+        "reasons": reasons,
+        "flags": flags,
+        "notes": notes,
+        "table": rows,
+        "paired_tests": tests,
+        "matrix": matrix,
+        "examples": examples,
+    }
+
+
+SCORE_KEYS = ("pass@1", "pass@1_low", "pass@1_high", "interval", "solved", "problems", "samples")
+
+
+def _table_row(name: str, step: int, epoch, metrics: list[dict], score: dict, note: str = "", **extra) -> dict:
+    """One row of a selection table: the model (and `extra`, e.g. its run), step, epoch, the losses logged at that
+    step, pass@1 with its interval and counts (from `score_of`), and a note."""
+    return {
+        "model": name,
+        **extra,
+        "step": step,
+        "epoch": epoch,
+        **losses_at(metrics, step),
+        **{k: score[k] for k in SCORE_KEYS},
+        "note": note,
+    }
+
+
 def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
     flags = check_consistent(evals, force)
     forced = {n for f in flags for n in f["models"]}
@@ -463,14 +494,7 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
     rows = []
     for m in entries:
         s = scores[m["name"]]
-        row = {
-            "model": m["name"],
-            "step": m["step"],
-            "epoch": m["epoch"],
-            **losses_at(metrics, m["step"]),
-            **{k: s[k] for k in ("pass@1", "pass@1_low", "pass@1_high", "interval", "solved", "problems", "samples")},
-            "note": "",
-        }
+        row = _table_row(m["name"], m["step"], m["epoch"], metrics, s)
         if m["name"] == "base":
             row["train_loss"] = None  # nothing trained yet at step 0
         if m["kind"] == "final":
@@ -516,13 +540,7 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
         "best_adapter": rf.relative_to_run(best_entry["adapter"], run_dir) if best_entry else None,
         "best_weights_sha256": best_entry["record"].weights_sha256() if best_entry else None,
         "result_keys": {n: ev["summary"].get("result_key") for n, ev in evals.items()},
-        "reasons": reasons,
-        "flags": flags,
-        "notes": notes,
-        "table": rows,
-        "paired_tests": tests,
-        "matrix": matrix,
-        "examples": build_examples(evals, matrix, problems, best, final),
+        **_verdict(reasons, flags, notes, rows, tests, matrix, build_examples(evals, matrix, problems, best, final)),
         "evaluation": {k: v for k, v in _signature(next(iter(evals.values()))).items() if k != "problems"},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -608,15 +626,8 @@ def compare_runs(
     rows = []
     for e in entries:
         s = scores[e["name"]]
-        row = {
-            "model": e["name"],
-            "run": e["run"],
-            "step": e["step"],
-            "epoch": e["epoch"],
-            **losses_at(read_metrics(e["run_dir"]), e["step"]),
-            **{k: s[k] for k in ("pass@1", "pass@1_low", "pass@1_high", "interval", "solved", "problems", "samples")},
-            "note": "forced" if e["name"] in forced else "",
-        }
+        note = "forced" if e["name"] in forced else ""
+        row = _table_row(e["name"], e["step"], e["epoch"], read_metrics(e["run_dir"]), s, note, run=e["run"])
         if e["model"] == "base":
             row["train_loss"] = None
         if e["name"] in forced:
@@ -636,13 +647,7 @@ def compare_runs(
         "runs": [str(r) for r in runs],
         "benchmark": benchmark,
         "best": best,
-        "reasons": reasons,
-        "flags": flags,
-        "notes": notes,
-        "table": rows,
-        "paired_tests": tests,
-        "matrix": matrix,
-        "examples": build_examples(evals, matrix, problems, best, None),
+        **_verdict(reasons, flags, notes, rows, tests, matrix, build_examples(evals, matrix, problems, best, None)),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "out": str(out_dir),
     }

@@ -448,6 +448,12 @@ def _usage_section(cfg, meta: dict[str, Any], prompt_example: str | None) -> str
     system = json.dumps(cfg.data.system_prompt)
     base = hub_base_id(cfg.model.source)
     max_new = cfg.eval.max_new_tokens
+    # the lines that ask the loaded model (transformers or peft) one question, greedy, as evaluate does
+    answer = [
+        'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)',
+        f"out = model.generate(**inputs, max_new_tokens={max_new}, do_sample=False)",
+        'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
+    ]
     merged = meta.get("merged")
     repo = REPO_PLACEHOLDER
     chat = (
@@ -480,9 +486,7 @@ def _usage_section(cfg, meta: dict[str, Any], prompt_example: str | None) -> str
             f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
             f'model = AutoModelForCausalLM.from_pretrained("{repo}", dtype="auto")',
             chat.rstrip(),
-            'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)',
-            f"out = model.generate(**inputs, max_new_tokens={max_new}, do_sample=False)",
-            'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
+            *answer,
             "```",
             "",
             "### peft",
@@ -514,9 +518,7 @@ def _usage_section(cfg, meta: dict[str, Any], prompt_example: str | None) -> str
             f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype="auto")',
             f'model = PeftModel.from_pretrained(base, "{repo}")',
             chat.rstrip(),
-            'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)',
-            f"out = model.generate(**inputs, max_new_tokens={max_new}, do_sample=False)",
-            'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
+            *answer,
             "```",
             "",
             "To get a plain transformers model: `model = model.merge_and_unload()` (load the base in float32 first, "

@@ -3,6 +3,7 @@ pass@1 per benchmark and protocol as EvalResults (model-index), read back by hug
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,14 +12,27 @@ from huggingface_hub import ModelCard
 from codelora.config import load_config
 from codelora.model_card import build_card, check_front_matter, eval_results, front_matter
 
+WEIGHTS = b"adapter weights"
+
 
 def _summary(path: Path, pass1: float, **extra) -> None:
+    """A result of the run's checkpoint-4 as it is on disk (provenance: its weights' sha256)."""
     path.mkdir(parents=True)
-    (path / "summary.json").write_text(json.dumps({"pass@1": pass1, "problems": 4, "samples": 4, **extra}))
+    prov = {"weights_sha256": None if path.name == "base" else hashlib.sha256(WEIGHTS).hexdigest()}
+    summary = {"pass@1": pass1, "problems": 4, "samples": 4, "provenance": prov, **extra}
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
+def _checkpoint(run: Path) -> None:
+    ck = run / "checkpoints" / "checkpoint-4"
+    ck.mkdir(parents=True)
+    (ck / "adapter_model.safetensors").write_bytes(WEIGHTS)
+    (ck / "meta.json").write_text(json.dumps({"step": 4}))
 
 
 def test_pass_at_1_per_benchmark_and_protocol_in_model_index(tmp_path):
     run = tmp_path / "run"
+    _checkpoint(run)
     _summary(run / "eval" / "heldout" / "checkpoint-4", 0.25)
     _summary(run / "eval" / "livecodebench" / "checkpoint-4", 0.5, protocol="livecodebench")
     _summary(run / "eval" / "livecodebench-course" / "checkpoint-4", 0.75, protocol="course")
