@@ -309,6 +309,8 @@ def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
 
 
 def build_matrix(scores: dict[str, dict]) -> dict:
+    """Problems x models solved matrix from `score_of` results: {problems (sorted ids), models, solved {model: [bool | None
+    per problem]}, disagreements (problems the models do not all solve or all fail)}."""
     problems = sorted({p for s in scores.values() for p in s["per_problem"]})
     solved = {m: [s["per_problem"].get(p) for p in problems] for m, s in scores.items()}
     disagree = [p for i, p in enumerate(problems) if len({v[i] for v in solved.values() if v[i] is not None}) > 1]
@@ -784,6 +786,8 @@ def _loss_cell(row: dict, which: str) -> str:
 
 
 def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> None:
+    """Print a selection document (table, best model and reasons, flags; with show_examples the side-by-side
+    answers) to the terminal with rich, then `path_note` (where it was written)."""
     from rich.console import Console
     from rich.table import Table
 

@@ -39,6 +39,8 @@ VLLM_MODES = ("merge", "lora")
 
 @dataclass
 class Task:
+    """One problem as a model is asked it."""
+
     task_id: str
     message: str  # the user message (problem statement + benchmark's instructions)
     entry_point: str | None = None  # the function the tests call (call-based, HumanEval); None: a stdin program
@@ -46,6 +48,8 @@ class Task:
 
 @dataclass
 class ModelSpec:
+    """One model to evaluate: its name in the run (base, checkpoint-N, final), base source, adapter folder, step."""
+
     name: str
     source: str
     adapter: str | None
