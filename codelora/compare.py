@@ -73,10 +73,13 @@ def resolve_models(run_dir: Path, requested: list[str] | None) -> tuple[list[dic
 # ---------------------------------------------------------------------------------------------- evaluation results
 
 
-def load_eval(run_dir: Path, benchmark: str, name: str, model: rf.Model | None = None) -> dict | None:
+def load_eval(
+    run_dir: Path, benchmark: str, name: str, model: rf.Model | None = None, protocol: str | None = None
+) -> dict | None:
     """One model's results: summary, per-problem sample outcomes, code of each sample, and `stale` (why they no
-    longer match `model`'s weights, None when current); None if not evaluated."""
-    ev = rf.read_result(run_dir, benchmark, model if model is not None else name)
+    longer match `model`'s weights, None when current); None if not evaluated. protocol: LiveCodeBench's grading
+    protocol (None: the default), whose results live in their own folder."""
+    ev = rf.read_result(run_dir, benchmark, model if model is not None else name, protocol)
     return ev.as_dict() if ev is not None else None
 
 
@@ -398,16 +401,22 @@ def compare_run(
     evaluate_missing: bool = True,
     evaluate_options: dict | None = None,
     write: bool = True,
+    protocol: str | None = None,
 ) -> dict:
-    """Compare a run's models on one benchmark; return (and by default write) the selection document."""
+    """Compare a run's models on one benchmark; return (and by default write) the selection document.
+
+    protocol: LiveCodeBench only, the grading protocol whose results are compared (None: `livecodebench`); models
+    evaluated now are evaluated under it. Recorded in the selection document."""
     run_dir = require_run(run_dir)
     if benchmark not in BENCHMARKS:
         raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
+    protocol = _protocol_name(benchmark, protocol)
+    where = f"{run_dir}/eval/{rf.eval_folder(benchmark, protocol)}/"
     entries, notes = resolve_models(run_dir, models)
     with rf.run_lock(run_dir, f"compare {benchmark}"):
 
         def load() -> tuple[dict, list[str]]:
-            evals = {m["name"]: load_eval(run_dir, benchmark, m["name"], m["record"]) for m in entries}
+            evals = {m["name"]: load_eval(run_dir, benchmark, m["name"], m["record"], protocol) for m in entries}
             # a stale result (computed from weights that have since changed) counts as not evaluated
             return evals, [n for n, ev in evals.items() if ev is None or ev["stale"]]
 
@@ -415,6 +424,8 @@ def compare_run(
         if missing and evaluate_missing:
             existing = next((ev for ev in evals.values() if ev is not None and not ev["stale"]), None)
             options = {**matching_options(existing), **(evaluate_options or {})}
+            if protocol is not None:
+                options["protocol"] = protocol
             _evaluate_missing(run_dir, benchmark, missing, options)
             evals, missing = load()
         if missing:
@@ -428,10 +439,10 @@ def compare_run(
                 stale = [n for n in missing if evals[n]]
                 if stale:
                     raise UserError(
-                        f"the {benchmark} results of {', '.join(stale)} in {run_dir}/eval/{benchmark}/ are stale "
+                        f"the {benchmark} results of {', '.join(stale)} in {where} are stale "
                         f"({evals[stale[0]]['stale']}); evaluate them again"
                     )
-                raise UserError(f"no {benchmark} results for {', '.join(missing)} in {run_dir}/eval/{benchmark}/")
+                raise UserError(f"no {benchmark} results for {', '.join(missing)} in {where}")
         full = (
             (not models or models == ["all"])
             and not problems
@@ -439,6 +450,7 @@ def compare_run(
             and all(ev["summary"].get("provenance", {}).get("limit") is None for ev in evals.values())
         )
         doc = _finish(run_dir, benchmark, entries, evals, notes, force, problems)
+        doc["protocol"] = protocol
         doc["full"] = full
         if write and full:
             if rf.write_selection(run_dir, doc) or not (run_dir / "plots" / "compare.png").is_file():
@@ -449,6 +461,18 @@ def compare_run(
                 "reads only a full comparison"
             )
     return doc
+
+
+def _protocol_name(benchmark: str, protocol: str | None) -> str | None:
+    """The LiveCodeBench protocol's name (the default when None), None for other benchmarks; UserError for
+    --protocol with another benchmark or an unknown name."""
+    from codelora.protocol import get_protocol
+
+    if benchmark != "livecodebench":
+        if protocol is not None:
+            raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
+        return None
+    return get_protocol(protocol).name
 
 
 def notes_left_out(notes: list[str]) -> bool:
@@ -561,10 +585,16 @@ def compare_runs(
     evaluate_missing: bool = True,
     evaluate_options: dict | None = None,
     write: bool = True,
+    protocol: str | None = None,
 ) -> dict:
-    """The selected model of each run and the base model in one table, plot and selection.json under `out`."""
+    """The selected model of each run and the base model in one table, plot and selection.json under `out`.
+
+    LiveCodeBench protocols: each run's selection.json says which protocol chose its model. With `protocol`
+    given, a run selected under another one is selected again under it; without, runs selected under different
+    protocols are refused (their numbers are not comparable) unless `force`, which marks every row."""
     if len(run_dirs) < 2:
         raise UserError("--runs needs at least two run folders")
+    wanted_protocol = _protocol_name(benchmark, protocol) if protocol is not None else None
     runs = [require_run(r) for r in run_dirs]
     labels = [r.name for r in runs]
     if len(set(labels)) != len(labels):
@@ -590,7 +620,8 @@ def compare_runs(
             sel = rf.read_selection(r)
         except UserError:  # stale (its best model was retrained since): choose again
             sel = None
-        if not sel or sel.get("benchmark") != benchmark or "best" not in sel:
+        other_protocol = wanted_protocol is not None and sel is not None and sel.get("protocol") != wanted_protocol
+        if not sel or sel.get("benchmark") != benchmark or "best" not in sel or other_protocol:
             sel = compare_run(
                 r,
                 benchmark,
@@ -598,8 +629,17 @@ def compare_runs(
                 evaluate_missing=evaluate_missing,
                 evaluate_options=evaluate_options,
                 write=write,
+                protocol=wanted_protocol,
             )
         selections.append(sel)
+    # selection.json files written before protocols were recorded hold none: LiveCodeBench's default
+    protocols = [_protocol_name(benchmark, sel.get("protocol")) for sel in selections]
+    if len(set(protocols)) > 1:
+        desc = ", ".join(f"{lab} under {p}" for lab, p in zip(labels, protocols, strict=True))
+        msg = f"the runs' models were selected under different {benchmark} protocols ({desc})"
+        if not force:
+            raise UserError(f"{msg}; pass --protocol to compare them under one, or --force to compare anyway (marked)")
+        flags.append({"kind": "forced", "models": [], "differs": "protocol", "message": f"forced: {msg}"})
     entries, evals, notes = [], {}, []
     shared_base = len(bases) == 1
     for i, (r, lab, sel) in enumerate(zip(runs, labels, selections, strict=True)):
@@ -607,14 +647,13 @@ def compare_runs(
         if sel["best"] == "base":
             want = ["base"] if (i == 0 or not shared_base) else []
             notes.append(f"{lab}: its selected model is the base model")
+        folder = f"{r}/eval/{rf.eval_folder(benchmark, protocols[i])}"
         for name in want:
-            ev = load_eval(r, benchmark, name, rf.find_model(r, name))
+            ev = load_eval(r, benchmark, name, rf.find_model(r, name), protocols[i])
             if ev is not None and ev["stale"]:
-                raise UserError(f"{r}/eval/{benchmark}/{name}: stale ({ev['stale']}); run codelora compare --run {r}")
+                raise UserError(f"{folder}/{name}: stale ({ev['stale']}); run codelora compare --run {r}")
             if ev is None:
-                raise UserError(
-                    f"no {benchmark} results for {name} in {r}/eval/{benchmark}/ (run codelora compare --run {r})"
-                )
+                raise UserError(f"no {benchmark} results for {name} in {folder}/ (run codelora compare --run {r})")
             row_name = "base" if (name == "base" and shared_base) else f"{lab}:{name}"
             step = next((row["step"] for row in sel["table"] if row["model"] == name), 0)
             epoch = next((row["epoch"] for row in sel["table"] if row["model"] == name), 0.0)
@@ -622,7 +661,7 @@ def compare_runs(
             evals[row_name] = ev
     flags += check_consistent(evals, force)
     forced = {n for f in flags for n in f["models"]}
-    if any(f["differs"] == "base_model" for f in flags if f["kind"] == "forced"):
+    if any(f["differs"] in ("base_model", "protocol") for f in flags if f["kind"] == "forced"):
         forced |= set(evals)
     scores = {n: score_of(ev) for n, ev in evals.items()}
     rows = []
@@ -648,6 +687,7 @@ def compare_runs(
         "version": SELECTION_VERSION,
         "runs": [str(r) for r in runs],
         "benchmark": benchmark,
+        "protocol": protocols[0] if len(set(protocols)) == 1 else protocols,
         "best": best,
         **_verdict(reasons, flags, notes, rows, tests, matrix, build_examples(evals, matrix, problems, best, None)),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -785,6 +825,15 @@ def _loss_cell(row: dict, which: str) -> str:
     return f"{fmt(row[f'borrowed_{which}_loss'])} (step {row.get('loss_step')})"
 
 
+def protocol_label(protocol: str | list | None) -> str:
+    """ " (course protocol)" for a table title; "" for benchmarks without protocols."""
+    if not protocol:
+        return ""
+    if isinstance(protocol, list):
+        return f" (protocols: {', '.join(str(p) for p in protocol)})"
+    return f" ({protocol} protocol)"
+
+
 def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> None:
     """Print a selection document (table, best model and reasons, flags; with show_examples the side-by-side
     answers) to the terminal with rich, then `path_note` (where it was written)."""
@@ -796,7 +845,7 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
     # A pipe or log file gets a wide table instead of rich's 80-column default, so cells do not wrap.
     console = Console(width=None if sys.stdout.isatty() else 160)
     what = "runs" if "runs" in doc else "checkpoints"
-    table = Table(title=f"{doc['benchmark']}: {what} compared")
+    table = Table(title=f"{doc['benchmark']}{protocol_label(doc.get('protocol'))}: {what} compared")
     for h in TABLE_HEAD:
         table.add_column(h, justify="left" if h in ("model", "note") else "right")
     for row in doc["table"]:
@@ -846,10 +895,30 @@ def compare_command(args: CompareArgs) -> dict:
     options = {"limit": args.limit} if args.limit is not None else None
     evaluate_missing = not args.no_evaluate
     if args.runs:
-        doc = compare_runs(args.runs, args.benchmark, args.force, args.out, args.problems, evaluate_missing, options)
+        doc = compare_runs(
+            args.runs,
+            args.benchmark,
+            args.force,
+            args.out,
+            args.problems,
+            evaluate_missing,
+            options,
+            True,
+            args.protocol,
+        )
         where = f"wrote {doc['out']}/selection.json and {doc['out']}/plots/compare.png"
     else:
-        doc = compare_run(args.run, args.benchmark, args.models, args.force, args.problems, evaluate_missing, options)
+        doc = compare_run(
+            args.run,
+            args.benchmark,
+            args.models,
+            args.force,
+            args.problems,
+            evaluate_missing,
+            options,
+            True,
+            args.protocol,
+        )
         if doc["full"]:
             where = f"selection: {args.run}/selection.json and {args.run}/plots/compare.png"
         else:

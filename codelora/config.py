@@ -621,10 +621,16 @@ class CompareArgs:
     """Use existing results only; never run evaluate."""
     limit: int | None = None
     """Models evaluated now: first N problems (default: as already evaluated)."""
+    protocol: ProtocolName | None = None
+    """livecodebench: compare the results graded under this protocol (default livecodebench; course = the course's grader, see README); --runs refuses runs selected under different protocols unless --force."""
 
     def __post_init__(self) -> None:
         from codelora.flags import need
 
+        if self.protocol is not None and self.benchmark != "livecodebench":
+            raise UserError(
+                f"--protocol applies to livecodebench only, not to {self.benchmark} (--protocol {self.protocol})"
+            )
         if self.run is not None and self.runs:
             raise UserError("give either --run or --runs, not both")
         if self.run is None and not self.runs:

@@ -193,7 +193,7 @@ def _selection_section(run_dir: Path, ck: dict[str, Any], meta: dict[str, Any]) 
         )
         return "\n".join(lines)
     best = sel.get("best")
-    bench = sel.get("benchmark", "?")
+    bench = sel.get("benchmark", "?") + _protocol_note(sel.get("protocol"))
     if best == "base":
         lines.append(
             f"`codelora compare` found no checkpoint better than the base model on **{bench}**; `{name}` was "
@@ -285,17 +285,35 @@ def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
     return results
 
 
+def _protocol_note(protocol: Any) -> str:
+    """ " (course protocol)" after a LiveCodeBench benchmark's name; "" where there is no protocol."""
+    return f" ({protocol} protocol)" if isinstance(protocol, str) and protocol else ""
+
+
+def _folder_label(folder: str) -> str:
+    """How the card names an eval/ folder: the benchmark, with its protocol for LiveCodeBench."""
+    from codelora.protocol import DEFAULT_PROTOCOL
+
+    if folder == "livecodebench":
+        return folder + _protocol_note(DEFAULT_PROTOCOL)
+    if folder.startswith("livecodebench-"):
+        return "livecodebench" + _protocol_note(folder.split("-", 1)[1])
+    return folder
+
+
 def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
     name = ck["name"]
     sel = _selection(run_dir) or {}
     intervals = {}
     if isinstance(sel, dict):
+        shown = sel.get("benchmark", "") + _protocol_note(sel.get("protocol"))
         for row in sel.get("table") or []:
             if isinstance(row, dict) and row.get("pass@1_low") is not None:
-                intervals[(sel.get("benchmark"), row.get("model"))] = (row["pass@1_low"], row["pass@1_high"])
+                intervals[(shown, row.get("model"))] = (row["pass@1_low"], row["pass@1_high"])
     rows, notes = [], []
-    for bench in _eval_folders(run_dir):
-        bdir = run_dir / "eval" / bench
+    for folder in _eval_folders(run_dir):
+        bdir = run_dir / "eval" / folder
+        bench = _folder_label(folder)
         as_ = _evaluated_as(bdir, ck)
         wanted = [("base", "base"), (as_, name if as_ == name else f"{as_} (same step as final)")]
         got = {}
@@ -333,8 +351,11 @@ def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
         )
         return "\n".join(lines)
     lines.append(
-        "pass@1 from running the generated programs on each problem's tests in the codelora sandbox "
-        "(LiveCodeBench's grading rules); the interval, where shown, is the 95% interval from `codelora compare`."
+        "pass@1 from running the generated programs on each problem's tests in the codelora sandbox; the "
+        "interval, where shown, is the 95% interval from `codelora compare`. LiveCodeBench rows name their grading "
+        "protocol: `livecodebench` (LiveCodeBench's prompt and rules, public and private tests) or `course` (the "
+        "course's grader: raw statement, greedy, 8192 new tokens, first python block, public tests, exact output); "
+        "only `course` numbers are comparable with the course's published results."
     )
     lines += ["", _table(["benchmark", "model", "pass@1", "95% interval", "problems", "samples", "decoding"], rows)]
     if notes:

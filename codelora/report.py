@@ -20,10 +20,12 @@ from typing import Any
 
 import yaml
 
-from codelora.compare import BENCHMARKS, TABLE_HEAD, compare_run, fmt, table_cells
+from codelora.compare import BENCHMARKS, TABLE_HEAD, compare_run, fmt, protocol_label, table_cells
 from codelora.errors import UserError
 from codelora.files import read_json
+from codelora.protocol import PROTOCOLS
 from codelora.runs import (
+    eval_folder,
     load_run_config,
     read_metrics,
     read_selection,
@@ -262,11 +264,22 @@ def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, 
         if stale is None:
             return sel, f"from selection.json ({sel.get('created', '')})"
         benchmark = sel.get("benchmark")
-    benches = [benchmark] if benchmark else [b for b in BENCHMARKS if (run_dir / "eval" / b).is_dir()]
+    # (benchmark, LiveCodeBench protocol) pairs with results; a stale selection keeps its own protocol
+    if benchmark:
+        pairs = [
+            (benchmark, sel.get("protocol") if isinstance(sel, dict) and benchmark == sel.get("benchmark") else None)
+        ]
+    else:
+        pairs = [
+            (b, p)
+            for b in BENCHMARKS
+            for p in (list(PROTOCOLS) if b == "livecodebench" else [None])
+            if (run_dir / "eval" / eval_folder(b, p)).is_dir()
+        ]
     why = "no evaluation results yet (codelora evaluate / codelora compare)"
-    for b in benches:
+    for b, protocol in pairs:
         try:
-            sel = compare_run(run_dir, b, evaluate_missing=False, write=False)
+            sel = compare_run(run_dir, b, evaluate_missing=False, write=False, protocol=protocol)
         except UserError as e:
             why = str(e)
             continue
@@ -287,7 +300,7 @@ def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -
             doc.section(sid, title)
             doc.not_yet("needs the comparison")
         return
-    doc.para(f"benchmark: {sel['benchmark']}; {why}", "meta")
+    doc.para(f"benchmark: {sel['benchmark']}{protocol_label(sel.get('protocol'))}; {why}", "meta")
     best_rows = {i for i, r in enumerate(sel["table"]) if r["model"] == sel["best"]}
     doc.table(TABLE_HEAD, [table_cells(r) for r in sel["table"]], best_rows)
     if not doc.image(run_dir, "plots/compare.png", "pass@1 and losses against step"):

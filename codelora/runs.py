@@ -446,8 +446,9 @@ def provenance(
     }
 
 
-def result_dir(run_dir: str | Path, benchmark: str, model: str) -> Path:
-    return Path(run_dir) / "eval" / benchmark / model
+def result_dir(run_dir: str | Path, benchmark: str, model: str, protocol: str | None = None) -> Path:
+    """eval/<benchmark>[-<protocol>]/<model>/ (see `eval_folder`)."""
+    return Path(run_dir) / "eval" / eval_folder(benchmark, protocol) / model
 
 
 @dataclass
@@ -516,11 +517,14 @@ def read_summary(folder: str | Path) -> dict | None:
     return summary
 
 
-def read_result(run_dir: str | Path, benchmark: str, model: Model | str) -> EvalResult | None:
-    """A model's stored result (None if never evaluated); `.stale` says why it no longer matches the weights."""
+def read_result(
+    run_dir: str | Path, benchmark: str, model: Model | str, protocol: str | None = None
+) -> EvalResult | None:
+    """A model's stored result (None if never evaluated); `.stale` says why it no longer matches the weights.
+    protocol: LiveCodeBench's grading protocol (None: the default), which picks the folder (`eval_folder`)."""
     m = model if isinstance(model, Model) else None
     name = model.name if isinstance(model, Model) else str(model)
-    folder = result_dir(run_dir, benchmark, name)
+    folder = result_dir(run_dir, benchmark, name, protocol)
     summary = read_summary(folder)
     if summary is None:
         return None
@@ -694,7 +698,7 @@ def selection_staleness(run_dir: str | Path, sel: dict) -> str | None:
     for name, key in keys.items():
         if name not in models:
             return f"{name} no longer exists"
-        summary = read_summary(result_dir(run_dir, sel.get("benchmark", ""), name))
+        summary = read_summary(result_dir(run_dir, sel.get("benchmark", ""), name, sel.get("protocol")))
         if summary is None or summary.get("result_key") != key:
             return f"the results of {name} changed since the comparison"
         why = staleness(summary, models[name])
