@@ -60,7 +60,7 @@ def test_pass_at_1_per_benchmark_and_protocol_in_model_index(tmp_path):
         ("LiveCodeBench (course protocol)", 0.75),
     }
     assert card.data.model_name.startswith("Qwen2.5-Coder-1.5B-Instruct + codelora LoRA (final")
-    assert "| livecodebench-course | checkpoint-4 (same step as final) | 0.750 |" in text
+    assert "| livecodebench (course protocol) | checkpoint-4 (same step as final) | 0.750 |" in text
 
 
 def test_unevaluated_export_has_no_model_index(tmp_path):
