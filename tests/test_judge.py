@@ -271,6 +271,7 @@ def test_compare_problems_view_and_report_escape_control_characters(tmp_path, ca
     from test_report import finished_run
 
     from codelora.cli import main
+    from codelora.compare import compare_run
     from codelora.report import write_report
 
     run = finished_run(tmp_path)
@@ -279,6 +280,8 @@ def test_compare_problems_view_and_report_escape_control_characters(tmp_path, ca
     out = capsys.readouterr().out
     assert "problem p03" in out and "\\x1b]0;pwned" in out and "\\u202e" in out  # (the table folds long lines)
     assert not any(c in out for c in "\x1b\x07\r\u202e")
+    # the report shows the answers of the recorded selection: record one made from the poisoned answers
+    compare_run(run)
     html_path, md_path = write_report(run)
     for text in (html_path.read_text(), md_path.read_text()):
         assert "\\x1b[2J" in text and not any(c in text for c in "\x1b\x07\r\u202e")
