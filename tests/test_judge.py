@@ -102,8 +102,8 @@ def test_humaneval_test_and_nonce_never_enter_the_solutions_file(sandbox_runs):
     problem = {"prompt": "def f(x):\n", "test": "def check(c):\n    assert c(3) == 918273645\n", "entry_point": "f"}
     assert grade_humaneval(problem, "    return 918273645 if x == 3 else 0\n", timeout=5).passed
     program, stdin, files = sandbox_runs[0]
-    assert set(files) == {"solution.py"} and "918273645\n" not in files["solution.py"].replace(" else", "")
-    assert problem["test"] not in program + files["solution.py"] and set(json.loads(stdin)) >= {"nonce", "test"}
+    assert set(files) == {"solution.py", "prompt.py"} and "918273645\n" not in files["solution.py"].replace(" else", "")
+    assert problem["test"] not in program + files["solution.py"] and set(json.loads(stdin)) == {"nonce", "test"}
 
 
 def _he_problem(test: str, prompt: str = "def f(*a):\n") -> dict:

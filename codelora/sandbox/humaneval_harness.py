@@ -2,13 +2,14 @@
 the nonce or the channel on which the verdict goes out.
 
 This file runs inside the sandbox as the program's main.py (`grading.grade_humaneval` sends its source), with
-solution.py (prompt + completion) in the work folder and, on stdin, one JSON object {"nonce", "entry_point",
-"prompt", "test"}. Standard library only; importable on the host for its unit tests (nothing runs at import).
+solution.py (prompt + completion) and prompt.py in the work folder, the entry point's name as its argument and, on
+stdin, one JSON object {"nonce", "test"}. Standard library only; importable on the host for its unit tests (nothing
+runs at import).
 
 The checker (the program's main process, this file) makes itself non-dumpable, compiles solution.py (compiling runs
-nothing), forks the solution process, and only then reads stdin: what it reads after the fork exists in no memory
-the solution can reach. It runs the benchmark's own code, prompt + test (so the helpers `check` calls, such as
-HumanEval/32's `poly`, are the prompt's), binds `candidate` and the entry point's name to a proxy, calls
+nothing), runs the prompt (the benchmark's code: the helpers `check` calls, such as HumanEval/32's `poly`, are the
+prompt's), forks the solution process, and only then reads stdin: what it reads after the fork exists in no memory
+the solution can reach. It runs the test, binds `candidate` and the entry point's name to a proxy, calls
 `check(proxy)`, and writes one report line `<nonce>{...}` on fd 1: {"passed": true}, {"failed": verdict, "error":
 text}, {"compile_error": text} or {"harness_error": text}.
 
@@ -29,9 +30,9 @@ changes is updated in place in the checker (top level), identity (`is`) between 
 from __future__ import annotations
 
 import builtins
+import gc
 import io
 import json
-import linecache
 import os
 import sys
 import types
@@ -39,7 +40,6 @@ import types
 PR_SET_DUMPABLE = 4
 MAX_MESSAGE = 256  # characters of an exception message sent back by the solution process
 PLAIN = "None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset"
-HERE = globals().get("__file__")  # /sandbox/main.py in the sandbox
 _TAGS = ("tuple", "dict", "set", "frozenset", "bytes", "complex")
 VERDICT_OF = {"AssertionError": "wrong_answer", "NotPlainData": "wrong_answer", "MemoryError": "memory"}
 
@@ -186,20 +186,35 @@ def exception_reply(e: BaseException) -> dict:
     return {"raised": builtin_ancestor(type(e)), "type": type(e).__name__[:100], "message": message}
 
 
-def print_exception(e: BaseException) -> None:
-    """`e`'s traceback on stderr without this harness's own frames (it ends up in the failure's detail)."""
+def print_exception(e: BaseException, sources: dict[str, list[str]]) -> None:
+    """`e`'s traceback on stderr (it ends up in the failure's detail), without this harness's frames, with the lines
+    of the files in `sources` (name -> lines). By hand: importing `traceback` costs the sandbox ~10 ms."""
+    here = print_exception.__code__.co_filename
+    out = []
     try:
-        import traceback
-
-        te = traceback.TracebackException.from_exception(e)
-        te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != HERE])
-        sys.stderr.write("".join(te.format()))
+        tb = e.__traceback__
+        while tb is not None:
+            code, line = tb.tb_frame.f_code, tb.tb_lineno
+            if code.co_filename != here:
+                out.append(f'  File "{code.co_filename}", line {line}, in {code.co_name}\n')
+                lines = sources.get(code.co_filename) or []
+                if 0 < (line or 0) <= len(lines):
+                    out.append("    " + lines[line - 1].strip() + "\n")
+            tb = tb.tb_next
+        text = str(e)
+    except BaseException:
+        text = ""
+    if out:
+        out.insert(0, "Traceback (most recent call last):\n")
+    out.append(f"{type(e).__name__}: {text}\n" if text else f"{type(e).__name__}\n")
+    try:
+        sys.stderr.write("".join(out)[-20000:])
         sys.stderr.flush()
     except BaseException:
         pass
 
 
-def serve(code: types.CodeType, entry: str, requests: int, replies: int) -> None:
+def serve(code: types.CodeType, source: str, entry: str, requests: int, replies: int) -> None:
     """The solution process: run solution.py as the module `solution`, then answer calls until end of file."""
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
@@ -209,11 +224,12 @@ def serve(code: types.CodeType, entry: str, requests: int, replies: int) -> None
     mod = types.ModuleType("solution")
     mod.__file__ = os.path.abspath("solution.py")
     sys.modules["solution"] = mod
+    sources = {"solution.py": source.splitlines()}
     try:
         exec(code, mod.__dict__)
         fn = getattr(mod, entry)
     except BaseException as e:
-        print_exception(e)
+        print_exception(e, sources)
         send(replies, exception_reply(e))
         return
     send(replies, {"ready": True})
@@ -224,7 +240,7 @@ def serve(code: types.CodeType, entry: str, requests: int, replies: int) -> None
         try:
             value = fn(*args, **kwargs)
         except BaseException as e:
-            print_exception(e)
+            print_exception(e, sources)
             send(replies, exception_reply(e))
             continue
         try:
@@ -245,10 +261,10 @@ def serve(code: types.CodeType, entry: str, requests: int, replies: int) -> None
         send(replies, reply)
 
 
-def solution_process(code: types.CodeType, entry: str, requests: int, replies: int) -> None:
+def solution_process(code: types.CodeType, source: str, entry: str, requests: int, replies: int) -> None:
     """`serve`, then exit without the interpreter's shutdown (nothing the solution registered runs)."""
     try:
-        serve(code, entry, requests, replies)
+        serve(code, source, entry, requests, replies)
     finally:
         os._exit(0)
 
@@ -359,28 +375,34 @@ def checker() -> None:
         code = compile(src, "solution.py", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:  # ValueError: not UTF-8 too
         report(read_request()["nonce"], {"compile_error": type(e).__name__ + ": " + str(e)})
+    ns: dict = {"__builtins__": builtins, "__name__": "check"}
+    try:  # before the fork: the solution process inherits the modules it imports (typing costs ~8 ms)
+        with open("prompt.py", encoding="utf-8") as f:
+            prompt = f.read()
+        try:
+            prompt_code = compile(prompt, "prompt.py", "exec", dont_inherit=True)
+        except SyntaxError:
+            prompt_code = None  # a prompt that is not a module by itself: the test's own names only
+        if prompt_code is not None:
+            exec(prompt_code, ns)
+    except BaseException as e:
+        report(read_request()["nonce"], {"harness_error": f"the problem's prompt does not load: {e!r:.300}"})
     entry = sys.argv[1]
     to_solution, from_checker = os.pipe()[::-1]  # (write end, read end)
     from_solution, to_checker = os.pipe()
+    gc.freeze()  # the collectors of both processes then leave the shared pages alone (fewer copy-on-write faults)
     pid = os.fork()
     if pid == 0:
         os.close(to_solution)
         os.close(from_solution)
-        solution_process(code, entry, from_checker, to_checker)
+        solution_process(code, src, entry, from_checker, to_checker)
     os.close(from_checker)
     os.close(to_checker)
     del src, code
     req = read_request()  # only now: the solution process holds no copy of it
     nonce = req["nonce"]
     proxy = Proxy(pid, to_solution, Lines(from_solution))
-    ns: dict = {"__builtins__": builtins, "__name__": "check"}
     try:
-        for name in ("prompt.py", "test.py"):  # their lines show in a failing check's traceback
-            linecache.cache[name] = (0, None, req[name[:-3]].splitlines(True), name)
-        try:
-            exec(compile(req["prompt"], "prompt.py", "exec", dont_inherit=True), ns)
-        except SyntaxError:
-            pass  # a prompt that is not a module by itself: the test's own names only
         exec(compile(req["test"], "test.py", "exec", dont_inherit=True), ns)
         check = ns["check"]
     except BaseException as e:
@@ -392,7 +414,7 @@ def checker() -> None:
             proxy.raise_from(msg)  # solution.py itself raised
         check(proxy)
     except BaseException as e:
-        print_exception(e)
+        print_exception(e, {"prompt.py": prompt.splitlines(), "test.py": req["test"].splitlines()})
         kind = type(e).__name__
         report(nonce, {"failed": VERDICT_OF.get(kind, "runtime_error"), "error": f"{kind}: {e}"[:1000]})
     report(nonce, {"passed": True})
