@@ -178,17 +178,17 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
 
 def run_codelora(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter, packing: bool) -> dict:
     import codelora.train as tr
+    import codelora.trainer
 
-    make = tr._make_classes
-
-    def metered_classes():
-        trainer_cls, cb = make()
-        return _metered(trainer_cls, meter), cb
-
-    tr._make_classes = metered_classes
     batch, acc = (accum, 1) if packing else (1, accum)
     cfg = _config(model, steps, batch, acc, gc, work, packing=packing)
-    result = tr.train(cfg, work / ("c" if packing else "b"))
+    # train() looks CodeloraTrainer up in codelora.trainer when it builds the trainer: meter that class, this run only
+    shipped = codelora.trainer.CodeloraTrainer
+    codelora.trainer.CodeloraTrainer = _metered(shipped, meter)
+    try:
+        result = tr.train(cfg, work / ("c" if packing else "b"))
+    finally:
+        codelora.trainer.CodeloraTrainer = shipped
     return {"train_loss": result["train_loss"], "batch": f"{batch} x {acc}", "examples_per_step": accum}
 
 

@@ -1,6 +1,9 @@
-"""LoRA fine-tuning of a causal LM on a prepared run folder, with metrics, plots and resumable checkpoints.
+"""`codelora train`: LoRA fine-tuning of a causal LM on a prepared run folder, with metrics, plots and resumable
+checkpoints. `train()` is the recipe, read top to bottom: check where the run starts -> join the processes -> set up
+the model -> set up the data -> add LoRA -> training arguments -> run with signal handling -> save final/. What
+happens at each step (the Trainer subclass, its sampler, the metrics callback) is in codelora.trainer.
 
-Run folder layout (run_dir):
+Run folder layout (run_dir; codelora.runs reads it):
   config.yaml, split.json, data_report.json, data/{train,valid,test}.jsonl  (prepare)
   logs/metrics.jsonl, logs/metrics.csv        one row per logging step and per eval step
   plots/loss.png, plots/lr.png                rewritten at every eval
@@ -16,9 +19,7 @@ logs, checkpoint metadata and final/ (the Trainer itself saves weights on rank 0
 
 from __future__ import annotations
 
-import csv
-import errno
-import io
+import functools
 import json
 import math
 import os
@@ -26,26 +27,37 @@ import shutil
 import signal
 import sys
 import threading
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codelora.config import LoraConfig, RunConfig
-from codelora.errors import UserError
+from codelora.errors import TrainingError, UserError
 from codelora.files import atomic_write_text, read_json, require_writable, sha256_file
-from codelora.runs import all_checkpoints as _all_checkpoints
-from codelora.runs import complete_checkpoints, finished_step, portable_config, save_run_config
-from codelora.runs import git_commit as _git_commit
+from codelora.runs import all_checkpoints, complete_checkpoints, finished_step, portable_config, save_run_config
 from codelora.runs import step_of as _step_of
 
 __all__ = [
     "RESUME_STATE",
+    "Start",
     "TrainingError",
+    "add_lora",
+    "build_trainer",
     "check_packing",
+    "check_start",
     "complete_checkpoints",
+    "packing_losses",
     "resolve_resume_checkpoint",
     "resume_config_diff",
+    "run_result",
+    "run_with_signal_handling",
+    "save_final",
+    "schedule_steps",
+    "setup_data",
+    "setup_model",
+    "start_processes",
     "train",
+    "training_arguments",
 ]
 
 # Keys that may differ between a run and its --resume: they change neither the data nor the updates the model has
@@ -71,309 +83,396 @@ RESUME_CHECKED_SECTIONS = ("model", "data", "lora", "train")
 # (the Trainer loads the scheduler only together with the optimizer). RNG states (rng_state*.pth) are restored too
 # when present. LoRA keeps these small: 8 bytes (two fp32 moments) per trainable parameter, see the README.
 RESUME_STATE = ("optimizer.pt", "scheduler.pt")
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-METRIC_KEYS = [
-    "step",
-    "epoch",
-    "learning_rate",
-    "grad_norm",
-    "train_loss",
-    "valid_loss",
-    "test_loss",
-    "tokens_seen",
-    "tokens_per_second",
-    "elapsed_seconds",
-]
 
 
-class TrainingError(UserError):
-    """Training cannot go on (e.g. the loss became NaN)."""
+def train(
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    resume_from: str | None = None,
+    reset_optimizer: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the run's result.
+
+    resume: continue from the newest complete checkpoint; resume_from (`checkpoint-N` or `N`, implies resume):
+    from that one, removing the checkpoints after it and final/ (they belong to the trajectory being redone).
+    Either restores adapter, optimizer, schedule, RNG and data order; reset_optimizer allows a checkpoint without
+    optimizer state (fresh AdamW moments, the schedule continues).
+
+    Returns {run_dir, global_step, interrupted, signal, train_loss, valid_loss_start, valid_loss, test_loss,
+    tokens_seen, elapsed_seconds, final} (losses: mean token cross-entropy in nats, None where not logged; final:
+    the final/ folder, absent when a signal stopped the run at a saved checkpoint); on --resume of a run that
+    already covers its length, {run_dir, global_step, already_finished: True} and nothing changes.
+    Raises UserError (one line) for a refused config, folder or checkpoint, before the model loads where it can;
+    TrainingError when the loss becomes NaN or the disk fills up.
+    """
+    run_dir = Path(run_dir)
+    cfg = portable_config(cfg, run_dir)  # a relative dataset path is stored absolute: the run works from anywhere
+    start = check_start(cfg, run_dir, resume=resume, resume_from=resume_from, reset_optimizer=reset_optimizer)
+    if start.finished_step is not None:  # a rerun of a script must not train one more step
+        return {"run_dir": str(run_dir), "global_step": start.finished_step, "already_finished": True}
+    dist, device = start_processes(cfg, run_dir, start)
+    model, tokenizer = setup_model(cfg, device, main_process=dist.is_main_process)
+    train_ds, evals = setup_data(cfg, run_dir, tokenizer, start, dist)
+    model = add_lora(model, cfg.lora, cfg.train.gradient_checkpointing)
+    if cfg.train.packing:  # packs only where this probe shows the attention keeps packed examples apart
+        check_packing(model, train_ds, cfg.model.attn_implementation)
+    args = training_arguments(
+        cfg,
+        run_dir,
+        device,
+        weights_dtype=next(model.parameters()).dtype,
+        n_train=len(train_ds),
+        world_size=dist.num_processes,
+        evaluate=bool(evals),
+        eval_on_start=start.checkpoint is None,  # the base model's losses at step 0, once per run
+    )
+    trainer, callback = build_trainer(cfg, run_dir, model, tokenizer, args, train_ds, evals, start, dist)
+    global_step, signum = run_with_signal_handling(trainer, callback, start.checkpoint)
+    result = run_result(run_dir, global_step, trainer, callback, signum)
+    if not callback.stop_requested:  # stopped by a signal: --resume continues from the checkpoint just saved
+        result["final"] = str(save_final(trainer, callback, tokenizer, run_dir, result, dist))
+    return result
 
 
-def _is_nan(x: Any) -> bool:
-    return isinstance(x, float) and (math.isnan(x) or math.isinf(x))
+@dataclass(frozen=True)
+class Start:
+    """Where a run starts (check_start's answer): fresh, from a complete checkpoint, or already finished."""
+
+    checkpoint: Path | None = None  # the complete checkpoint-N to continue from; None: a fresh run
+    meta: dict[str, Any] = field(default_factory=dict)  # that checkpoint's meta.json (step, tokens_seen, ...)
+    reset_optimizer: bool = False  # continue from it with fresh AdamW moments (it has no optimizer state)
+    finished_step: int | None = None  # --resume of a run that already covers its length: the step it ended at
+
+    @property
+    def step(self) -> int:
+        """The optimizer step training continues after (0 for a fresh run)."""
+        return int(self.meta.get("step") or 0)
 
 
-class _MetricsLog:
-    """metrics.jsonl + metrics.csv (rewritten from the rows) and the loss/lr plots."""
+def check_start(
+    cfg: RunConfig, run_dir: Path, *, resume: bool, resume_from: str | None, reset_optimizer: bool
+) -> Start:
+    """Where the run starts, from read-only checks that every rank makes alike before any rank writes anything.
 
-    def __init__(self, run_dir: Path, keep_up_to_step: int | None, write: bool = True):
-        self.run_dir = run_dir
-        self.write = write  # False on ranks other than 0: rows kept in memory only
-        self.jsonl = run_dir / "logs" / "metrics.jsonl"
-        self.csv = run_dir / "logs" / "metrics.csv"
-        self.rows: list[dict[str, Any]] = []
-        if keep_up_to_step is not None and self.jsonl.is_file():
-            for line in self.jsonl.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    if row["step"] <= keep_up_to_step:
-                        self.rows.append(row)
-        self._flush()
+    A fresh run needs a run_dir without checkpoints or final/. resume (or resume_from, which implies it) needs a
+    complete checkpoint (resolve_resume_checkpoint) whose saved config matches cfg on every key that changes
+    training (all but RESUME_FREE_KEYS) and prepared data that still match cfg; a finished run that already covers
+    cfg's length gives Start(finished_step=N). Then run_dir must be writable and lora.target_modules must name
+    modules of cfg.model (read from its config: the weights are not loaded yet).
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append({k: row.get(k) for k in METRIC_KEYS})
-        self._flush()
-
-    def _flush(self) -> None:
-        if not self.write:
-            return
-        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_KEYS)
-        w.writeheader()
-        for r in self.rows:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in METRIC_KEYS})
-        atomic_write_text(self.csv, buf.getvalue())
-
-    def plot(self) -> None:
-        if not self.write:
-            return
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return
-        plots = self.run_dir / "plots"
-        plots.mkdir(parents=True, exist_ok=True)
-
-        def series(key: str) -> tuple[list, list]:
-            pts = [(r["step"], r[key]) for r in self.rows if r.get(key) is not None]
-            return [p[0] for p in pts], [p[1] for p in pts]
-
-        def save(fig, name: str) -> None:
-            tmp = plots / f"{name}.tmp.png"
-            fig.savefig(tmp, dpi=100)
-            plt.close(fig)
-            os.replace(tmp, plots / f"{name}.png")
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key, style in (("train_loss", "-"), ("valid_loss", "o-"), ("test_loss", "s--")):
-            xs, ys = series(key)
-            if xs:
-                ax.plot(xs, ys, style, label=key.replace("_loss", ""))
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_title("loss")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        save(fig, "loss")
-
-        fig, ax = plt.subplots(figsize=(7, 3))
-        xs, ys = series("learning_rate")
-        ax.plot(xs, ys, "-")
-        ax.set_xlabel("step")
-        ax.set_ylabel("learning rate")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        save(fig, "lr")
-
-
-def _make_classes():
-    """Trainer subclass and callbacks (defined lazily: transformers is heavy to import)."""
-    from transformers import Trainer, TrainerCallback
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    class SeededLengthGroupedSampler(LengthGroupedSampler):
-        """Length-grouped order drawn from (seed, epoch) alone, so a resumed run sees the same batches."""
-
-        def __init__(self, *a, seed: int = 0, **kw):
-            super().__init__(*a, **kw)
-            self.seed = seed
-            self.epoch = 0
-
-        def set_epoch(self, epoch: int) -> None:
-            self.epoch = int(epoch)
-
-        def __iter__(self):
-            import torch
-
-            self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            return super().__iter__()
-
-    class CodeloraTrainer(Trainer):
-        tokens_seen = 0  # real (non-pad) tokens over all processes
-        eval_seconds = 0.0  # time spent evaluating, left out of tokens_per_second
-        eval_collator = None  # eval batches stay padded: packing changes how the Trainer weights batch losses
-        reset_optimizer = False  # resume with a fresh optimizer (the checkpoint has no optimizer.pt)
-        resume_step = 0
-
-        def _load_optimizer_and_scheduler(self, checkpoint):
-            if checkpoint is None or not self.reset_optimizer:
-                return super()._load_optimizer_and_scheduler(checkpoint)
-            import warnings
-
-            import torch
-
-            # fresh AdamW moments, but the schedule continues where the checkpoint left it
-            sched = Path(checkpoint) / "scheduler.pt"
-            if sched.is_file():
-                self.lr_scheduler.load_state_dict(torch.load(sched, map_location="cpu", weights_only=True))
-                return
-            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
-                warnings.simplefilter("ignore")
-                for _ in range(self.resume_step):
-                    self.lr_scheduler.step()
-
-        def _get_train_sampler(self, train_dataset=None):
-            if self.args.train_sampling_strategy != "group_by_length":
-                return super()._get_train_sampler(train_dataset)
-            ds = train_dataset if train_dataset is not None else self.train_dataset
-            # Groups sized by the global batch (x world size): every process draws the same order and accelerate
-            # deals whole micro-batches round-robin, so N processes see the batches one process would.
-            return SeededLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
-                lengths=[len(ex["input_ids"]) for ex in ds],
-                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+    Raises UserError (one line) for each refusal.
+    """
+    resume = resume or resume_from is not None
+    if not resume and (all_checkpoints(run_dir) or (run_dir / "final").exists()):
+        raise UserError(f"run folder {run_dir} already exists; use --resume or another --run-name")
+    start = Start()
+    if resume:
+        done_at = finished_step(run_dir)
+        if resume_from is None and done_at is not None and _reached(cfg, run_dir, done_at):
+            # extending a finished run takes a larger train.max_steps / train.epochs
+            return Start(finished_step=done_at)
+        ck = resolve_resume_checkpoint(run_dir, resume_from, reset_optimizer)
+        start = Start(checkpoint=ck, meta=_check_resume_config(cfg, run_dir, ck), reset_optimizer=reset_optimizer)
+        problem = _data_problem(cfg, run_dir)
+        if problem == "unverified":
+            print(f"codelora: {run_dir}/data predates data fingerprints; reusing it unverified", file=sys.stderr)
+        elif problem is not None:
+            raise UserError(
+                f"cannot resume {run_dir}: its prepared data does not match the config ({problem}); "
+                "resuming on other data would not continue the same run"
             )
 
-        def evaluate(self, *a, **kw):
-            start = time.time()
-            train_collator = self.data_collator
-            if self.eval_collator is not None:
-                self.data_collator = self.eval_collator
-            try:
-                return super().evaluate(*a, **kw)
-            finally:
-                self.data_collator = train_collator
-                self.eval_seconds += time.time() - start
+    from codelora.models import check_target_modules
 
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            import torch
+    require_writable(run_dir, "run folder")
+    check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
+    return start
 
-            mask = inputs.get("attention_mask")
-            n = int(mask.sum().item()) if mask is not None else int(inputs["input_ids"].numel())  # packed: no pad
-            if self.args.world_size > 1:
-                n = int(self.accelerator.reduce(torch.tensor(n, device=self.accelerator.device), "sum").item())
-            self.tokens_seen += n
-            return super().training_step(model, inputs, num_items_in_batch)
 
-        def _save_checkpoint(self, model, trial, *a, **kw):
-            ck = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-            try:
-                return super()._save_checkpoint(model, trial, *a, **kw)
-            except OSError as e:
-                if e.errno not in _DISK_FULL:
-                    raise
-                # meta.json was not written, so the folder already reads as incomplete; remove it all the same
-                shutil.rmtree(ck, ignore_errors=True)
-                done = complete_checkpoints(Path(self.args.output_dir).parent)
-                newest = f"newest complete checkpoint {done[-1].name} is intact" if done else "no earlier checkpoint"
-                raise TrainingError(
-                    f"disk full ({os.strerror(e.errno)}) while saving {ck.name} to {ck.parent}; "
-                    f"removed the partial folder, {newest}; free space and run again with --resume"
-                ) from None
+def start_processes(cfg: RunConfig, run_dir: Path, start: Start) -> tuple[Any, str]:
+    """Join the processes and make the run folder: (accelerate.PartialState, torch device string).
 
-    class RunCallback(TrainerCallback):
-        def __init__(self, run_dir: Path, cfg: RunConfig, metrics: _MetricsLog, elapsed_before: float):
-            self.run_dir = run_dir
-            self.cfg = cfg
-            self.metrics = metrics
-            self.trainer: CodeloraTrainer | None = None
-            self.start = time.time()
-            self.elapsed_before = elapsed_before
-            self.last_time = self.start
-            self.last_tokens = 0
-            self.last_eval_seconds = 0.0
-            self.pending: dict[int, dict[str, Any]] = {}
-            self.stop_requested = False
-            self.commit = _git_commit()
+    Alone this is a group of one; under `accelerate launch` or torchrun it joins the process group (gloo on CPU,
+    nccl on GPUs) and gives each rank on several GPUs its own `cuda:N`. Once every rank has passed check_start,
+    rank 0 removes what lies after the checkpoint being resumed (later checkpoints, a later final/) and creates
+    run_dir.
+    """
+    from accelerate import PartialState
 
-        def elapsed(self) -> float:
-            return round(self.elapsed_before + time.time() - self.start, 3)
+    from codelora.models import pick_device
 
-        def on_train_begin(self, args, state, control, **kw):
-            self.start = self.last_time = time.time()
-            self.last_tokens = self.trainer.tokens_seen
-            self.last_eval_seconds = self.trainer.eval_seconds
+    device = pick_device(cfg.model.device)
+    dist = PartialState(cpu=device == "cpu")
+    dist.wait_for_everyone()  # every rank has passed the checks before rank 0 changes the folder
+    if dist.is_main_process:
+        if start.checkpoint is not None:
+            _clear_after(run_dir, start.checkpoint)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if device.startswith("cuda") and dist.num_processes > 1:
+        device = str(dist.device)
+    return dist, device
 
-        def on_step_end(self, args, state, control, **kw):
-            stop = self.stop_requested
-            if args.world_size > 1:  # a signal reaches the ranks at different steps: stop all at the same one
-                import torch
 
-                acc = self.trainer.accelerator
-                stop = bool(acc.reduce(torch.tensor(int(stop), device=acc.device), "sum").item())
-                self.stop_requested = stop
-            if stop:
-                control.should_save = True
-                control.should_training_stop = True
+def setup_model(cfg: RunConfig, device: str, main_process: bool = True) -> tuple[Any, Any]:
+    """The base model (on `device`, in cfg.model.dtype, no KV cache) and its tokenizer, with a pad token.
 
-        def on_log(self, args, state, control, logs=None, **kw):
-            logs = logs or {}
-            step = state.global_step
-            tokens = self.trainer.tokens_seen
-            if "loss" in logs:
-                loss = logs["loss"]
-                if _is_nan(float(loss)):  # the logged loss is averaged over ranks: every rank stops here
-                    raise TrainingError(
-                        f"training loss became {loss} at step {step}; lower train.learning_rate or check the data "
-                        "(nothing was saved for this step)"
-                    )
-                now = time.time()
-                dt = now - self.last_time - (self.trainer.eval_seconds - self.last_eval_seconds)  # training time only
-                tps = (tokens - self.last_tokens) / dt if dt > 0 else None
-                self.last_time, self.last_tokens, self.last_eval_seconds = now, tokens, self.trainer.eval_seconds
-                self.metrics.add(
-                    {
-                        "step": step,
-                        "epoch": logs.get("epoch", state.epoch),
-                        "learning_rate": logs.get("learning_rate"),
-                        "grad_norm": logs.get("grad_norm"),
-                        "train_loss": loss,
-                        "tokens_seen": tokens,
-                        "tokens_per_second": round(tps, 2) if tps is not None else None,
-                        "elapsed_seconds": self.elapsed(),
-                    }
-                )
-            for split in ("valid", "test"):
-                key = f"eval_{split}_loss"
-                if key in logs:
-                    self.pending.setdefault(step, {})[f"{split}_loss"] = logs[key]
-            got = self.pending.get(step, {})
-            if "valid_loss" in got and "test_loss" in got:
-                del self.pending[step]
-                same = [r["learning_rate"] for r in self.metrics.rows if r["step"] == step and r["learning_rate"]]
-                lr = same[-1] if same else None  # the lr the step was trained with, as in its train row
-                self.metrics.add(
-                    {
-                        "step": step,
-                        "epoch": state.epoch or 0.0,
-                        "learning_rate": lr,
-                        "valid_loss": got["valid_loss"],
-                        "test_loss": got["test_loss"],
-                        "tokens_seen": tokens,
-                        "elapsed_seconds": self.elapsed(),
-                    }
-                )
-                self.metrics.plot()
+    Raises UserError when the model cannot take the config: LoRA on a tied embedding, or data.max_length beyond
+    the model's context (max_position_embeddings). The pad token is an existing token (the adapter stays LoRA-only);
+    main_process prints a note when one had to be picked.
+    """
+    from codelora.chat import set_pad_token
+    from codelora.models import load_model
 
-        def meta(self, state) -> dict[str, Any]:
-            return {
-                "step": state.global_step,
-                "epoch": state.epoch,
-                "tokens_seen": self.trainer.tokens_seen,
-                "elapsed_seconds": self.elapsed(),
-                "metrics": self.metrics.rows,
-                "config": self.cfg.to_dict(),
-                "git_commit": self.commit,
-            }
+    m = cfg.model
+    model, tokenizer = load_model(
+        m.source, dtype=m.dtype, device=device, attn_implementation=m.attn_implementation, revision=m.revision
+    )
+    _check_fits(cfg, model)
+    note = set_pad_token(tokenizer)
+    if note and main_process:
+        print(f"codelora: {note}", file=sys.stderr)
+    model.config.use_cache = False  # training: no KV cache (a cache also turns off packed-sequence masks)
+    return model, tokenizer
 
-        def on_save(self, args, state, control, **kw):
-            # every rank has written its part (rng_state_<rank>.pth) before rank 0 marks the checkpoint complete
-            self.trainer.accelerator.wait_for_everyone()
-            if not state.is_world_process_zero:
-                return
-            ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if not ck.is_dir():
-                return
-            atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
 
-    return CodeloraTrainer, RunCallback
+def setup_data(
+    cfg: RunConfig, run_dir: Path, tokenizer: Any, start: Start, dist: Any
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The tokenized splits: (train rows, {"valid": rows, "test": rows} without the empty ones).
+
+    Each row is {"input_ids": [int], "labels": [int] (-100 where no loss), ...} as codelora.prepare writes it.
+    Rank 0 prepares run_dir/data (again when it no longer matches cfg: another data config, tokenizer or dataset
+    file; prepared data that predates fingerprints is reused on resume) and writes config.yaml; the other ranks
+    wait, then all read the same files. Raises UserError when the training split is empty.
+    """
+    from codelora.prepare import load_tokenized, prepare
+
+    if dist.is_main_process:
+        problem = _data_problem(cfg, run_dir)
+        if problem is not None and not (start.checkpoint is not None and problem == "unverified"):
+            if problem not in ("missing", "unverified"):
+                print(f"codelora: re-preparing {run_dir}/data: {problem}", file=sys.stderr)
+            prepare(cfg, run_dir, tokenizer)
+        save_run_config(cfg, run_dir)
+    dist.wait_for_everyone()
+    train_ds = load_tokenized(run_dir, "train")
+    evals = {s: load_tokenized(run_dir, s) for s in ("valid", "test")}
+    if not train_ds:
+        raise UserError(f"the training split of {run_dir} is empty; see data_report.json")
+    evals = {k: v for k, v in evals.items() if v}
+    for ds in [train_ds, *evals.values()]:
+        for ex in ds:
+            ex.pop("problem_key", None)
+    return train_ds, evals
+
+
+def schedule_steps(cfg: RunConfig, n_train: int, world_size: int = 1) -> tuple[int, int, int]:
+    """(optimizer steps per epoch, total steps, warmup steps) for n_train training rows on world_size processes.
+
+    Per epoch: ceil(ceil(n_train / (per_device_batch_size x world_size)) / gradient_accumulation_steps), at least 1
+    (the Trainer's count). Total: train.max_steps when > 0, else ceil(train.epochs x per epoch). Warmup:
+    ceil(train.warmup_ratio x total).
+    """
+    t = cfg.train
+    per_epoch = max(
+        1, math.ceil(math.ceil(n_train / (t.per_device_batch_size * world_size)) / t.gradient_accumulation_steps)
+    )
+    total = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * per_epoch)
+    return per_epoch, total, math.ceil(t.warmup_ratio * total)
+
+
+def training_arguments(
+    cfg: RunConfig,
+    run_dir: Path,
+    device: str,
+    weights_dtype: Any,
+    n_train: int,
+    world_size: int = 1,
+    evaluate: bool = True,
+    eval_on_start: bool = True,
+) -> Any:
+    """cfg.train as transformers.TrainingArguments: the one place codelora's keys map onto the Trainer's.
+
+    device: the torch device string ("cpu" trains on CPU; on "cuda..." bf16 / fp16 mixed precision follows
+    weights_dtype, the base weights' torch dtype); n_train, world_size: training rows and processes, for the
+    warmup steps (schedule_steps); evaluate: valid/test splits exist, so eval every train.eval_steps, and at step 0
+    too when eval_on_start (a fresh run: the base model's losses). Checkpoints go to run_dir/checkpoints every
+    train.save_steps, all kept. Reporting integrations are off (TensorBoard is added as a callback by
+    build_trainer).
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    cuda = device.startswith("cuda")
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_batch_size,
+        per_device_eval_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        optim=t.optim,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=schedule_steps(cfg, n_train, world_size)[2],
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=None,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=cuda and weights_dtype == torch.bfloat16,
+        fp16=cuda and weights_dtype == torch.float16,
+        use_cpu=device == "cpu",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        report_to=[],
+        prediction_loss_only=True,
+        # Step-0 eval (the base model) inside train(): a trainer.evaluate() before train() marks the model as
+        # prepared by accelerate, which then never wraps it in DDP, and the ranks silently stop syncing gradients.
+        eval_on_start=eval_on_start and evaluate,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and stop the run), not be smoothed over
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # LoRA: frozen base weights are not "unused"; searching costs a pass
+    )
+
+
+def build_trainer(
+    cfg: RunConfig,
+    run_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    train_ds: list[dict[str, Any]],
+    evals: dict[str, list[dict[str, Any]]],
+    start: Start,
+    dist: Any,
+) -> tuple[Any, Any]:
+    """(codelora.trainer.CodeloraTrainer, its RunCallback) for this run, with what a resume restores.
+
+    Training batches are packed (train.packing) or right-padded with tokenizer's pad token; eval batches are
+    always padded. The metrics log keeps the rows up to the resumed step; tokens_seen, elapsed seconds and the
+    schedule step continue from the checkpoint's meta.json. Only rank 0 writes the logs.
+    """
+    from codelora.data.format import collate, collate_packed
+    from codelora.trainer import CodeloraTrainer, MetricsLog, RunCallback
+
+    resumed = start.checkpoint is not None
+    metrics = MetricsLog(run_dir, keep_up_to_step=start.step if resumed else -1, write=dist.is_main_process)
+    callback = RunCallback(run_dir, cfg, metrics, elapsed_before=float(start.meta.get("elapsed_seconds") or 0.0))
+    callbacks = [callback]
+    if cfg.train.report_to == "tensorboard":
+        # our own instance, pointed at the run folder (TrainingArguments.logging_dir is gone in transformers 5);
+        # it writes on rank 0 only
+        from transformers.integrations import TensorBoardCallback
+
+        tb = TensorBoardCallback()
+        tb.logging_dir = str(run_dir / "logs" / "tensorboard")
+        callbacks.append(tb)
+    padded = functools.partial(collate, pad_id=tokenizer.pad_token_id)
+    trainer = CodeloraTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=evals or None,
+        data_collator=collate_packed if cfg.train.packing else padded,
+        callbacks=callbacks,
+    )
+    trainer.eval_collator = padded
+    trainer.tokens_seen = int(start.meta.get("tokens_seen") or 0)
+    trainer.reset_optimizer = start.reset_optimizer and resumed
+    trainer.resume_step = start.step
+    callback.trainer = trainer
+    return trainer, callback
+
+
+def run_with_signal_handling(trainer: Any, callback: Any, checkpoint: Path | None) -> tuple[int, int | None]:
+    """Train (from `checkpoint` when resuming); return (last optimizer step, the signal that stopped it or None).
+
+    SIGTERM / SIGINT (Ctrl-C) finish the current step, save a checkpoint and stop cleanly: the handlers set
+    callback.stop_requested and are restored afterwards (installed only from the main thread, where Python allows
+    it). A full disk raises TrainingError (one line; the earlier checkpoints are intact).
+    """
+    from codelora.trainer import DISK_FULL_ERRNOS, disk_full_error
+
+    old_handlers = {}
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        callback.stop_requested = True
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old_handlers[sig] = signal.signal(sig, on_signal)
+    try:
+        out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except OSError as e:
+        if e.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise disk_full_error(e, f"{e.filename or 'the logs'} at step {trainer.state.global_step}") from None
+    finally:
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+    return out.global_step, received[0] if received else None
+
+
+def run_result(run_dir: Path, global_step: int, trainer: Any, callback: Any, signum: int | None) -> dict[str, Any]:
+    """The run's result from its metrics rows (see train() for the keys; `final` is added by train())."""
+    rows = callback.metrics.rows
+    train_rows = [r for r in rows if r.get("train_loss") is not None]
+    eval_rows = [r for r in rows if r.get("valid_loss") is not None]
+    return {
+        "run_dir": str(run_dir),
+        "global_step": global_step,
+        "interrupted": callback.stop_requested,
+        "signal": signum,
+        "train_loss": train_rows[-1]["train_loss"] if train_rows else None,
+        "valid_loss_start": eval_rows[0]["valid_loss"] if eval_rows and eval_rows[0]["step"] == 0 else None,
+        "valid_loss": eval_rows[-1]["valid_loss"] if eval_rows else None,
+        "test_loss": eval_rows[-1]["test_loss"] if eval_rows else None,
+        "tokens_seen": trainer.tokens_seen,
+        "elapsed_seconds": callback.elapsed(),
+    }
+
+
+def save_final(trainer: Any, callback: Any, tokenizer: Any, run_dir: Path, result: dict[str, Any], dist: Any) -> Path:
+    """Write run_dir/final/ (adapter, tokenizer, meta.json holding `result`) and return its path.
+
+    Written into final.tmp/ and renamed, so a final/ is always whole. Every rank calls it (under FSDP / ZeRO-3
+    gathering the adapter is collective); rank 0 writes. A full disk removes final.tmp/ and raises TrainingError.
+    """
+    from codelora.trainer import DISK_FULL_ERRNOS, disk_full_error
+
+    main = dist.is_main_process
+    final, tmp = run_dir / "final", run_dir / "final.tmp"
+    if main and tmp.exists():
+        shutil.rmtree(tmp)
+    dist.wait_for_everyone()
+    try:
+        trainer.save_model(str(tmp))
+        if main:
+            tokenizer.save_pretrained(str(tmp))
+            meta = callback.meta(trainer.state)
+            meta["result"] = result
+            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
+    except OSError as e:
+        if e.errno not in DISK_FULL_ERRNOS:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise disk_full_error(e, f"{final} (the checkpoints are complete)") from None
+    if main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    dist.wait_for_everyone()
+    return final
 
 
 def _reached(cfg: RunConfig, run_dir: Path, done_at: int) -> bool:
@@ -574,13 +673,6 @@ def check_packing(model: Any, train_rows: list[dict[str, Any]], attn_implementat
     return diff
 
 
-def _disk_full(e: OSError, what: str) -> TrainingError:
-    return TrainingError(
-        f"disk full ({os.strerror(e.errno)}) while writing {what}; earlier checkpoints are intact; "
-        "free space and run again with --resume"
-    )
-
-
 def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
     """The recipe's LoRA adapters on `model`; with gradient checkpointing non-reentrant and with input grads,
     which LoRA needs because the frozen embeddings otherwise give the checkpointed blocks no grad to carry."""
@@ -606,7 +698,7 @@ def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
 def _clear_after(run_dir: Path, ck: Path) -> None:
     """Remove what lies after checkpoint `ck`: incomplete or newer checkpoints (the Trainer would trip on them) and
     a final/ of a later step; the resumed run redoes them. The complete ones removed are named on stderr."""
-    newer = [p for p in _all_checkpoints(run_dir) if _step_of(p) > _step_of(ck)]
+    newer = [p for p in all_checkpoints(run_dir) if _step_of(p) > _step_of(ck)]
     final = run_dir / "final"
     if final.exists():
         try:
@@ -660,248 +752,3 @@ def resolve_resume_checkpoint(run_dir: Path, which: str | None, reset_optimizer:
             "continue from its weights with a fresh optimizer (the learning-rate schedule continues)"
         )
     return ck
-
-
-def train(
-    cfg: RunConfig,
-    run_dir: Path,
-    resume: bool = False,
-    resume_from: str | None = None,
-    reset_optimizer: bool = False,
-) -> dict[str, Any]:
-    """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the final metrics.
-
-    resume: continue from the newest complete checkpoint; resume_from (`checkpoint-N` or `N`, implies resume):
-    from that one, removing the checkpoints after it and final/ (they belong to the trajectory being redone).
-    Either restores adapter, optimizer, schedule, RNG and data order; reset_optimizer allows a checkpoint without
-    optimizer state (fresh AdamW moments, the schedule continues)."""
-    run_dir = Path(run_dir)
-    resume = resume or resume_from is not None
-    cfg = portable_config(cfg, run_dir)  # a relative dataset path is stored absolute: the run works from anywhere
-    # Read-only checks first, on every rank alike, before any rank writes anything.
-    ckpts = _all_checkpoints(run_dir)
-    if not resume and (ckpts or (run_dir / "final").exists()):
-        raise UserError(f"run folder {run_dir} already exists; use --resume or another --run-name")
-    resume_ck: Path | None = None
-    resume_meta: dict[str, Any] = {}
-    if resume:
-        done_at = finished_step(run_dir)
-        if resume_from is None and done_at is not None and _reached(cfg, run_dir, done_at):
-            # --resume on a finished run changes nothing (a rerun of a script must not train one more step);
-            # extending it takes a larger train.max_steps / train.epochs
-            return {"run_dir": str(run_dir), "global_step": done_at, "already_finished": True}
-        resume_ck = resolve_resume_checkpoint(run_dir, resume_from, reset_optimizer)
-        resume_meta = _check_resume_config(cfg, run_dir, resume_ck)
-        problem = _data_problem(cfg, run_dir)
-        if problem == "unverified":
-            print(f"codelora: {run_dir}/data predates data fingerprints; reusing it unverified", file=sys.stderr)
-        elif problem is not None:
-            raise UserError(
-                f"cannot resume {run_dir}: its prepared data does not match the config ({problem}); "
-                "resuming on other data would not continue the same run"
-            )
-
-    from codelora.models import check_target_modules
-
-    require_writable(run_dir, "run folder")
-    check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
-
-    import torch
-    from accelerate import PartialState
-    from transformers import TrainingArguments
-
-    from codelora.chat import set_pad_token
-    from codelora.data.format import collate, collate_packed
-    from codelora.models import load_model, pick_device
-    from codelora.prepare import load_tokenized, prepare
-
-    m, t = cfg.model, cfg.train
-    device = pick_device(m.device)
-    # Under `accelerate launch` this joins the process group (gloo on CPU, nccl on GPUs); alone it is a no-op.
-    dist = PartialState(cpu=device == "cpu")
-    main = dist.is_main_process
-    dist.wait_for_everyone()  # every rank has passed the checks above before rank 0 changes the folder
-    if main:
-        if resume_ck is not None:
-            _clear_after(run_dir, resume_ck)
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    if device.startswith("cuda") and dist.num_processes > 1:
-        device = str(dist.device)
-    model, tokenizer = load_model(
-        m.source, dtype=m.dtype, device=device, attn_implementation=m.attn_implementation, revision=m.revision
-    )
-    _check_fits(cfg, model)
-    note = set_pad_token(tokenizer)  # never adds tokens: the adapter stays LoRA-only
-    if note and main:
-        print(f"codelora: {note}", file=sys.stderr)
-    model.config.use_cache = False  # training: no KV cache (a cache also turns off packed-sequence masks)
-
-    if main:
-        problem = _data_problem(cfg, run_dir)
-        if problem is not None and not (resume_ck is not None and problem == "unverified"):
-            if problem not in ("missing", "unverified"):
-                print(f"codelora: re-preparing {run_dir}/data: {problem}", file=sys.stderr)
-            prepare(cfg, run_dir, tokenizer)
-        save_run_config(cfg, run_dir)
-    dist.wait_for_everyone()
-    train_ds = load_tokenized(run_dir, "train")
-    evals = {s: load_tokenized(run_dir, s) for s in ("valid", "test")}
-    if not train_ds:
-        raise UserError(f"the training split of {run_dir} is empty; see data_report.json")
-    evals = {k: v for k, v in evals.items() if v}
-    for ds in [train_ds, *evals.values()]:
-        for ex in ds:
-            ex.pop("problem_key", None)
-
-    model = add_lora(model, cfg.lora, t.gradient_checkpointing)
-    if t.packing:
-        check_packing(model, train_ds, m.attn_implementation)
-
-    world = dist.num_processes
-    steps_per_epoch = max(
-        1, math.ceil(math.ceil(len(train_ds) / (t.per_device_batch_size * world)) / t.gradient_accumulation_steps)
-    )
-    total_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
-    warmup_steps = math.ceil(t.warmup_ratio * total_steps)
-    bf16 = device.startswith("cuda") and next(model.parameters()).dtype == torch.bfloat16
-    fp16 = device.startswith("cuda") and next(model.parameters()).dtype == torch.float16
-    extra_callbacks = []
-    if t.report_to == "tensorboard":
-        # our own instance, pointed at the run folder (TrainingArguments.logging_dir is gone in transformers 5);
-        # it writes on rank 0 only
-        from transformers.integrations import TensorBoardCallback
-
-        tb = TensorBoardCallback()
-        tb.logging_dir = str(run_dir / "logs" / "tensorboard")
-        extra_callbacks.append(tb)
-    args = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_batch_size,
-        per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        optim=t.optim,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=warmup_steps,
-        logging_strategy="steps",
-        logging_steps=t.logging_steps,
-        eval_strategy="steps" if evals else "no",
-        eval_steps=t.eval_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=None,
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=bf16,
-        fp16=fp16,
-        use_cpu=device == "cpu",
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        report_to=[],  # TensorBoard, when asked for, is added below as a callback
-        prediction_loss_only=True,
-        # Step-0 eval (the base model) inside train(): a trainer.evaluate() before train() marks the model as
-        # prepared by accelerate, which then never wraps it in DDP, and the ranks silently stop syncing gradients.
-        eval_on_start=resume_ck is None and bool(evals),
-        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and stop the run), not be smoothed over
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # LoRA: frozen base weights are not "unused"; searching costs a pass
-    )
-
-    keep_up_to = None
-    elapsed_before = 0.0
-    tokens_before = 0
-    if resume_ck is not None:
-        keep_up_to = resume_meta["step"]
-        elapsed_before = float(resume_meta.get("elapsed_seconds") or 0.0)
-        tokens_before = int(resume_meta.get("tokens_seen") or 0)
-    metrics = _MetricsLog(run_dir, keep_up_to_step=keep_up_to if resume_ck is not None else -1, write=main)
-
-    CodeloraTrainer, RunCallback = _make_classes()
-    cb = RunCallback(run_dir, cfg, metrics, elapsed_before)
-    pad_id = tokenizer.pad_token_id
-
-    def padded(batch):
-        return collate(batch, pad_id)
-
-    trainer = CodeloraTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=evals or None,
-        data_collator=collate_packed if t.packing else padded,
-        callbacks=[cb, *extra_callbacks],
-    )
-    trainer.eval_collator = padded
-    trainer.tokens_seen = tokens_before
-    trainer.reset_optimizer = reset_optimizer and resume_ck is not None
-    trainer.resume_step = int(resume_meta.get("step") or 0)
-    cb.trainer = trainer
-
-    # SIGTERM / Ctrl-C: finish the current step, save a checkpoint, stop cleanly.
-    old_handlers = {}
-
-    received: list[int] = []
-
-    def _on_signal(signum, frame):
-        received.append(signum)
-        cb.stop_requested = True
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            old_handlers[sig] = signal.signal(sig, _on_signal)
-    try:
-        out = trainer.train(resume_from_checkpoint=str(resume_ck) if resume_ck else None)
-    except OSError as e:
-        if e.errno not in _DISK_FULL:
-            raise
-        raise _disk_full(e, f"{e.filename or 'the logs'} at step {trainer.state.global_step}") from None
-    finally:
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-
-    rows = metrics.rows
-    train_rows = [r for r in rows if r.get("train_loss") is not None]
-    eval_rows = [r for r in rows if r.get("valid_loss") is not None]
-    result: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "global_step": out.global_step,
-        "interrupted": cb.stop_requested,
-        "signal": received[0] if received else None,
-        "train_loss": train_rows[-1]["train_loss"] if train_rows else None,
-        "valid_loss_start": eval_rows[0]["valid_loss"] if eval_rows and eval_rows[0]["step"] == 0 else None,
-        "valid_loss": eval_rows[-1]["valid_loss"] if eval_rows else None,
-        "test_loss": eval_rows[-1]["test_loss"] if eval_rows else None,
-        "tokens_seen": trainer.tokens_seen,
-        "elapsed_seconds": cb.elapsed(),
-    }
-    if cb.stop_requested:
-        return result
-
-    final, tmp = run_dir / "final", run_dir / "final.tmp"
-    if main and tmp.exists():
-        shutil.rmtree(tmp)
-    dist.wait_for_everyone()
-    try:
-        # every rank calls save_model: under FSDP / ZeRO-3 gathering the adapter is collective; rank 0 writes
-        trainer.save_model(str(tmp))
-        if main:
-            tokenizer.save_pretrained(str(tmp))
-            meta = cb.meta(trainer.state)
-            meta["result"] = result
-            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
-    except OSError as e:
-        if e.errno not in _DISK_FULL:
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise _disk_full(e, f"{final} (the checkpoints are complete)") from None
-    if main:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    dist.wait_for_everyone()
-    result["final"] = str(final)
-    return result

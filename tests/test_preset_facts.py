@@ -6,18 +6,17 @@ The per-split row counts are the published ones (../shared/field/README.md): Dee
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 
 from codelora.config import load_config
 from codelora.data.split import split_rows
+from codelora.train import schedule_steps
 
 
 def optimizer_steps(rows: int, cfg) -> tuple[int, int]:
     """(per epoch, total) as codelora.train counts them on one device."""
-    t = cfg.train
-    per_epoch = math.ceil(math.ceil(rows / t.per_device_batch_size) / t.gradient_accumulation_steps)
-    return per_epoch, math.ceil(t.epochs * per_epoch)
+    per_epoch, total, _warmup = schedule_steps(cfg, rows)
+    return per_epoch, total
 
 
 def shaped(layout: list[tuple[int, list[str]]]) -> list[dict]:

@@ -122,21 +122,21 @@ def test_resume_without_checkpoint_refused(tmp_path):
 
 
 def test_sigterm_then_resume_matches_uninterrupted_run(run_a, tmp_path, monkeypatch):
-    import codelora.train as tr
+    from codelora.trainer import MetricsLog
 
     run_dir, _ = run_a
     loss6_a = [r for r in _rows(run_dir) if r["step"] == 6 and r["train_loss"] is not None][0]["train_loss"]
-    original_add = tr._MetricsLog.add
+    original_add = MetricsLog.add
 
     def add_then_sigterm(self, row):  # SIGTERM right after the step-2 train log
         original_add(self, row)
         if row["step"] == 2 and row.get("train_loss") is not None:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(tr._MetricsLog, "add", add_then_sigterm)
+    monkeypatch.setattr(MetricsLog, "add", add_then_sigterm)
     run_b = tmp_path / "run"
     result = train(_cfg(tmp_path), run_b)
-    monkeypatch.setattr(tr._MetricsLog, "add", original_add)
+    monkeypatch.setattr(MetricsLog, "add", original_add)
     assert result["interrupted"] and result["global_step"] == 3
     assert not (run_b / "final").exists()
     assert [p.name for p in complete_checkpoints(run_b)] == ["checkpoint-2", "checkpoint-3"]
