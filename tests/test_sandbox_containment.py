@@ -586,7 +586,8 @@ def test_host_configuration_under_usr_is_hidden(sandbox_mode):
 # for HumanEval/0 (`return False`) was accepted by sending the harness's "check returned" reply itself (its nonce
 # found through sys.modules['__main__'], the caller's frames, the garbage collector or the process's memory), by
 # replacing check's `candidate` with a trace function, by returning an object equal to everything, or by answering
-# from a table parsed out of the test's asserts in its own file. check() now runs in another process.
+# from a table parsed out of the test's asserts in its own file, or rewriting check's code. check() now runs in
+# another process.
 
 _FORGE = """
 import gc, os, re, sys
@@ -641,6 +642,16 @@ HE_ATTACKS = {
         "        ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))\n"
         "    return None\n"
         "sys.settrace(_global)\n"
+    ),
+    "rewrites_check_code": (  # row 16, made deterministic: a line tracer on the module frame patches check
+        "    return False\nimport sys\n"
+        "def _patch(frame, event, arg):\n"
+        "    c = frame.f_globals.get('check')\n"
+        "    if callable(c) and c.__code__.co_name == 'check':\n"
+        "        c.__code__ = (lambda candidate: None).__code__\n"
+        "    return _patch\n"
+        "sys.settrace(lambda *a: None)\n"
+        "sys._getframe().f_trace = _patch\n"
     ),
     "always_equal_object": "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n",
     "lookup_table_from_the_asserts": (  # its own file, the harness's stdin, the parent's stdin
