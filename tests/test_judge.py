@@ -150,6 +150,9 @@ def _he_problem(test: str, prompt: str = "def f(*a):\n") -> dict:
         ),
         # large ints, floats exactly, tuples stay tuples, dict keys of any plain type
         ("    return 7 ** 20000\n", "def check(c):\n    assert c() == 7 ** 20000\n", "accepted"),
+        # int -> str conversion keeps the interpreter's default limit (4300 digits), in check as in the completion
+        ("    return len(str(10 ** 5000))\n", "def check(c):\n    c()\n", "runtime_error"),
+        ("    return 10 ** 5000\n", "def check(c):\n    str(c())\n", "runtime_error"),
         ("    return (0.1 + 0.2, -0.0)\n", "def check(c):\n    assert c() == (0.30000000000000004, 0.0)\n", "accepted"),
         (
             "    return {(1, 'a'): {2}, None: b'x'}\n",

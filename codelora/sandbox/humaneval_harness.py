@@ -1,7 +1,7 @@
 """HumanEval's `check` in two processes inside the sandbox: the completion never shares a process with the test code,
 the nonce or the channel on which the verdict goes out.
 
-This file runs inside the sandbox as the program's main.py (`grading.grade_humaneval` sends its source), with
+This file runs inside the sandbox as the program's main.py (`grading.grade_humaneval` sends it compiled), with
 solution.py (prompt + completion) and prompt.py in the work folder, the entry point's name as its argument and, on
 stdin, one JSON object {"nonce", "test"}. Standard library only; importable on the host for its unit tests (nothing
 runs at import).
@@ -40,7 +40,7 @@ import types
 PR_SET_DUMPABLE = 4
 MAX_MESSAGE = 256  # characters of an exception message sent back by the solution process
 PLAIN = "None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset"
-_TAGS = ("tuple", "dict", "set", "frozenset", "bytes", "complex")
+_TAGS = ("int", "tuple", "dict", "set", "frozenset", "bytes", "complex")
 VERDICT_OF = {"AssertionError": "wrong_answer", "NotPlainData": "wrong_answer", "MemoryError": "memory"}
 
 
@@ -61,12 +61,14 @@ class SolutionRaised(Exception):
 
 
 def encode(v, depth: int = 0):
-    """`v` as JSON-ready data: None, bool, int, float, str and lists as themselves, the other plain types as
+    """`v` as JSON-ready data: None, bool, float, str, lists and 64-bit ints as themselves, the other plain types as
     {tag: body}. Subclasses of the plain types and numpy scalars become their plain value. Raises TypeError for
     anything else (or nesting deeper than 500)."""
     t = type(v)
-    if v is None or t is bool or t is int or t is float or t is str:
+    if v is None or t is bool or t is float or t is str:
         return v
+    if t is int:  # beyond 64 bits in hex: no decimal conversion (quadratic, and limited to 4300 digits by default)
+        return v if -(1 << 63) < v < 1 << 63 else {"int": format(v, "x")}
     if depth > 500:
         raise TypeError("nested deeper than 500")
     d = depth + 1
@@ -106,6 +108,8 @@ def decode(j):
         raise ValueError("not an encoded value")
     ((tag, body),) = j.items()
     try:
+        if tag == "int" and type(body) is str:
+            return int(body, 16)
         if tag == "bytes" and type(body) is str:
             return bytes.fromhex(body)
         if type(body) is not list or tag not in _TAGS:
@@ -363,7 +367,6 @@ def read_request() -> dict:
 
 def checker() -> None:
     """The program's main process: compile, fork the solution process, then read the test and run check()."""
-    sys.set_int_max_str_digits(0)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (check()'s own prints; the report goes to fd 1)
     try:
         set_dumpable(0)
