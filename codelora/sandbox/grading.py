@@ -452,7 +452,8 @@ def grade_call_problem(
 def _humaneval_harness() -> str:
     """main.py of HumanEval runs (`humaneval_harness`: the checker and the solution process). Sent compiled, as a
     .pyc is: the sandbox runs this same interpreter (`execution.python_executable`), and compiling 400 lines for
-    every sample would cost ~6 ms of its time."""
+    every sample would cost ~6 ms of its time. The marshalled code object is the scorer's own, decoded by main.py
+    before anything untrusted runs; nothing from the program is ever unmarshalled."""
     path = Path(__file__).with_name("humaneval_harness.py")
     code = compile(path.read_text(encoding="utf-8"), "humaneval_harness.py", "exec", dont_inherit=True)
     return f"import marshal\nexec(marshal.loads(bytes.fromhex({marshal.dumps(code).hex()!r})))\n"
