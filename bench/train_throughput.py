@@ -275,7 +275,12 @@ def _label_difference(trainer, tok, prepared: list[dict], accum: int) -> dict:
     per_example = []
     as_trl = []
     for ex, t in zip(prepared, trl_rows, strict=True):
-        ids, mask = list(t["input_ids"]), list(t["completion_mask"])
+        ids = list(t["input_ids"])
+        # TRL before 1.x kept a completion_mask column; later versions fold it into a labels column (-100 = masked)
+        if "labels" in t:
+            mask = [int(lbl != -100) for lbl in t["labels"]]
+        else:
+            mask = list(t["completion_mask"])
         n = len(ex["input_ids"])
         if ids[:n] != ex["input_ids"]:
             raise RuntimeError("TRL's tokens for a row do not start with codelora's; the comparison needs a prefix")
