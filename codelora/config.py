@@ -539,7 +539,8 @@ class ScoreArgs:
     timeout: float | None = None
     """Seconds per test (default: the protocol's for livecodebench, 3 humaneval, 6 heldout)."""
     memory_mb: int | None = None
-    """Address-space limit per program in MiB (default 1024; course 512)."""
+    """Memory limit in MiB (default 1024; course 512): the whole sandbox (resident + tmpfs) under a cgroup, else
+    the address space of each process."""
     output_limit_mb: float = 64.0
     """Stdout read per program in MiB; more is output_limit_exceeded."""
     skip_untested: bool = False

@@ -277,7 +277,7 @@ def grade_stdio_problem(
 ) -> GradeResult:
     """Run `header + code` once per test ({input, output}); stop at the first failure.
 
-    timeout: seconds per test; memory_mb: address space in MiB; output_limit: bytes of stdout read (more is
+    timeout: seconds per test; memory_mb: memory limit in MiB (the sandbox's cgroup, else RLIMIT_AS); output_limit: bytes of stdout read (more is
     output_limit_exceeded); comparison: "decimal" or "exact" (see `outputs_match`).
     """
     syntax = check_syntax(code, timeout, memory_mb)
