@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import codelora.runs as rf
-from codelora.benchmarks import BENCHMARKS
+from codelora import benchmarks
 from codelora.config import CompareArgs
 from codelora.errors import UserError
 from codelora.runs import SELECTION_VERSION, losses_at, read_metrics, require_run
@@ -408,8 +408,6 @@ def compare_run(
     protocol: LiveCodeBench only, the grading protocol whose results are compared (None: `livecodebench`); models
     evaluated now are evaluated under it. Recorded in the selection document."""
     run_dir = require_run(run_dir)
-    if benchmark not in BENCHMARKS:
-        raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
     protocol = _protocol_name(benchmark, protocol)
     where = f"{run_dir}/eval/{rf.eval_folder(benchmark, protocol)}/"
     entries, notes = resolve_models(run_dir, models)
@@ -464,15 +462,10 @@ def compare_run(
 
 
 def _protocol_name(benchmark: str, protocol: str | None) -> str | None:
-    """The LiveCodeBench protocol's name (the default when None), None for other benchmarks; UserError for
-    --protocol with another benchmark or an unknown name."""
-    from codelora.protocol import get_protocol
-
-    if benchmark != "livecodebench":
-        if protocol is not None:
-            raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
-        return None
-    return get_protocol(protocol).name
+    """The benchmark's grading protocol's name (its default when None), None for a benchmark without protocols;
+    UserError for an unknown benchmark, a protocol given to a benchmark without protocols, or an unknown name."""
+    proto = benchmarks.get(benchmark).protocol(protocol)
+    return proto.name if proto is not None else None
 
 
 def notes_left_out(notes: list[str]) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from codelora.benchmarks import BENCHMARKS
+from codelora import benchmarks
 from codelora.errors import UserError
 
 SYSTEM_PROMPT = "You are an expert Python programmer. Please read the problem carefully before writing any Python code."
@@ -408,7 +408,8 @@ class GenerateArgs(ConfigArgs):
     """File holding the problem text."""
 
 
-BenchmarkName = Literal[BENCHMARKS]  # type: ignore[valid-type] - the one list, codelora/benchmarks/__init__.py
+# A --benchmark flag: its choices are the registry's (codelora.benchmarks.names), read when the parser is built.
+BENCHMARK_FLAG = {"choices": benchmarks.names}
 ProtocolName = Literal["livecodebench", "course"]  # codelora.protocol.PROTOCOLS (a test keeps them equal)
 
 
@@ -490,7 +491,7 @@ class EvaluateArgs(EvalOptions):
 
     run: str | None = None
     """Run folder (outputs/<run>); its config.yaml gives system prompt, model and sampling."""
-    benchmark: BenchmarkName
+    benchmark: str = field(metadata=BENCHMARK_FLAG)
     """Benchmark to generate for and grade."""
     models: str | None = None
     """With --run: comma list of base, final, checkpoint-N, or all (default: base,final)."""
@@ -526,12 +527,12 @@ class ScoreArgs:
     Also the checks of `codelora.score.score`'s keyword arguments.
     """
 
-    benchmark: BenchmarkName
+    benchmark: str = field(metadata=BENCHMARK_FLAG)
     """Benchmark whose samples format and grader apply."""
     samples: str
     """Samples file in the benchmark's own format."""
     problems: str | None = None
-    """Problems file (LiveCodeBench JSONL; default for humaneval: the bundled 164)."""
+    """Problems file (LiveCodeBench JSONL, heldout {task_id, tests} JSONL; default for humaneval: the bundled 164)."""
     out: str
     """Folder for results.jsonl and summary.json."""
     protocol: ProtocolName | None = None
@@ -560,9 +561,7 @@ class ScoreArgs:
         def finite(x: float | None) -> bool:
             return x is None or math.isfinite(x)
 
-        names = get_args(BenchmarkName)
-        if self.benchmark not in names:
-            raise UserError(f"unknown benchmark {self.benchmark!r} (choose from {', '.join(names)})")
+        bench = benchmarks.get(self.benchmark)  # UserError naming the choices
         need(
             self.timeout is None or (finite(self.timeout) and self.timeout > 0),
             "--timeout",
@@ -594,10 +593,7 @@ class ScoreArgs:
             self.tolerance,
             "must be a finite number >= 0",
         )
-        if self.protocol is not None and self.benchmark != "livecodebench":
-            raise UserError(
-                f"--protocol applies to livecodebench only, not to {self.benchmark} (--protocol {self.protocol})"
-            )
+        bench.protocol(self.protocol)  # UserError for a protocol this benchmark does not have
 
 
 @dataclass(kw_only=True)
@@ -608,7 +604,7 @@ class CompareArgs:
     """Run folder: compare its base model, checkpoints and final."""
     runs: list[str] | None = field(default=None, metadata={"group": "target", "nargs": "+", "metavar": "RUN"})
     """Several run folders: their selected models side by side."""
-    benchmark: BenchmarkName = "heldout"
+    benchmark: str = field(default="heldout", metadata=BENCHMARK_FLAG)
     """Benchmark of the comparison."""
     models: list[str] | None = field(default=None, metadata={"nargs": "+", "metavar": "NAME"})
     """base, checkpoint-<step>, final, or all; spaces or commas (default: all)."""
@@ -628,10 +624,7 @@ class CompareArgs:
     def __post_init__(self) -> None:
         from codelora.flags import need
 
-        if self.protocol is not None and self.benchmark != "livecodebench":
-            raise UserError(
-                f"--protocol applies to livecodebench only, not to {self.benchmark} (--protocol {self.protocol})"
-            )
+        benchmarks.get(self.benchmark).protocol(self.protocol)  # UserError: unknown benchmark, protocol it lacks
         if self.run is not None and self.runs:
             raise UserError("give either --run or --runs, not both")
         if self.run is None and not self.runs:
@@ -649,7 +642,7 @@ class ReportArgs:
 
     run: str
     """Run folder."""
-    benchmark: BenchmarkName | None = None
+    benchmark: str | None = field(default=None, metadata=BENCHMARK_FLAG)
     """Benchmark of the comparison sections (default: the one in selection.json)."""
 
 

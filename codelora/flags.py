@@ -3,7 +3,9 @@
 Each flag is documented once: the help text is the dataclass field's docstring (the string literal under the
 field, which editors show too). The field's type gives the parsing and the `--help` metavar, its default the
 default; `metadata` may add `positional`, `nargs`, `flag` (another flag name), `group` (mutually exclusive,
-required group) or `doc_from` (take the docstring of the same field of another dataclass).
+required group), `doc_from` (take the docstring of the same field of another dataclass) or `choices` (a function
+returning the allowed values, read when the parser is built and when a value is converted: a registry such as
+codelora.benchmarks.names, which a Literal fixed at import could not follow).
 
 argparse only collects strings: `from_args` converts them, so a bad value is one `UserError` line naming the
 flag, the value and what is allowed (exit status 2), never argparse's usage dump or a traceback; the
@@ -113,7 +115,10 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                 kwargs["nargs"] = f.metadata["nargs"]
             if f.metadata.get("append"):
                 kwargs["action"] = "append"
-            kwargs["metavar"] = f.metadata.get("metavar") or _metavar(typ)
+            choices = f.metadata.get("choices")
+            kwargs["metavar"] = f.metadata.get("metavar") or (
+                "{" + ",".join(choices()) + "}" if choices else _metavar(typ)
+            )
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if required and not f.metadata.get("group"):
                 kwargs["required"] = True
@@ -173,7 +178,11 @@ def from_args(cls: type, ns: argparse.Namespace) -> Any:
         if f.metadata.get("append"):  # repeatable, taken as given: `--set lora.target_modules=[a,b]` keeps its comma
             kwargs[f.name] = list(value)
             continue
-        kwargs[f.name] = convert(value, hints[f.name], flag_name(f) if not f.metadata.get("positional") else f.name)
+        flag = flag_name(f) if not f.metadata.get("positional") else f.name
+        kwargs[f.name] = convert(value, hints[f.name], flag)
+        allowed = f.metadata["choices"]() if f.metadata.get("choices") else None
+        if allowed is not None and kwargs[f.name] not in allowed:
+            raise UserError(f"{flag} {value!r}: not allowed; choose from {', '.join(map(str, allowed))}")
     return cls(**kwargs)
 
 

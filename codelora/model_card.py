@@ -13,8 +13,7 @@ from typing import Any
 
 import yaml
 
-from codelora import runs
-from codelora.benchmarks import BENCHMARKS
+from codelora import benchmarks, runs
 from codelora.errors import UserError
 from codelora.safetext import markdown_code_block
 
@@ -226,11 +225,8 @@ def _decoding(summary: dict[str, Any]) -> str:
 
 
 def _eval_folders(run_dir: Path) -> list[str]:
-    """Folders under eval/ holding a benchmark's results: the benchmark's name, or `livecodebench-<protocol>` for a
-    LiveCodeBench protocol other than the default (codelora.runs.eval_folder), in BENCHMARKS order."""
-    root = run_dir / "eval"
-    found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    return [f for b in BENCHMARKS for f in found if f == b or f.startswith(b + "-")]
+    """Folders under eval/ holding a benchmark's results (codelora.runs.evaluated), in the registry's order."""
+    return [folder.name for _, _, folder in runs.evaluated(run_dir)]
 
 
 def _evaluated_as(bdir: Path, ck: dict[str, Any]) -> str:
@@ -251,23 +247,16 @@ def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
     from huggingface_hub import EvalResult
 
     results = []
-    for folder in _eval_folders(run_dir):
-        bench = next(b for b in BENCHMARKS if folder == b or folder.startswith(b + "-"))
-        as_ = _evaluated_as(run_dir / "eval" / folder, ck)
-        s = _json(run_dir / "eval" / folder / as_ / "summary.json")
+    for bench, folder_protocol, path in runs.evaluated(run_dir):
+        as_ = _evaluated_as(path, ck)
+        s = _json(path / as_ / "summary.json")
         if not isinstance(s, dict) or not isinstance(s.get("pass@1"), (int, float)):
             continue
         if _stale(run_dir, as_, s):  # computed from other weights: never published as this model's score
             continue
-        protocol = s.get("protocol") or (folder.split("-", 1)[1] if "-" in folder else None)
-        dataset_type, dataset_name = {
-            "heldout": (
-                _hub_dataset(cfg.data.dataset) or cfg.data.dataset,
-                f"held-out test split of {cfg.data.dataset}",
-            ),
-            "humaneval": ("openai/openai_humaneval", "HumanEval"),
-            "livecodebench": ("livecodebench/code_generation_lite", "LiveCodeBench"),
-        }[bench]
+        protocol = s.get("protocol") or folder_protocol
+        dataset_type, dataset_name = benchmarks.get(bench).card_dataset(cfg)
+        dataset_type = _hub_dataset(dataset_type) or dataset_type
         results.append(
             EvalResult(
                 task_type="text-generation",
@@ -290,15 +279,9 @@ def _protocol_note(protocol: Any) -> str:
     return f" ({protocol} protocol)" if isinstance(protocol, str) and protocol else ""
 
 
-def _folder_label(folder: str) -> str:
-    """How the card names an eval/ folder: the benchmark, with its protocol for LiveCodeBench."""
-    from codelora.protocol import DEFAULT_PROTOCOL
-
-    if folder == "livecodebench":
-        return folder + _protocol_note(DEFAULT_PROTOCOL)
-    if folder.startswith("livecodebench-"):
-        return "livecodebench" + _protocol_note(folder.split("-", 1)[1])
-    return folder
+def _folder_label(bench: str, protocol: str | None) -> str:
+    """How the card names an eval/ folder: the benchmark, with its protocol for one graded under protocols."""
+    return bench + _protocol_note(protocol or benchmarks.get(bench).default_protocol)
 
 
 def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
@@ -311,9 +294,8 @@ def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
             if isinstance(row, dict) and row.get("pass@1_low") is not None:
                 intervals[(shown, row.get("model"))] = (row["pass@1_low"], row["pass@1_high"])
     rows, notes = [], []
-    for folder in _eval_folders(run_dir):
-        bdir = run_dir / "eval" / folder
-        bench = _folder_label(folder)
+    for bench_name, protocol, bdir in runs.evaluated(run_dir):
+        bench = _folder_label(bench_name, protocol)
         as_ = _evaluated_as(bdir, ck)
         wanted = [("base", "base"), (as_, name if as_ == name else f"{as_} (same step as final)")]
         got = {}

@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from codelora.compare import BENCHMARKS, TABLE_HEAD, compare_run, fmt, protocol_label, table_cells
+from codelora import benchmarks
+from codelora.compare import TABLE_HEAD, compare_run, fmt, protocol_label, table_cells
 from codelora.errors import UserError
 from codelora.files import read_json
-from codelora.protocol import PROTOCOLS
 from codelora.runs import (
-    eval_folder,
+    evaluated,
     load_run_config,
     read_metrics,
     read_selection,
@@ -270,12 +270,7 @@ def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, 
             (benchmark, sel.get("protocol") if isinstance(sel, dict) and benchmark == sel.get("benchmark") else None)
         ]
     else:
-        pairs = [
-            (b, p)
-            for b in BENCHMARKS
-            for p in (list(PROTOCOLS) if b == "livecodebench" else [None])
-            if (run_dir / "eval" / eval_folder(b, p)).is_dir()
-        ]
+        pairs = [(b, p) for b, p, _ in evaluated(run_dir)]
     why = "no evaluation results yet (codelora evaluate / codelora compare)"
     for b, protocol in pairs:
         try:
@@ -400,8 +395,8 @@ def _example(doc: _Doc, ex: dict) -> None:
 def build_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[str, str]:
     """(html, markdown) of the report for a run, from what exists so far."""
     run_dir = require_run(run_dir)
-    if benchmark is not None and benchmark not in BENCHMARKS:
-        raise UserError(f"unknown benchmark {benchmark!r} (choose from {', '.join(BENCHMARKS)})")
+    if benchmark is not None:
+        benchmarks.get(benchmark)  # UserError naming the choices
     cfg = load_run_config(run_dir)
     metrics = read_metrics(run_dir)
     doc = _Doc()

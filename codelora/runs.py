@@ -259,13 +259,33 @@ def list_models(run_dir: str | Path) -> tuple[list[Model], dict[str, Path]]:
 
 def eval_folder(benchmark: str, protocol: str | None = None) -> str:
     """Name of the folder under eval/ that holds one benchmark's results: the benchmark's name, with
-    `-<protocol>` added for a LiveCodeBench protocol other than the default (`livecodebench-course`), so the
+    `-<protocol>` added for a grading protocol other than the benchmark's default (`livecodebench-course`), so the
     course's numbers and LiveCodeBench's live side by side and never overwrite each other."""
-    from codelora.protocol import DEFAULT_PROTOCOL
+    from codelora import benchmarks
 
-    if benchmark != "livecodebench" or protocol in (None, DEFAULT_PROTOCOL):
+    if protocol is None or protocol == benchmarks.get(benchmark).default_protocol:
         return benchmark
     return f"{benchmark}-{protocol}"
+
+
+def eval_dir(run_dir: str | Path, benchmark: str, protocol: str | None = None) -> Path:
+    """RUN/eval/<benchmark>[-<protocol>]/ (see `eval_folder`): one benchmark's results, a folder per model."""
+    return Path(run_dir) / "eval" / eval_folder(benchmark, protocol)
+
+
+def evaluated(run_dir: str | Path) -> list[tuple[str, str | None, Path]]:
+    """(benchmark, protocol, folder) of every eval/ folder holding results, in the registry's order (benchmarks,
+    then each one's default protocol first); protocol None is the benchmark's default (or it has none)."""
+    from codelora import benchmarks
+
+    found = []
+    for name in benchmarks.names():
+        bench = benchmarks.get(name)
+        for protocol in [None, *(p for p in bench.protocols if p != bench.default_protocol)]:
+            folder = eval_dir(run_dir, name, protocol)
+            if folder.is_dir():
+                found.append((name, protocol, folder))
+    return found
 
 
 def run_models(run_dir: str | Path) -> tuple[list[dict], dict[str, Path]]:
@@ -448,7 +468,29 @@ def provenance(
 
 def result_dir(run_dir: str | Path, benchmark: str, model: str, protocol: str | None = None) -> Path:
     """eval/<benchmark>[-<protocol>]/<model>/ (see `eval_folder`)."""
-    return Path(run_dir) / "eval" / eval_folder(benchmark, protocol) / model
+    return eval_dir(run_dir, benchmark, protocol) / model
+
+
+RESULT_FILES = ("summary.json", "results.jsonl")  # summary.json is written last: it means the result is complete
+
+
+def write_results(
+    folder: str | Path, results: list[dict], summary: dict, samples: tuple[str, str] | None = None
+) -> None:
+    """Write one graded result into FOLDER (an eval/<benchmark>/<model>/ folder, or `score --out`): the samples file
+    (name, text) when given, results.jsonl (one record per sample), then summary.json, each atomically."""
+    folder = Path(folder)
+    if samples is not None:
+        update_text(folder / samples[0], samples[1])
+    update_text(folder / "results.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+    write_json(folder / "summary.json", summary)
+
+
+def clear_results(folder: str | Path) -> None:
+    """Remove FOLDER's summary.json and results.jsonl: results of other settings must not sit beside half-made new
+    generations looking finished."""
+    for name in RESULT_FILES:
+        (Path(folder) / name).unlink(missing_ok=True)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import codelora.evaluate as E
 import codelora.generate as G
 from codelora import runs
 from codelora.benchmarks import livecodebench as lcb
+from codelora.benchmarks.base import Benchmark, Problem, ProblemSet
 from codelora.cli import main
 from codelora.config import load_config
 from codelora.data.examples import parse_examples
@@ -491,3 +492,91 @@ def test_vllm_backend_plumbing_with_a_stand_in(run, tmp_path, monkeypatch):
     prompts, params, lora = engines[-1].calls[0]
     assert engines[-1].kw["enable_lora"] is True and lora[3] == str(adapter)
     assert params[0].seed is None and params[0].temperature == 0.0  # greedy
+
+
+# ---------------------------------------------------------------- a fourth benchmark
+
+
+class ToyBenchmark(Benchmark):
+    """Two stdin problems graded by exact output: all a new benchmark needs to define."""
+
+    name = "toy"
+    title = "Toy"
+    bundled = True
+    STATEMENTS = {"hello": ("Print hello.", "hello"), "two": ("Print 1+1.", "2")}
+
+    def problems(self, ctx):
+        probs = list(self.read_problems(None, self.settings())[0].values())
+        chosen = self.first(probs, ctx.opts.limit)
+        return ProblemSet(chosen, None, {"source": "tests/test_evaluate.py", "selected": len(chosen)})
+
+    def prompt(self, problem, protocol=None):
+        return problem.data["statement"] + " Answer with a Python program in a ```python block."
+
+    def grade(self, problem, code, settings):
+        from codelora.sandbox.grading import grade_stdio_problem
+
+        tests = [{"input": "", "output": problem.data["output"]}]
+        return grade_stdio_problem(code, tests, settings.timeout, settings.memory_mb, comparison="exact")
+
+    def read_problems(self, path, settings, skip_untested=False, wanted=None):
+        return {k: Problem(k, {"statement": s, "output": o}) for k, (s, o) in self.STATEMENTS.items()}, []
+
+
+@pytest.fixture
+def toy():
+    from codelora import benchmarks
+
+    bench = benchmarks.register(ToyBenchmark())
+    yield bench
+    benchmarks.unregister("toy")
+
+
+def test_a_registered_benchmark_is_evaluated_scored_compared_and_offered(run, toy, tmp_path, monkeypatch, capsys):
+    from codelora import benchmarks
+    from codelora.cli import build_parser
+    from codelora.compare import compare_run
+    from codelora.model_card import eval_results
+
+    def canned(model, tok, prompts, sampling, seeds, batch_size, on_batch=None, **kw):
+        # the tiny model's own answers are noise: answer "hello" right and "two" wrong, found by the rendered prompt
+        texts = [
+            "```python\nprint('hello')\n```" if "Print hello." in tok.decode(p) else "```python\nprint(3)\n```"
+            for p in prompts
+        ]
+        gens = [G.Generation(t, 7, True) for t in texts]
+        if on_batch:
+            on_batch(list(enumerate(gens)))
+        return gens
+
+    monkeypatch.setattr(G, "generate_batch", canned)
+    assert "toy" in benchmarks.names()
+    got = E.evaluate(run, "toy", "all", workers=2)
+    assert set(got) == {"base", "checkpoint-2", "final"}
+    folder = run / "eval" / "toy" / "final"
+    s = json.loads((folder / "summary.json").read_text())
+    assert s == got["final"] and s["benchmark"] == "toy" and s["provenance"]["benchmark"] == "toy"
+    assert (s["problems"], s["samples"], s["pass@1"]) == (2, 2, 0.5)
+    assert s["verdicts"]["accepted"] == 1 and s["verdicts"]["wrong_answer"] == 1
+    assert s["benchmark_info"] == {"source": "tests/test_evaluate.py", "selected": 2} and s["timeout"] == 6.0
+    results = {r["task_id"]: r for r in _lines(folder / "results.jsonl")}
+    assert results["hello"]["passed"] and results["two"]["first_failure"]["got"].strip() == "3"
+    # the samples file evaluate leaves is the benchmark's format, and `codelora score` grades it alike
+    rc = main(["score", "--benchmark", "toy", "--samples", str(folder / "samples.jsonl"), "--out", str(tmp_path / "s")])
+    assert rc == 0 and json.loads((tmp_path / "s" / "summary.json").read_text())["pass@1"] == 0.5
+    # compare reads the toy's results; every --benchmark flag offers it; the model card lists it
+    doc = compare_run(run, "toy", evaluate_missing=False, write=False)
+    assert doc["benchmark"] == "toy" and [r["model"] for r in doc["table"]] == ["base", "checkpoint-2", "final"]
+    assert {r["pass@1"] for r in doc["table"]} == {0.5}
+    sub = next(a for a in build_parser()._actions if a.choices and "score" in a.choices)
+    for command in ("evaluate", "score", "compare", "report"):
+        (flag,) = [a for a in sub.choices[command]._actions if a.dest == "benchmark"]
+        assert "toy" in flag.metavar, command
+    card = eval_results(run, load_config(run / "config.yaml"), {"name": "final", "step": 2})
+    assert [(r.dataset_name, r.metric_value) for r in card if r.dataset_type == "toy"] == [("Toy", 0.5)]
+    capsys.readouterr()
+    benchmarks.unregister("toy")  # gone from the registry: one clear line, as for any unknown name
+    rc = main(["score", "--benchmark", "toy", "--samples", str(folder / "samples.jsonl"), "--out", str(tmp_path / "s")])
+    assert rc == 2 and "--benchmark 'toy': not allowed; choose from heldout, livecodebench, humaneval" in (
+        capsys.readouterr().err
+    )

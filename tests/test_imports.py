@@ -76,3 +76,21 @@ def test_runs_reads_the_folder_without_train():
     # runs.py is the schema every stage reads through: it must not depend on a stage's module
     mods = {m for _, m, _ in _imports(PACKAGE / "runs.py")}
     assert not mods & {"codelora.train", "codelora.prepare", "codelora.evaluate", "codelora.compare"}
+
+
+STAGES = {
+    f"codelora.{m}"
+    for m in ("cli", "download", "prepare", "train", "generate", "evaluate", "score", "compare", "report", "export")
+}
+
+
+def test_benchmarks_import_no_stage_module():
+    # a benchmark is read by evaluate, score, compare and the card; it must not reach back into any of them
+    # (benchmarks/heldout.py once imported its problems reader from the score stage)
+    bad = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: from {module} import {name}"
+        for path in sorted((PACKAGE / "benchmarks").glob("*.py"))
+        for line, module, name in _imports(path)
+        if module in STAGES or any(module.startswith(s + ".") for s in STAGES)
+    ]
+    assert not bad, "benchmark modules importing a stage:\n" + "\n".join(bad)

