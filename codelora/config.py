@@ -546,6 +546,8 @@ class ScoreArgs:
     """Stdout read per program in MiB; more is output_limit_exceeded."""
     skip_untested: bool = False
     """Leave out problems without tests (default: refuse the input)."""
+    allow_partial: bool = False
+    """Without --problems, grade a samples file that leaves some of the benchmark's bundled problems out (HumanEval) over the problems it has, recording the missing ones (default: refuse it)."""
     workers: int | None = None
     """Parallel programs (default: number of cores)."""
     k: list[int] = field(default_factory=lambda: [1], metadata={"metavar": "K[,K...]"})

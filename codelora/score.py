@@ -166,13 +166,16 @@ def score(
     protocol: str | None = None,
     output_limit_mb: float = OUTPUT_CAP / 2**20,
     skip_untested: bool = False,
+    allow_partial: bool = False,
 ) -> dict:
     """Grade a samples file (the benchmark's own format); write out/results.jsonl and out/summary.json; return the
     summary.
 
     The keyword arguments are `codelora.config.ScoreArgs`' fields, documented there, and checked by it (UserError
     naming the flag) before anything is read: timeout (seconds per test) and memory_mb (MiB) default to the
-    benchmark's (LiveCodeBench: the protocol's); k: the k of pass@k (1 is always reported). Raises UserError
+    benchmark's (LiveCodeBench: the protocol's); k: the k of pass@k (1 is always reported). Without `problems`, a
+    benchmark with a bundled problem set (HumanEval) is graded over all of it: a samples file that leaves problems
+    out is refused unless allow_partial (then the missing ids are recorded as `missing_problems`). Raises UserError
     for unreadable samples or problems and when no sample is valid.
     """
     from codelora import benchmarks, runs
@@ -191,6 +194,7 @@ def score(
         protocol=protocol,  # type: ignore[arg-type]
         output_limit_mb=output_limit_mb,
         skip_untested=skip_untested,
+        allow_partial=allow_partial,
     )
     samples, out = Path(samples), Path(out)
     require_writable(out, "--out folder")
@@ -199,9 +203,24 @@ def score(
     entries = bench.read_samples(samples)
     wanted = {e.id for e in entries if e.id is not None}
     probs, skipped = bench.read_problems(problems, settings, skip_untested, wanted)
+    missing = [pid for pid in probs if pid not in wanted] if problems is None and bench.bundled else []
+    if missing and not allow_partial:
+        raise UserError(
+            f"{samples}: {len(missing)} of the {len(probs)} {bench.title} problems have no sample (first: "
+            f"{', '.join(missing[:3])}); give --problems FILE with the problems meant, or --allow-partial to grade "
+            "only those present"
+        )
+    if missing:
+        print(
+            f"warning: {samples}: {len(missing)} of the {len(probs)} {bench.title} problems have no sample; "
+            "pass@1 is over the problems present (--allow-partial)",
+            file=sys.stderr,
+        )
     results, summary = grade_samples(
         bench, probs, entries, settings, workers=workers, k=k, skipped=skipped, source=str(samples)
     )
+    if missing:
+        summary["missing_problems"] = missing
     out.mkdir(parents=True, exist_ok=True)
     runs.write_results(out, results, summary)
     return summary

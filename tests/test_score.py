@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from codelora.cli import main
 from codelora.errors import UserError
 from codelora.score import pass_at_k, score
 
@@ -48,7 +49,7 @@ def test_humaneval_pass_bodies_fail(tmp_path):
     probs = _humaneval_problems()
     ids = list(probs)[:20]
     samples = _write_jsonl(tmp_path / "s.jsonl", [{"task_id": t, "completion": "    pass\n"} for t in ids])
-    summary = score("humaneval", samples, tmp_path / "out", workers=2)
+    summary = score("humaneval", samples, tmp_path / "out", workers=2, allow_partial=True)
     assert summary["pass@1"] == 0.0 and summary["problems"] == 20
 
 
@@ -65,7 +66,7 @@ def test_humaneval_bad_lines_reported_valid_graded(tmp_path):
             {"task_id": t0, "completion": "    return None\n"},
         ],
     )
-    summary = score("humaneval", samples, tmp_path / "out", workers=2, k=(1, 2))
+    summary = score("humaneval", samples, tmp_path / "out", workers=2, k=(1, 2), allow_partial=True)
     wheres = [b["where"] for b in summary["bad_samples"]]
     assert wheres == [f"{samples}:2", f"{samples}:3", f"{samples}:4"]
     assert "HumanEval/99999" in summary["bad_samples"][1]["error"]
@@ -160,7 +161,7 @@ def test_malformed_samples_count_as_failed_in_every_format(tmp_path, capsys):
         else:
             samples = _write_jsonl(tmp_path / f"{bench}.jsonl", rows)
         out = tmp_path / bench
-        summary = score(bench, samples, out, problems=problems, workers=2, timeout=5)
+        summary = score(bench, samples, out, problems=problems, workers=2, timeout=5, allow_partial=True)
         want = {"livecodebench": (2, 3, 0.5), "humaneval": (2, 2, 0.5), "heldout": (1, 2, 0.5)}[bench]
         assert (summary["problems"], summary["samples"], summary["pass@1"]) == want, bench
         assert summary["verdicts"]["bad_sample"] == 1, bench
@@ -176,7 +177,32 @@ def test_malformed_samples_count_as_failed_in_every_format(tmp_path, capsys):
     # a file with no program at all is refused rather than scored 0
     samples = _write_jsonl(tmp_path / "none.jsonl", [{"task_id": t0, "completion": None}])
     with pytest.raises(UserError, match="no valid samples"):
-        score("humaneval", samples, tmp_path / "none")
+        score("humaneval", samples, tmp_path / "none", allow_partial=True)
+
+
+def test_humaneval_samples_leaving_tasks_out_are_refused_unless_allowed(tmp_path, capsys):
+    """Red team J9: without --problems, HumanEval is its 164 bundled tasks; a samples file holding only the tasks a
+    generator solved must not report a perfect score over those alone."""
+    probs = _humaneval_problems()
+    t0 = next(iter(probs))
+    samples = _write_jsonl(tmp_path / "only0.jsonl", [{"task_id": t0, "completion": probs[t0]["canonical_solution"]}])
+    with pytest.raises(UserError, match=r"163 of the 164 HumanEval problems have no sample.*--allow-partial"):
+        score("humaneval", samples, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out" / "summary.json").exists()
+    rc = main(["score", "--benchmark", "humaneval", "--samples", str(samples), "--out", str(tmp_path / "cli")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "163 of the 164" in err[0]
+    # the subset is intended: graded, said on stderr and recorded
+    summary = score("humaneval", samples, tmp_path / "out", workers=1, allow_partial=True)
+    assert summary["problems"] == 1 and summary["pass@1"] == 1.0
+    assert summary["missing_problems"] == [t for t in probs if t != t0]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["missing_problems"][0] == "HumanEval/1"
+    assert "163 of the 164 HumanEval problems have no sample" in capsys.readouterr().err
+    # a problems file naming the tasks meant narrows the benchmark: no refusal, nothing missing
+    subset = tmp_path / "subset.jsonl"
+    subset.write_text(json.dumps(probs[t0]) + "\n")
+    narrowed = score("humaneval", samples, tmp_path / "narrow", problems=subset, workers=1)
+    assert narrowed["problems"] == 1 and "missing_problems" not in narrowed
 
 
 def test_livecodebench_needs_problems(tmp_path):
