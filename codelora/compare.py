@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +36,15 @@ from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 ALPHA = 0.05
 MAX_EXAMPLES = 5
 MAX_CODE_CHARS = 4000
-__all__ = ["SELECTION_VERSION", "compare_command", "compare_run", "compare_runs", "losses_at", "read_metrics"]
+__all__ = [
+    "SELECTION_VERSION",
+    "CompareOptions",
+    "compare_command",
+    "compare_run",
+    "compare_runs",
+    "losses_at",
+    "read_metrics",
+]
 
 
 # ----------------------------------------------------------------------------------------------------- run folders
@@ -392,23 +401,41 @@ def _evaluate_missing(run_dir: Path, benchmark: str, names: list[str], options: 
     evaluate(run_dir, benchmark, models=names, **options)
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """How `compare_run` and `compare_runs` compare.
+
+    force: compare results of different base models, problems, prompts, sampling or protocols (marked). problems:
+    the problem ids shown side by side (default: where models disagree). evaluate_missing: evaluate models without
+    current results first (False: use stored results only). evaluate_options: `evaluate` options for those
+    (EvalOptions fields). write: write selection.json and the plot. protocol: the grading protocol whose results
+    are compared (benchmarks with protocols; None: the default); models evaluated now are evaluated under it.
+    """
+
+    force: bool = False
+    problems: list[str] | None = None
+    evaluate_missing: bool = True
+    evaluate_options: dict | None = None
+    write: bool = True
+    protocol: str | None = None
+
+
 def compare_run(
     run_dir: str | Path,
     benchmark: str = "heldout",
     models: list[str] | None = None,
-    force: bool = False,
-    problems: list[str] | None = None,
-    evaluate_missing: bool = True,
-    evaluate_options: dict | None = None,
-    write: bool = True,
-    protocol: str | None = None,
+    opts: CompareOptions | None = None,
+    **options: Any,
 ) -> dict:
     """Compare a run's models on one benchmark; return (and by default write) the selection document.
 
-    protocol: LiveCodeBench only, the grading protocol whose results are compared (None: `livecodebench`); models
-    evaluated now are evaluated under it. Recorded in the selection document."""
+    models: names (base, checkpoint-<step>, final, all; default all). opts: `CompareOptions`; `options` are its
+    fields overriding opts. The protocol is recorded in the selection document. Raises UserError for a folder
+    that is not a run, unknown models, missing or stale results, or results not comparable without force."""
+    o = replace(opts or CompareOptions(), **options)
+    force, problems, write = o.force, o.problems, o.write
     run_dir = require_run(run_dir)
-    protocol = _protocol_name(benchmark, protocol)
+    protocol = _protocol_name(benchmark, o.protocol)
     where = f"{run_dir}/eval/{rf.eval_folder(benchmark, protocol)}/"
     entries, notes = resolve_models(run_dir, models)
     with rf.run_lock(run_dir, f"compare {benchmark}"):
@@ -419,15 +446,15 @@ def compare_run(
             return evals, [n for n, ev in evals.items() if ev is None or ev["stale"]]
 
         evals, missing = load()
-        if missing and evaluate_missing:
+        if missing and o.evaluate_missing:
             existing = next((ev for ev in evals.values() if ev is not None and not ev["stale"]), None)
-            options = {**matching_options(existing), **(evaluate_options or {})}
+            eval_options = {**matching_options(existing), **(o.evaluate_options or {})}
             if protocol is not None:
-                options["protocol"] = protocol
-            _evaluate_missing(run_dir, benchmark, missing, options)
+                eval_options["protocol"] = protocol
+            _evaluate_missing(run_dir, benchmark, missing, eval_options)
             evals, missing = load()
         if missing:
-            if not evaluate_missing and len(missing) < len(evals):
+            if not o.evaluate_missing and len(missing) < len(evals):
                 for n in missing:
                     why = f"stale ({evals[n]['stale']})" if evals[n] else "not evaluated yet"
                     notes.append(f"left out {n}: {why} on {benchmark}")
@@ -572,22 +599,21 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
 def compare_runs(
     run_dirs: list[str | Path],
     benchmark: str = "heldout",
-    force: bool = False,
     out: str | Path | None = None,
-    problems: list[str] | None = None,
-    evaluate_missing: bool = True,
-    evaluate_options: dict | None = None,
-    write: bool = True,
-    protocol: str | None = None,
+    opts: CompareOptions | None = None,
+    **options: Any,
 ) -> dict:
-    """The selected model of each run and the base model in one table, plot and selection.json under `out`.
+    """The selected model of each run and the base model in one table, plot and selection.json under `out`
+    (default: <parent of the first run>/compare-<run names>); opts/options as for `compare_run`.
 
-    LiveCodeBench protocols: each run's selection.json says which protocol chose its model. With `protocol`
-    given, a run selected under another one is selected again under it; without, runs selected under different
-    protocols are refused (their numbers are not comparable) unless `force`, which marks every row."""
+    Protocols: each run's selection.json says which protocol chose its model. With `protocol` given, a run
+    selected under another one is selected again under it; without, runs selected under different protocols are
+    refused (their numbers are not comparable) unless `force`, which marks every row."""
+    o = replace(opts or CompareOptions(), **options)
+    force, problems, write = o.force, o.problems, o.write
     if len(run_dirs) < 2:
         raise UserError("--runs needs at least two run folders")
-    wanted_protocol = _protocol_name(benchmark, protocol) if protocol is not None else None
+    wanted_protocol = _protocol_name(benchmark, o.protocol) if o.protocol is not None else None
     runs = [require_run(r) for r in run_dirs]
     labels = [r.name for r in runs]
     if len(set(labels)) != len(labels):
@@ -615,15 +641,7 @@ def compare_runs(
             sel = None
         other_protocol = wanted_protocol is not None and sel is not None and sel.get("protocol") != wanted_protocol
         if not sel or sel.get("benchmark") != benchmark or "best" not in sel or other_protocol:
-            sel = compare_run(
-                r,
-                benchmark,
-                force=force,
-                evaluate_missing=evaluate_missing,
-                evaluate_options=evaluate_options,
-                write=write,
-                protocol=wanted_protocol,
-            )
+            sel = compare_run(r, benchmark, opts=replace(o, problems=None, protocol=wanted_protocol))
         selections.append(sel)
     # selection.json files written before protocols were recorded hold none: LiveCodeBench's default
     protocols = [_protocol_name(benchmark, sel.get("protocol")) for sel in selections]
@@ -885,33 +903,18 @@ def compare_command(args: CompareArgs) -> dict:
     args: `codelora.config.CompareArgs` (its fields are the flags, checked when it is built). Raises UserError
     for missing runs or results, or results that are not comparable without --force.
     """
-    options = {"limit": args.limit} if args.limit is not None else None
-    evaluate_missing = not args.no_evaluate
+    opts = CompareOptions(
+        force=args.force,
+        problems=args.problems,
+        evaluate_missing=not args.no_evaluate,
+        evaluate_options={"limit": args.limit} if args.limit is not None else None,
+        protocol=args.protocol,
+    )
     if args.runs:
-        doc = compare_runs(
-            args.runs,
-            args.benchmark,
-            args.force,
-            args.out,
-            args.problems,
-            evaluate_missing,
-            options,
-            True,
-            args.protocol,
-        )
+        doc = compare_runs(args.runs, args.benchmark, args.out, opts)
         where = f"wrote {doc['out']}/selection.json and {doc['out']}/plots/compare.png"
     else:
-        doc = compare_run(
-            args.run,
-            args.benchmark,
-            args.models,
-            args.force,
-            args.problems,
-            evaluate_missing,
-            options,
-            True,
-            args.protocol,
-        )
+        doc = compare_run(args.run, args.benchmark, args.models, opts)
         if doc["full"]:
             where = f"selection: {args.run}/selection.json and {args.run}/plots/compare.png"
         else:

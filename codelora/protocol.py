@@ -68,36 +68,21 @@ class Protocol:
         return asdict(self)
 
 
+# One row per protocol, the columns in Protocol's field order after the description (prompt, max_new_tokens, greedy,
+# extraction, tests, comparison, timeout, memory_mb, import_header): the rules side by side, differences at a glance.
+# fmt: off
 LIVECODEBENCH = Protocol(
-    name="livecodebench",
-    description="LiveCodeBench's rules: its prompt format, public+private tests, Decimal comparison, 6 s per test",
-    prompt="livecodebench",
-    max_new_tokens=None,
-    greedy=None,
-    extraction="program",
-    tests="public+private",
-    comparison="decimal",
-    timeout=6.0,
-    memory_mb=1024,
-    import_header=True,
+    "livecodebench",
+    "LiveCodeBench's rules: its prompt format, public+private tests, Decimal comparison, 6 s per test",
+    "livecodebench", None, None, "program", "public+private", "decimal", 6.0, 1024, True,
 )
-
 COURSE = Protocol(
-    name="course",
-    description=(
-        "the course's grader: raw statement, greedy, 8192 new tokens, first python block, public tests only, "
-        "exact comparison after stripping, 10 s per test, 512 MB"
-    ),
-    prompt="raw",
-    max_new_tokens=8192,
-    greedy=True,
-    extraction="first_python",
-    tests="public",
-    comparison="exact",
-    timeout=10.0,
-    memory_mb=512,
-    import_header=False,
+    "course",
+    "the course's grader: raw statement, greedy, 8192 new tokens, first python block, public tests only, "
+    "exact comparison after stripping, 10 s per test, 512 MB",
+    "raw", 8192, True, "first_python", "public", "exact", 10.0, 512, False,
 )
+# fmt: on
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (LIVECODEBENCH, COURSE)}
 DEFAULT_PROTOCOL = LIVECODEBENCH.name
