@@ -32,8 +32,9 @@ embedded: $(STAMP)
 	$(PY) -c "from codelora.models import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
 
 # The whole workflow on the embedded model, a few minutes on 2 CPU cores:
-# train -> answer one problem -> grade a LiveCodeBench-format fixture -> evaluate base and final on the
-# held-out split -> compare every checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
+# train -> answer one problem -> grade a LiveCodeBench-format fixture and a partial HumanEval samples file ->
+# evaluate base and final on the held-out split (and re-grade final's samples file with score) -> compare every
+# checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
 demo: $(STAMP) sandbox-deps embedded
 	rm -rf outputs/demo
 	$(VENV)/bin/codelora train --config demo
@@ -42,7 +43,11 @@ demo: $(STAMP) sandbox-deps embedded
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture
 	$(VENV)/bin/codelora score --benchmark livecodebench --protocol course --problems tests/fixtures/lcb_problems.jsonl \
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture-course
+	$(VENV)/bin/codelora score --benchmark humaneval --samples examples/humaneval_partial.jsonl --allow-partial \
+	  --out outputs/demo/score-humaneval-partial
 	$(VENV)/bin/codelora evaluate --run outputs/demo --benchmark heldout --models base,final
+	$(VENV)/bin/codelora score --benchmark heldout --problems outputs/demo/eval/heldout/problems.jsonl \
+	  --samples outputs/demo/eval/heldout/final/samples.jsonl --out outputs/demo/score-heldout-final
 	$(VENV)/bin/codelora compare --run outputs/demo --benchmark heldout
 	$(VENV)/bin/codelora report --run outputs/demo
 	$(VENV)/bin/codelora export --run outputs/demo --checkpoint best --if-base final --merge --out outputs/demo/export --force
