@@ -580,3 +580,46 @@ def test_a_registered_benchmark_is_evaluated_scored_compared_and_offered(run, to
     assert rc == 2 and "--benchmark 'toy': not allowed; choose from heldout, livecodebench, humaneval" in (
         capsys.readouterr().err
     )
+
+
+def test_a_new_file_in_the_benchmarks_package_is_a_benchmark(tmp_path, monkeypatch):
+    """Adding a benchmark is one new module beside the others: nothing else names it."""
+    import sys
+
+    import codelora.benchmarks as B
+
+    (tmp_path / "fourth.py").write_text(
+        "from codelora.benchmarks import register\n"
+        "from codelora.benchmarks.base import Benchmark, Problem, ProblemSet\n\n\n"
+        "class Fourth(Benchmark):\n"
+        "    name, title = 'fourth', 'Fourth'\n\n"
+        "    def problems(self, ctx):\n"
+        "        return ProblemSet(list(self.read_problems(None, self.settings())[0].values()))\n\n"
+        "    def prompt(self, problem, protocol=None):\n"
+        "        return 'Print 4.'\n\n"
+        "    def grade(self, problem, code, settings):\n"
+        "        from codelora.sandbox.grading import grade_stdio_problem\n\n"
+        "        return grade_stdio_problem(code, [{'input': '', 'output': '4'}], settings.timeout)\n\n"
+        "    def read_problems(self, path, settings, skip_untested=False, wanted=None):\n"
+        "        return {'four': Problem('four')}, []\n\n\n"
+        "register(Fourth())\n"
+    )
+    monkeypatch.setattr(B, "__path__", [*B.__path__, str(tmp_path)])
+    try:
+        assert B.names()[:3] == ("heldout", "livecodebench", "humaneval") and B.names()[-1] == "fourth"
+        fourth = B.get("fourth")
+        (problem,) = fourth.problems(None).problems
+        assert fourth.grade(problem, "print(2 + 2)", fourth.settings()).passed
+        assert "fourth" in build_parser_choices("score")
+    finally:
+        B.unregister("fourth")
+        sys.modules.pop("codelora.benchmarks.fourth", None)
+
+
+def build_parser_choices(command: str) -> str:
+    """The --benchmark metavar of one command (its choices)."""
+    from codelora.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and "score" in a.choices)
+    (flag,) = [a for a in sub.choices[command]._actions if a.dest == "benchmark"]
+    return flag.metavar

@@ -20,18 +20,17 @@ if TYPE_CHECKING:
 
 BUILT_IN = ("heldout", "livecodebench", "humaneval")  # listed first, in this order; other modules follow by name
 _REGISTRY: dict[str, Benchmark] = {}
-_loaded = False
+_imported: set[str] = set()
 
 
 def _load() -> None:
-    """Import every benchmark module once (each registers itself)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    """Import every benchmark module of the package not imported yet (each registers itself): a file added to
+    codelora/benchmarks/ is a benchmark the next time the registry is read."""
     found = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and not m.name.startswith("_"))
     for name in [*BUILT_IN, *(m for m in found if m not in BUILT_IN)]:
-        importlib.import_module(f"{__name__}.{name}")
+        if name not in _imported:
+            _imported.add(name)
+            importlib.import_module(f"{__name__}.{name}")
 
 
 def register(benchmark: Benchmark) -> Benchmark:
