@@ -83,8 +83,8 @@ class EvalContext:
 
 @dataclass(frozen=True)
 class GradeSettings:
-    """How programs are run and judged: timeout (seconds per test), memory_mb (address-space limit per program,
-    MiB), output_limit (bytes of stdout read; more is output_limit_exceeded), tolerance (absolute float tolerance
+    """How programs are run and judged: timeout (seconds per test), memory_mb (memory limit in MiB: the sandbox's
+    cgroup, else address space per process), output_limit (bytes of stdout read; more is output_limit_exceeded), tolerance (absolute float tolerance
     for output comparison, None: exact; used by heldout), protocol (a benchmark's grading rules, else None)."""
 
     timeout: float
