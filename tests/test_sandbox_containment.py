@@ -733,3 +733,50 @@ def test_the_humaneval_solution_process_reaches_nothing_of_the_checker(sandbox_m
     )
     got = grade_humaneval(problem, probe, timeout=10)
     assert got.verdict == "accepted", got.failure["detail"]
+
+
+def test_leftover_files_of_every_kind_are_gone_for_the_next_program(sandbox_mode):
+    # Nothing but non-folders at the top of the emptied folders: the zygote's pid 1 unlinks them itself (no helper
+    # process); a file nobody may read, a FIFO, a bound socket, links (one to the next program's main.py, one to a
+    # folder), a hard link and a POSIX message queue must all be gone, and the sandbox kept.
+    z = same_zygote(sandbox_mode)
+    first = (
+        "import ctypes, os, socket\n"
+        "open('/sandbox/locked', 'w').write('x')\nos.chmod('/sandbox/locked', 0)\n"
+        "os.link('/sandbox/main.py', '/sandbox/hard')\n"
+        "os.mkfifo('/tmp/fifo')\nos.symlink('/sandbox/main.py', '/tmp/next_main')\nos.symlink('/usr', '/tmp/usr')\n"
+        "socket.socket(socket.AF_UNIX).bind('/dev/shm/sock')\nopen('/dev/shm/seg', 'w').write('x' * 4096)\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('mq', libc.mq_open(b'/leftover', os.O_CREAT | os.O_RDWR, 0o600, None) >= 0)\n"
+        "print(sorted(os.listdir('/sandbox')), sorted(os.listdir('/dev/mqueue')))\n"
+    )
+    second = (
+        "import os\n"
+        f"print([sorted(set(os.listdir(d)) - set({ENV_UNDER_TMP!r})) for d in ('/tmp', '/dev/shm', '/dev/mqueue')])\n"
+        "print(sorted(os.listdir('.')))\n"
+    )
+    r = run_program(first, timeout=5)
+    assert r.stdout.splitlines() == ["mq True", "['hard', 'locked', 'main.py'] ['leftover']"], r.stdout + r.stderr
+    r = run_program(second, timeout=5)
+    assert r.stdout.splitlines() == ["[[], [], []]", "['main.py']"], r.stdout + r.stderr
+    if z is not None:
+        assert execution._thread_zygote() is z and z.alive  # clean: not retired
+    assert_next_program_accepted()
+
+
+def test_a_program_changing_the_preloaded_modules_does_not_reach_the_next_humaneval_sample(sandbox_mode):
+    # The zygote loads the HumanEval harness and `typing` once; each program gets its own copy of them. A program
+    # that rewrites the harness (every failure a pass, every call answered True) changes nothing for the next one.
+    patch = (
+        "import sys, typing\n"
+        "h = sys.modules['humaneval_harness']\n"
+        "h.VERDICT_OF.update(AssertionError='accepted', NotPlainData='accepted')\n"
+        "h.Proxy.__call__ = lambda self, *a, **k: True\n"
+        "h.report = lambda nonce, msg: h.os._exit(0)\n"
+        "typing.List = None\n"
+        "print('patched')\n"
+    )
+    assert run_program(patch, timeout=5).stdout == "patched\n"
+    problem = _humaneval("HumanEval/0")
+    assert grade_humaneval(problem, "    return False\n", timeout=10).verdict == "wrong_answer"
+    assert grade_humaneval(problem, problem["canonical_solution"], timeout=10).verdict == "accepted"

@@ -181,3 +181,33 @@ def test_cgroup_kill_all_kills_its_members_only():
         outside.wait()
         cg.remove()
     assert cg.dirs == {}
+
+
+def test_clean_here_unlinks_top_level_files_and_leaves_folders_to_the_helper(tmp_path, monkeypatch):
+    roots = [tmp_path / n for n in ("work", "tmp", "shm", "mqueue")]
+    for r in roots:
+        r.mkdir()
+    monkeypatch.setattr(zygote, "CLEANED", tuple(map(str, roots)))
+    outside = tmp_path / "outside"
+    outside.write_text("intact")
+    (roots[0] / "main.py").write_text("x")
+    (roots[0] / "locked").write_text("x")
+    (roots[0] / "locked").chmod(0)
+    (roots[1] / "link").symlink_to(outside)
+    (roots[1] / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(roots[2] / "fifo")
+    os.link(roots[0] / "main.py", roots[3] / "hardlink")
+    assert zygote.clean_here(frozenset())
+    assert [sorted(os.listdir(r)) for r in roots] == [[], [], [], []]
+    assert outside.read_text() == "intact" and tmp_path.is_dir()  # links removed, not followed
+
+    # A folder (a tree pid 1 may not be allowed to walk) is left for the helper: False, the folder untouched.
+    (roots[1] / "sub" / "deep").mkdir(parents=True)
+    (roots[2] / "file").write_text("x")
+    assert not zygote.clean_here(frozenset())
+    assert (roots[1] / "sub" / "deep").is_dir()
+    # A read-only mount point with nothing mounted below it (an environment under /tmp) is not a leftover.
+    (roots[1] / "sub" / "deep").rmdir()
+    assert zygote.clean_here(frozenset({str(roots[1] / "sub")}))
+    assert [sorted(os.listdir(r)) for r in roots] == [[], ["sub"], [], []]
+    assert not zygote.clean_here(frozenset({str(roots[1] / "sub"), str(roots[1] / "sub" / "x")}))

@@ -26,7 +26,8 @@ Speed: under bubblewrap each thread that calls `run_program` keeps one sandbox w
 a child per program and runs main.py in that forked interpreter (no interpreter start-up per
 program); the zygote cleans up while the scorer grades. Shared between consecutive programs of one
 zygote, therefore: the namespaces (loopback, hostname), and the interpreter state the zygote had
-when it forked (hash seed, a few preloaded stdlib modules); nothing a program did. A program that
+when it forked (hash seed, a few preloaded stdlib modules, `typing` and the scorer's harness modules,
+`zygote.HARNESSES`); nothing a program did. A program that
 times out, floods its output or hits the memory limit has its sandbox killed; a sandbox left
 unclean (SysV IPC objects, an undeletable file) is retired. `CODELORA_NO_ZYGOTE=1` runs one sandbox
 per program instead, whose zygote execs a fresh interpreter for it.
@@ -55,7 +56,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codelora.sandbox import cgroups, syscall_filter
+from codelora.sandbox import cgroups, syscall_filter, zygote
 
 OUTPUT_LIMIT = 16 * 1024 * 1024  # bytes kept per stream
 FILE_SIZE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE of each process
@@ -215,6 +216,8 @@ def _bwrap_command(disk_bytes: int, root: bool) -> tuple[list[str], list[str]]:
             if os.path.isdir(os.path.join(d, hidden)):
                 args += ["--tmpfs", os.path.join(d, hidden)]
     args += [*parents(_ZYGOTE_IN_SANDBOX), "--ro-bind", _ZYGOTE_FILE, _ZYGOTE_IN_SANDBOX]
+    for name in zygote.HARNESSES:  # beside it: the zygote loads them (the scorer's code, no secret in it)
+        args += ["--ro-bind", str(Path(__file__).with_name(name + ".py")), f"/run/codelora/{name}.py"]
     args += ["--remount-ro", "/", "--chdir", WORKDIR]
     args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     args += ["--hostname", "sandbox", "--cap-drop", "ALL"]

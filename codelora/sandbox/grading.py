@@ -25,14 +25,11 @@ Limit verdicts come from what the sandbox observed (`ExecResult.limit`), never f
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
-import marshal
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 from codelora.sandbox.execution import ExecResult, compile_in_sandbox, run_program
 
@@ -448,15 +445,9 @@ def grade_call_problem(
     return GradeResult(ACCEPTED, outcomes)
 
 
-@functools.cache
-def _humaneval_harness() -> str:
-    """main.py of HumanEval runs (`humaneval_harness`: the checker and the solution process). Sent compiled, as a
-    .pyc is: the sandbox runs this same interpreter (`execution.python_executable`), and compiling 400 lines for
-    every sample would cost ~6 ms of its time. The marshalled code object is the scorer's own, decoded by main.py
-    before anything untrusted runs; nothing from the program is ever unmarshalled."""
-    path = Path(__file__).with_name("humaneval_harness.py")
-    code = compile(path.read_text(encoding="utf-8"), "humaneval_harness.py", "exec", dont_inherit=True)
-    return f"import marshal\nexec(marshal.loads(bytes.fromhex({marshal.dumps(code).hex()!r})))\n"
+# main.py of HumanEval runs: the harness (`humaneval_harness`: the checker and the solution process) is loaded by the
+# sandbox itself before any program runs (`zygote.HARNESSES`), so that no sample pays for compiling it.
+_HUMANEVAL_MAIN = 'import sys\n\nsys.modules["humaneval_harness"].checker()\n'
 
 
 # What the checker may report as a failure, and the verdict it gets.
@@ -479,7 +470,7 @@ def grade_humaneval(
 
     nonce = "@@CODELORA-" + secrets.token_hex(16) + "@@"
     res = run_program(
-        _humaneval_harness(),
+        _HUMANEVAL_MAIN,
         json.dumps({"nonce": nonce, "test": problem["test"]}),
         timeout=timeout,
         memory_mb=memory_mb,
