@@ -1,10 +1,10 @@
 """HumanEval's `check` in two processes inside the sandbox: the completion never shares a process with the test code,
 the nonce or the channel on which the verdict goes out.
 
-This file runs inside the sandbox as the program's main.py (`grading.grade_humaneval` sends it compiled), with
-solution.py (prompt + completion) and prompt.py in the work folder, the entry point's name as its argument and, on
-stdin, one JSON object {"nonce", "test"}. Standard library only; importable on the host for its unit tests (nothing
-runs at import).
+The sandbox's zygote loads this module before any program runs (`zygote.HARNESSES`); the program's main.py
+(`grading.grade_humaneval`) calls its `checker()`, with solution.py (prompt + completion) and prompt.py in the work
+folder, the entry point's name as its argument and, on stdin, one JSON object {"nonce", "test"}. Standard library
+only; importable on the host for its unit tests (nothing runs at import).
 
 The checker (the program's main process, this file) makes itself non-dumpable, compiles solution.py (compiling runs
 nothing), runs the prompt (the benchmark's code: the helpers `check` calls, such as HumanEval/32's `poly`, are the
