@@ -25,11 +25,13 @@ folder a program can see), makes itself the first victim of the kernel's OOM kil
   way (one program per sandbox).
 Either way the program sees what `python main.py` would give it: site-packages at the end of
 sys.path and the builtins `site` adds (exit, quit, help, ...), without running `site` itself.
-When the child ends, kill every other process of the sandbox (kill(-1) from pid 1), reap them all, note whether a writable tmpfs filled up, empty the
-writable folders (another helper as UID/GID: the owner of what a program left), check the SysV IPC
-tables. Two replies: {"status", "cpu", "full"} as soon as the program's processes are gone (its
-result; the cleanup is not part of its run time), then {"clean"} (MODE "fork" only). A sandbox
-that is not clean afterwards is retired by the scorer. MODE "exec" serves one request, then exits.
+Both modes have the scorer's harness modules loaded (HARNESSES; MODE "fork" also PRELOADED) before main.py runs.
+When the child ends, kill every other process of the sandbox (kill(-1) from pid 1), reap them all, note whether a
+writable tmpfs filled up, empty the writable folders (pid 1 itself when only non-folders are left at their top,
+`clean_here`; else another helper as UID/GID, the owner of what a program left), check the SysV IPC tables. Two
+replies: {"status", "cpu", "full"} as soon as the program's processes are gone (its result; the cleanup is not
+part of its run time), then {"clean"} (MODE "fork" only). A sandbox that is not clean afterwards is retired by the
+scorer. MODE "exec" serves one request, then exits.
 """
 
 from __future__ import annotations
