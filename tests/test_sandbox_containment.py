@@ -48,14 +48,13 @@ pytestmark = needs_bwrap
 
 def _environment_under_tmp() -> list[str]:
     """The /tmp entries a sandbox shows when this environment (virtual environment, checkout) lives under /tmp:
-    the sandbox binds the interpreter's site-packages and codelora read-only at their own paths, so their first
-    folder under /tmp is a mount point there, not a leftover of an earlier program."""
+    the sandbox binds the interpreter's prefix and site-packages read-only at their own paths, so their first
+    folder under /tmp is a mount point there, not a leftover of an earlier program. codelora's own folder is not
+    bound (a checkout on PYTHONPATH, or an editable install, stays outside the sandbox)."""
     import site
 
-    import codelora
-
     names = set()
-    for p in (sys.prefix, os.path.dirname(codelora.__file__), *site.getsitepackages()):
+    for p in (sys.prefix, os.path.dirname(os.path.dirname(sys.executable)), *site.getsitepackages()):
         for q in (Path(p), Path(p).resolve()):
             if len(q.parts) > 2 and q.parts[1] == "tmp":
                 names.add(q.parts[2])
