@@ -162,19 +162,26 @@ def load_model(
     return model, tokenizer
 
 
+def model_config(source: str, revision: str | None = None):
+    """transformers' config of `source`'s architecture, without reading weights (a tiny-random source: its config
+    with a 256-token vocabulary). UserError for a bad or uncached source."""
+    from transformers import AutoConfig
+
+    src = parse_source(source)
+    if src.kind == "tiny-random":
+        return _tiny_random_config(src.name, vocab_size=256)
+    path = model_path(source)
+    return _hub_call(source, lambda: AutoConfig.from_pretrained(path, revision=revision))
+
+
 def linear_module_names(source: str, revision: str | None = None) -> dict[str, str]:
     """{qualified name: leaf name} of every `torch.nn.Linear` of `source`'s architecture (what LoRA's
     `target_modules` match), built on the meta device from the model's config: no weights are read or allocated.
     Raises UserError for a bad source (see `parse_source`)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    src = parse_source(source)
-    if src.kind == "tiny-random":
-        config = _tiny_random_config(src.name, vocab_size=256)
-    else:
-        path = model_path(source)
-        config = _hub_call(source, lambda: AutoConfig.from_pretrained(path, revision=revision))
+    config = model_config(source, revision)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {name: name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}

@@ -1,0 +1,219 @@
+"""The llamacpp backend on the embedded model: the PEFT -> GGUF adapter conversion changes llama.cpp's logits as
+the adapter changes HF's (q/k permutation, rsLoRA and alpha_pattern scales included), adapters llama.cpp cannot
+apply and base GGUFs of another model are refused with one line, sampling follows the HF backend's rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp backend needs it)")
+
+import codelora.llamacpp as L  # noqa: E402
+from codelora.chat import prompt_ids  # noqa: E402
+from codelora.errors import UserError  # noqa: E402
+from codelora.generate import Sampling  # noqa: E402
+from codelora.models import DEFAULT_EMBEDDED, embedded_gguf, load_model, model_config  # noqa: E402
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SYSTEM = "You are a competitive programmer."
+PROBLEM = "Read two integers a and b from standard input and print their sum."
+
+
+@pytest.fixture(scope="module")
+def base():
+    """(HF model, tokenizer, prompt ids, HF next-token logits, llama.cpp next-token logits) of the embedded base."""
+    import torch
+
+    model, tok = load_model(DEFAULT_EMBEDDED, dtype="fp32", device="cpu")
+    ids = prompt_ids(tok, SYSTEM, PROBLEM)
+    with torch.no_grad():
+        hf = model(torch.tensor([ids])).logits[0, -1].numpy()
+    return model, tok, ids, hf, _llama_logits(ids, None)
+
+
+def _llama_logits(ids: list[int], lora: Path | None) -> np.ndarray:
+    from llama_cpp import Llama, llama_get_logits_ith
+
+    llm = Llama(
+        model_path=str(embedded_gguf("smollm2-135m-instruct")),
+        lora_path=str(lora) if lora else None,
+        n_ctx=len(ids) + 8,
+        n_threads=1,  # a shared CI core: llama.cpp threads spin-wait, more threads than free cores is slower
+        verbose=False,
+    )
+    try:
+        llm.eval(ids)
+        return np.ctypeslib.as_array(llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+    finally:
+        llm.close()
+
+
+def _adapted(base, tmp_path: Path, **lora) -> tuple[np.ndarray, np.ndarray]:
+    """(change HF's logits get from a random adapter, change llama.cpp's get from its GGUF conversion)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _, ids, hf_base, llama_base = base
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, init_lora_weights=False, **lora))
+    try:
+        with torch.no_grad():
+            hf = peft_model(torch.tensor([ids])).logits[0, -1].numpy()
+        peft_model.save_pretrained(str(tmp_path / "adapter"))
+    finally:
+        peft_model.unload()  # the module-scoped base model gets its own layers back
+    out = tmp_path / "adapter.gguf"
+    L.convert_adapter(tmp_path / "adapter", model_config(DEFAULT_EMBEDDED), out)
+    return hf - hf_base, _llama_logits(ids, out) - llama_base
+
+
+@pytest.mark.parametrize(
+    "lora",
+    [
+        # q/k only: without the q/k row permutation llama.cpp's change has correlation ~0.14 with HF's
+        {"target_modules": ["q_proj", "k_proj"]},
+        {"target_modules": ALL_LINEAR},
+        # scales llama.cpp does not apply itself, folded into lora_B
+        {"target_modules": ["q_proj", "v_proj", "down_proj"], "use_rslora": True},
+        {
+            "target_modules": ["q_proj", "v_proj", "down_proj"],
+            "alpha_pattern": {"v_proj": 4},
+            "rank_pattern": {"down_proj": 4},
+        },
+    ],
+    ids=["qk", "all-linear", "rslora", "patterns"],
+)
+def test_converted_adapter_changes_llama_cpp_logits_as_hf(base, tmp_path, lora):
+    hf_delta, llama_delta = _adapted(base, tmp_path, **lora)
+    assert np.abs(hf_delta).mean() > 0.5  # the adapter does change the model (Q4_1 noise is ~0.1)
+    corr = float(np.corrcoef(hf_delta, llama_delta)[0, 1])
+    slope = float((hf_delta * llama_delta).sum() / (hf_delta * hf_delta).sum())  # a wrong scale moves this
+    assert corr > 0.95, corr
+    assert 0.85 < slope < 1.2, slope
+
+
+def test_conversion_without_the_qk_permutation_is_caught(base, tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "_permute_rows", lambda b, n_head: b)
+    hf_delta, llama_delta = _adapted(base, tmp_path, target_modules=["q_proj", "k_proj"])
+    assert float(np.corrcoef(hf_delta, llama_delta)[0, 1]) < 0.5
+
+
+def test_converted_adapter_metadata(base, tmp_path):
+    from gguf import GGUFReader
+
+    _adapted(base, tmp_path, target_modules=["q_proj", "down_proj"])
+    reader = GGUFReader(str(tmp_path / "adapter.gguf"))
+
+    def value(key):
+        f = reader.fields[key]
+        part = f.parts[f.data[0]]
+        return bytes(part).decode() if f.types[0].name == "STRING" else part.tolist()[0]
+
+    assert value("general.type") == "adapter" and value("adapter.type") == "lora"
+    assert value("general.architecture") == "llama" and value("adapter.lora.alpha") == 16.0
+    names = {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors}
+    assert len(names) == 30 * 2 * 2
+    # gguf shapes are ne order: lora_a (in, r), lora_b (r, out)
+    assert names["blk.0.attn_q.weight.lora_a"] == (576, 8) and names["blk.0.attn_q.weight.lora_b"] == (8, 576)
+    assert names["blk.29.ffn_down.weight.lora_a"] == (1536, 8)
+
+
+# ---------------------------------------------------------------- refused adapters and base GGUFs
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(base, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("adapter")
+    _adapted(base, folder, target_modules=["q_proj"])
+    return folder / "adapter"
+
+
+def _edited(adapter_dir: Path, tmp_path: Path, **config) -> Path:
+    out = tmp_path / "edited"
+    shutil.copytree(adapter_dir, out)
+    acfg = json.loads((out / "adapter_config.json").read_text())
+    acfg.update(config)
+    (out / "adapter_config.json").write_text(json.dumps(acfg))
+    return out
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"use_dora": True}, "use_dora=True: llama.cpp cannot apply DoRA"),
+        ({"modules_to_save": ["lm_head"]}, "modules_to_save=['lm_head']"),
+        ({"peft_type": "IA3"}, "a IA3 adapter"),
+        ({"lora_alpha": 0}, "lora_alpha=0"),
+    ],
+)
+def test_adapters_llama_cpp_cannot_apply_are_refused(adapter_dir, tmp_path, config, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        L.convert_adapter(_edited(adapter_dir, tmp_path, **config), model_config(DEFAULT_EMBEDDED), tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_adapter_with_a_non_lora_tensor_is_refused(adapter_dir, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = _edited(adapter_dir, tmp_path)
+    tensors = load_file(folder / "adapter_model.safetensors")
+    tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = np.zeros((8, 49152), np.float32)
+    save_file(tensors, folder / "adapter_model.safetensors")
+    with pytest.raises(UserError, match="embed_tokens.lora_embedding_A is not a lora_A/lora_B weight"):
+        L.convert_adapter(folder, model_config(DEFAULT_EMBEDDED), tmp_path / "x.gguf")
+
+
+def test_base_gguf_of_another_model_is_refused(base, adapter_dir, tmp_path):
+    _, tok, *_ = base
+    gguf = embedded_gguf("smollm2-135m-instruct")
+    L.check_base_gguf(gguf, DEFAULT_EMBEDDED, None, tok, SYSTEM)  # its own GGUF passes
+    with pytest.raises(UserError, match=r"has llama.block_count=30; tiny-random:llama has 2"):
+        L.check_base_gguf(gguf, "tiny-random:llama", None, tok, SYSTEM)
+    with pytest.raises(UserError, match=r"is a 'llama' model; tiny-random:qwen2 is 'qwen2'"):
+        L.check_base_gguf(gguf, "tiny-random:qwen2", None, tok, SYSTEM)
+    converted = tmp_path / "a.gguf"
+    L.convert_adapter(adapter_dir, model_config(DEFAULT_EMBEDDED), converted)
+    with pytest.raises(UserError, match="is a GGUF adapter, not a model"):
+        L.check_base_gguf(converted, DEFAULT_EMBEDDED, None, tok, SYSTEM)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(UserError, match="is not a readable GGUF file"):
+        L.check_base_gguf(junk, DEFAULT_EMBEDDED, None, tok, SYSTEM)
+
+
+def test_an_hf_base_needs_a_gguf():
+    with pytest.raises(UserError, match="needs a GGUF file of org/model's weights: pass --gguf FILE"):
+        L.base_gguf("org/model", None)
+    with pytest.raises(UserError, match="eval.gguf: /nonexistent.gguf: no such file"):
+        L.base_gguf("org/model", "/nonexistent.gguf")
+    assert L.base_gguf(DEFAULT_EMBEDDED, None) == embedded_gguf("smollm2-135m-instruct")
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_next_token_follows_the_hf_backends_rule():
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+    greedy = Sampling(True, 0.0, 1.0, 8, 0)
+    assert L.next_token(logits, greedy, None) == 0
+    # top_p 0.7: 0.5 alone is under it, 0.5 + 0.3 crosses it: {0, 1} kept (the crossing token too), renormalised
+    sampled = Sampling(False, 1.0, 0.7, 8, 0)
+    rng = np.random.default_rng(1)
+    draws = np.array([L.next_token(logits, sampled, rng) for _ in range(4000)])
+    assert set(draws.tolist()) == {0, 1}
+    assert abs((draws == 0).mean() - 0.5 / 0.8) < 0.03
+    # temperature before top_p (as HF): at temperature 2 the probabilities are ~[.38, .29, .21, .12], so three
+    # tokens are kept; top_p on the untempered probabilities would keep two
+    hot = Sampling(False, 2.0, 0.7, 8, 0)
+    draws = np.array([L.next_token(logits, hot, rng) for _ in range(4000)])
+    assert set(draws.tolist()) == {0, 1, 2}
+    # seeded: the same seed draws the same tokens
+    rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
+    assert [L.next_token(logits, hot, rng_a) for _ in range(50)] == [
+        L.next_token(logits, hot, rng_b) for _ in range(50)
+    ]
