@@ -286,6 +286,7 @@ def _signature(ev: dict) -> dict:
     return {
         "benchmark": s.get("benchmark"),
         "protocol": (s.get("provenance") or {}).get("protocol"),
+        "generator": (s.get("provenance") or {}).get("generator"),
         "prompts_sha256": s.get("prompts_sha256"),
         "sampling": s.get("sampling"),
         "problems": sorted(ev["problems"]),
@@ -303,6 +304,7 @@ def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
         for key, label in (
             ("benchmark", "benchmark"),
             ("protocol", "protocol"),
+            ("generator", "generation backends (llama.cpp's quantised base or transformers)"),
             ("problems", "problem set"),
             ("prompts_sha256", "prompts"),
             ("sampling", "sampling settings"),
@@ -391,6 +393,10 @@ def matching_options(existing: dict | None) -> dict:
     prov = existing["summary"].get("provenance")
     # the same problem set: a full evaluation stays full (no --limit), a limited one keeps its limit
     opts["limit"] = prov.get("limit") if isinstance(prov, dict) else len(existing["problems"])
+    generator = prov.get("generator") if isinstance(prov, dict) else None
+    if generator:  # answered by llama.cpp: the models evaluated now are too, on the same GGUF
+        opts["backend"] = generator.get("backend")
+        opts["gguf"] = (existing["summary"].get("generation") or {}).get("gguf")
     return opts
 
 
@@ -836,6 +842,15 @@ def _loss_cell(row: dict, which: str) -> str:
     return f"{fmt(row[f'borrowed_{which}_loss'])} (step {row.get('loss_step')})"
 
 
+def generator_label(evaluation: dict | None) -> str:
+    """ "; answers by llama.cpp on GGUF <sha>" for a selection whose answers came from the llamacpp backend, else
+    "" (transformers on the model's own weights)."""
+    generator = (evaluation or {}).get("generator")
+    if not generator:
+        return ""
+    return f"; answers by {generator.get('backend')} on the quantised GGUF {str(generator.get('gguf_sha256'))[:12]}"
+
+
 def protocol_label(protocol: str | list | None) -> str:
     """ " (course protocol)" for a table title; "" for benchmarks without protocols."""
     if not protocol:
@@ -856,7 +871,8 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
     # A pipe or log file gets a wide table instead of rich's 80-column default, so cells do not wrap.
     console = Console(width=None if sys.stdout.isatty() else 160)
     what = "runs" if "runs" in doc else "checkpoints"
-    table = Table(title=f"{doc['benchmark']}{protocol_label(doc.get('protocol'))}: {what} compared")
+    title = f"{doc['benchmark']}{protocol_label(doc.get('protocol'))}: {what} compared"
+    table = Table(title=title + generator_label(doc.get("evaluation")))
     for h in TABLE_HEAD:
         table.add_column(h, justify="left" if h in ("model", "note") else "right")
     for row in doc["table"]:

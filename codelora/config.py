@@ -143,8 +143,10 @@ class EvalConfig:
     """Greedy decoding for pass@1 (temperature/top_p then unused)."""
     batch_size: int = 8
     """Prompts generated together."""
-    backend: Literal["hf", "vllm"] = "hf"
-    """Generation backend of `codelora evaluate`: `hf` (transformers, batched) or `vllm` (GPU, optional extra)."""
+    backend: Literal["hf", "vllm", "llamacpp"] = "hf"
+    """Generation backend of `codelora evaluate`: `hf` (transformers, batched), `vllm` (GPU, optional extra) or `llamacpp` (llama.cpp on a GGUF of the base: faster on CPU, quantised weights; see README)."""
+    gguf: str | None = None
+    """llamacpp backend: GGUF file of the base model (default: the embedded model's own GGUF; an HF model needs one)."""
     vllm_mode: Literal["merge", "lora"] = "merge"
     """vLLM only: `merge` the adapter into the base (fastest for one model) or serve it as a `lora` adapter."""
 
@@ -432,7 +434,8 @@ class EvalOptions:
     max_new_tokens: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     seed: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     batch_size: int | None = field(default=None, metadata={"doc_from": EvalConfig})
-    backend: Literal["hf", "vllm"] | None = field(default=None, metadata={"doc_from": EvalConfig})
+    backend: Literal["hf", "vllm", "llamacpp"] | None = field(default=None, metadata={"doc_from": EvalConfig})
+    gguf: str | None = field(default=None, metadata={"doc_from": EvalConfig})
     vllm_mode: Literal["merge", "lora"] | None = field(default=None, metadata={"doc_from": EvalConfig})
     limit: int | None = None
     """Only the first K problems (after filters)."""

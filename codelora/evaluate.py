@@ -35,7 +35,7 @@ from codelora.files import require_writable, sha256_file
 from codelora.generate import Generation, Sampling
 from codelora.protocol import Protocol
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "vllm", "llamacpp")
 VLLM_MODES = ("merge", "lora")
 
 
@@ -162,6 +162,8 @@ class _VllmBackend:
     max_lora_rank covers every adapter of the evaluation (`adapters`), fixed before the engine is built.
     """
 
+    name = "vllm"
+
     def __init__(self, cfg, mode: str = "merge", adapters: list[str] = ()):
         try:
             import vllm  # noqa: F401
@@ -248,6 +250,10 @@ class _VllmBackend:
             on_batch(done)
         return results
 
+    def fingerprint(self) -> None:
+        """vLLM serves the model's own weights: its answers are keyed as the HF backend's (no extra fingerprint)."""
+        return None
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine = None
@@ -326,10 +332,13 @@ def _evaluate_one(
     out: Path,
     cfg,
     run_dir: Path | None,
-    vllm_backend: _VllmBackend | None = None,
+    backend=None,
 ) -> dict:
     """Generate (or reuse) every answer of one model, extract the code, grade it in memory; write the samples file,
-    results.jsonl and summary.json (codelora.runs.write_results); return the summary."""
+    results.jsonl and summary.json (codelora.runs.write_results); return the summary.
+
+    backend: None (transformers, batched here), or a backend object (_VllmBackend, codelora.llamacpp's) with `name`,
+    `fingerprint()` (what besides the adapter made its answers, or None) and `generate(...)`."""
     from codelora.benchmarks.base import Sample
     from codelora.chat import prompt_ids, render_prompt, stop_token_ids
     from codelora.extract import extract
@@ -353,7 +362,8 @@ def _evaluate_one(
         prompt_sha[p.id] = hashlib.sha256(render_prompt(tokenizer, system, ev.messages[p.id]).encode()).hexdigest()
     all_prompts = hashlib.sha256("".join(f"{p.id}\0{prompt_sha[p.id]}\n" for p in problems).encode()).hexdigest()
 
-    fp = _fingerprint(spec)
+    generator = backend.fingerprint() if backend is not None else None
+    fp = {**_fingerprint(spec), **(generator or {})}  # llama.cpp's answers never pass for transformers' or back
     skey = sampling.key()
     prov = runs.provenance(
         benchmark=bench.name,
@@ -365,6 +375,7 @@ def _evaluate_one(
         sampling={**skey, "n": n},
         problems_sha256=_problem_set_sha256(problems, ev.messages, ev.problems.file),
         limit=opts.limit,
+        generator=generator,
     )
     result_key = runs.canonical_sha256(prov)
     old = runs.read_summary(out)
@@ -399,7 +410,7 @@ def _evaluate_one(
     store = runs.GenerationStore(gen_path)
     store.append(copied)
 
-    backend = "vllm" if vllm_backend is not None else "hf"
+    backend_name = backend.name if backend is not None else "hf"
     gen_seconds, load_seconds, new_tokens = 0.0, 0.0, 0
     if todo:
         runs.clear_results(out)  # old results must not sit next to half-made new generations looking finished
@@ -417,7 +428,7 @@ def _evaluate_one(
                     "prompt_sha256": prompt_sha[p.id],
                     "sampling": sampling.to_dict(),
                     "model": fp,
-                    "backend": backend,
+                    "backend": backend_name,
                     "raw": g.text,
                     "code": got.code,
                     "code_found": got.found,
@@ -431,10 +442,10 @@ def _evaluate_one(
 
         t_load = time.monotonic()
         try:
-            if vllm_backend is not None:
-                # engine start-up and merging are counted as generation time here
+            if backend is not None:
+                # engine start-up, merging and adapter conversion are counted as generation time here
                 t0 = time.monotonic()
-                gens = vllm_backend.generate(spec, out, ids, sampling, seeds, stop_token_ids(tokenizer), save)
+                gens = backend.generate(spec, out, ids, sampling, seeds, stop_token_ids(tokenizer), save)
             else:
                 from codelora.generate import generate_batch
 
@@ -493,7 +504,8 @@ def _evaluate_one(
             "system_prompt": system,
             "benchmark_info": ev.problems.info,
             "generation": {
-                "backend": backend,
+                "backend": backend_name,
+                **({"gguf": str(backend.gguf)} if getattr(backend, "gguf", None) else {}),
                 "generated": len(todo),
                 "reused": len(wanted) - len(todo),
                 "new_tokens": new_tokens,
@@ -526,10 +538,17 @@ def _problem_set_sha256(problems: list[Problem], messages: dict[str, str], probl
 # ---------------------------------------------------------------- entry points
 
 
-def _backend(cfg, opts: EvalOptions, adapters: list[str]) -> _VllmBackend | None:
+def _backend(cfg, opts: EvalOptions, adapters: list[str], source: str):
+    """The evaluation's generation backend object; None for hf (transformers, loaded per model)."""
     backend = opts.backend or cfg.eval.backend
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if opts.gguf and backend != "llamacpp":
+        raise UserError(f"--gguf is the llamacpp backend's base weights; add --backend llamacpp (backend: {backend})")
+    if backend == "llamacpp":
+        from codelora.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(cfg, source, opts.gguf or cfg.eval.gguf)
     if backend == "vllm":
         mode = opts.vllm_mode or cfg.eval.vllm_mode
         if mode not in VLLM_MODES:
@@ -572,17 +591,17 @@ def evaluate(
     eval_dir = runs.eval_dir(run_dir, benchmark, protocol and protocol.name)
     with runs.run_lock(run_dir, f"evaluate {benchmark}"):
         ev = _Evaluation.make(bench, EvalContext(opts, eval_dir, run_dir, cfg, split_doc, protocol), cfg)
-        vllm_backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]])
+        backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]], cfg.model.source)
         results: dict[str, dict] = {}
         try:
             for m in chosen:
                 spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
                 if spec.adapter:
                     _check_adapter_base(spec.adapter, spec.source)
-                results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, vllm_backend)
+                results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, backend)
         finally:
-            if vllm_backend is not None:
-                vllm_backend.close()
+            if backend is not None:
+                backend.close()
     return results
 
 
@@ -618,12 +637,12 @@ def evaluate_model(
         ev = _Evaluation.make(bench, EvalContext(opts, out, None, cfg, None, protocol), cfg)
         step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
         spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
-        vllm_backend = _backend(cfg, opts, [adapter] if adapter else [])
+        backend = _backend(cfg, opts, [adapter] if adapter else [], source)
         try:
-            return _evaluate_one(spec, ev, out, cfg, None, vllm_backend)
+            return _evaluate_one(spec, ev, out, cfg, None, backend)
         finally:
-            if vllm_backend is not None:
-                vllm_backend.close()
+            if backend is not None:
+                backend.close()
 
 
 def print_table(results: dict[str, dict]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from codelora import benchmarks
-from codelora.compare import TABLE_HEAD, compare_run, fmt, protocol_label, table_cells
+from codelora.compare import TABLE_HEAD, compare_run, fmt, generator_label, protocol_label, table_cells
 from codelora.errors import UserError
 from codelora.files import read_json
 from codelora.runs import (
@@ -295,7 +295,8 @@ def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -
             doc.section(sid, title)
             doc.not_yet("needs the comparison")
         return
-    doc.para(f"benchmark: {sel['benchmark']}{protocol_label(sel.get('protocol'))}; {why}", "meta")
+    label = protocol_label(sel.get("protocol")) + generator_label(sel.get("evaluation"))
+    doc.para(f"benchmark: {sel['benchmark']}{label}; {why}", "meta")
     best_rows = {i for i, r in enumerate(sel["table"]) if r["model"] == sel["best"]}
     doc.table(TABLE_HEAD, [table_cells(r) for r in sel["table"]], best_rows)
     if not doc.image(run_dir, "plots/compare.png", "pass@1 and losses against step"):

@@ -450,10 +450,13 @@ def provenance(
     problems_sha256: str,
     limit: int | None,
     protocol: str | None = None,
+    generator: dict | None = None,
 ) -> dict:
     """What an evaluation result was computed from. Two results with equal provenance are interchangeable; a
-    result whose weights hash differs from the weights on disk is stale."""
-    return {
+    result whose weights hash differs from the weights on disk is stale. `generator`: what made the answers when
+    it was not the model's own weights through transformers (the llamacpp backend: {"backend", "gguf_sha256"} of
+    the quantised base); recorded only then, so the HF backend's result keys are what they always were."""
+    doc = {
         "benchmark": benchmark,
         "protocol": protocol,
         "source": source,
@@ -464,6 +467,9 @@ def provenance(
         "problems_sha256": problems_sha256,
         "limit": limit,
     }
+    if generator:
+        doc["generator"] = generator
+    return doc
 
 
 def result_dir(run_dir: str | Path, benchmark: str, model: str, protocol: str | None = None) -> Path:
@@ -612,6 +618,9 @@ def read_answers(folder: str | Path, summary: dict | None = None) -> dict[tuple[
                 and "model" in rec
                 and rec["model"].get("adapter_sha256") != prov["weights_sha256"]
             ):
+                continue
+            # answers of another generator (llama.cpp's quantised base vs transformers) are not this summary's
+            if "model" in rec and rec["model"].get("gguf_sha256") != (prov.get("generator") or {}).get("gguf_sha256"):
                 continue
             if (
                 want_sampling is not None

@@ -217,3 +217,96 @@ def test_next_token_follows_the_hf_backends_rule():
     assert [L.next_token(logits, hot, rng_a) for _ in range(50)] == [
         L.next_token(logits, hot, rng_b) for _ in range(50)
     ]
+
+
+# ---------------------------------------------------------------- codelora evaluate --backend llamacpp
+
+
+def _problems(tmp_path: Path) -> Path:
+    rows = [
+        {"task_id": "sum", "prompt": PROBLEM, "tests": [{"input": "2 3\n", "output": "5"}]},
+        {"task_id": "double", "prompt": "Read an integer n and print 2*n.", "tests": [{"input": "4\n", "output": "8"}]},
+    ]
+    path = tmp_path / "heldout.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _evaluate(tmp_path: Path, *extra: str) -> tuple[int, dict]:
+    from codelora.cli import main
+
+    model = [] if "--model" in extra else ["--model", DEFAULT_EMBEDDED]
+    argv = ["evaluate", *model, "--benchmark", "heldout", "--problems", str(_problems(tmp_path))]
+    # sampled: two backends' answers then differ (different random streams), so a mix-up of them shows
+    argv += ["--out", str(tmp_path / "eval"), "--max-new-tokens", "12", "--temperature", "1", "--workers", "1", *extra]
+    rc = main(argv)
+    summary = tmp_path / "eval" / "summary.json"
+    return rc, json.loads(summary.read_text()) if rc == 0 else {}
+
+
+def test_evaluate_records_the_backend_and_hf_never_reuses_its_answers(adapter_dir, tmp_path):
+    from codelora import runs
+    from codelora.files import sha256_file
+
+    gguf_sha = sha256_file(embedded_gguf("smollm2-135m-instruct"))
+    rc, lc = _evaluate(tmp_path, "--adapter", str(adapter_dir), "--backend", "llamacpp")
+    assert rc == 0
+    assert lc["generation"]["backend"] == "llamacpp" and lc["generation"]["generated"] == 2
+    assert lc["generation"]["gguf"] == str(embedded_gguf("smollm2-135m-instruct"))
+    assert lc["provenance"]["generator"] == {"backend": "llamacpp", "gguf_sha256": gguf_sha}
+    records = [json.loads(x) for x in (tmp_path / "eval" / "generations.jsonl").read_text().splitlines()]
+    assert {(r["backend"], r["model"]["gguf_sha256"]) for r in records} == {("llamacpp", gguf_sha)}
+    assert all(r["new_tokens"] >= 1 for r in records)
+
+    rc, hf = _evaluate(tmp_path, "--adapter", str(adapter_dir))  # the default backend: transformers
+    assert rc == 0
+    assert hf["generation"]["backend"] == "hf" and (hf["generation"]["generated"], hf["generation"]["reused"]) == (2, 0)
+    assert "generator" not in hf["provenance"] and hf["result_key"] != lc["result_key"]
+    records = [json.loads(x) for x in (tmp_path / "eval" / "generations.jsonl").read_text().splitlines()]
+    answers = {
+        b: {(r["task_id"], 0): r["code"] or r["raw"] for r in records if r["backend"] == b} for b in ("hf", "llamacpp")
+    }
+    assert answers["hf"] != answers["llamacpp"]
+    # each summary shows its own backend's answers (the HF ones, stored last, would otherwise win for both)
+    assert runs.read_answers(tmp_path / "eval", lc) == answers["llamacpp"]
+    assert runs.read_answers(tmp_path / "eval", hf) == answers["hf"]
+
+    rc, again = _evaluate(tmp_path, "--adapter", str(adapter_dir), "--backend", "llamacpp")
+    assert rc == 0 and (again["generation"]["generated"], again["generation"]["reused"]) == (0, 2)
+    assert again["result_key"] == lc["result_key"]
+
+
+def test_evaluate_bad_gguf_inputs_are_one_line(adapter_dir, tmp_path, capsys):
+    from codelora.models import embedded_dir, ensure_embedded
+
+    ensure_embedded("smollm2-135m-instruct")
+    gguf = str(embedded_gguf("smollm2-135m-instruct"))
+    local = str(embedded_dir("smollm2-135m-instruct"))  # the embedded model as an HF folder: a GGUF is not implied
+    converted = tmp_path / "adapter.gguf"
+    L.convert_adapter(adapter_dir, model_config(DEFAULT_EMBEDDED), converted)
+    cases = [
+        (["--model", local, "--backend", "llamacpp"], "needs a GGUF file of"),
+        (["--model", "tiny-random:llama", "--backend", "llamacpp", "--gguf", gguf], "llama.block_count=30"),
+        (["--backend", "llamacpp", "--gguf", str(converted)], "is a GGUF adapter, not a model"),
+        (["--backend", "llamacpp", "--gguf", str(tmp_path / "none.gguf")], "none.gguf: no such file"),
+        (["--gguf", gguf], "add --backend llamacpp"),
+    ]
+    for extra, message in cases:
+        rc, _ = _evaluate(tmp_path, *extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err[-1].startswith("error: ") and message in err[-1], (extra, err[-1:])
+        assert not any("Traceback" in line for line in err)
+
+
+def test_compare_refuses_answers_of_different_backends():
+    from codelora.compare import check_consistent
+
+    def ev(generator):
+        prov = {"protocol": None, **({"generator": generator} if generator else {})}
+        return {"summary": {"benchmark": "heldout", "provenance": prov, "sampling": {}}, "problems": {"a": {}}}
+
+    llama = {"backend": "llamacpp", "gguf_sha256": "ab" * 32}
+    assert check_consistent({"base": ev(llama), "final": ev(llama)}, force=False) == []
+    with pytest.raises(UserError, match="base and final were evaluated with different generation backends"):
+        check_consistent({"base": ev(llama), "final": ev(None)}, force=False)
+    assert check_consistent({"base": ev(llama), "final": ev(None)}, force=True)[0]["differs"] == "generator"
