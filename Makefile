@@ -33,7 +33,8 @@ embedded: $(STAMP)
 
 # The whole workflow on the embedded model, a few minutes on 2 CPU cores:
 # train -> answer one problem -> grade a LiveCodeBench-format fixture and a partial HumanEval samples file ->
-# evaluate base and final on the held-out split (and re-grade final's samples file with score) -> compare every
+# evaluate base and final on the held-out split (and re-grade final's samples file with score; final again with the
+# llamacpp backend, into its own folder: quantised answers never mix with the run's) -> compare every
 # checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
 demo: $(STAMP) sandbox-deps embedded
 	rm -rf outputs/demo
@@ -48,6 +49,8 @@ demo: $(STAMP) sandbox-deps embedded
 	$(VENV)/bin/codelora evaluate --run outputs/demo --benchmark heldout --models base,final
 	$(VENV)/bin/codelora score --benchmark heldout --problems outputs/demo/eval/heldout/problems.jsonl \
 	  --samples outputs/demo/eval/heldout/final/samples.jsonl --out outputs/demo/score-heldout-final
+	$(VENV)/bin/codelora evaluate --model embedded:smollm2-135m-instruct --adapter outputs/demo/final --benchmark heldout \
+	  --problems outputs/demo/eval/heldout/problems.jsonl --backend llamacpp --out outputs/demo/eval-llamacpp-final
 	$(VENV)/bin/codelora compare --run outputs/demo --benchmark heldout
 	$(VENV)/bin/codelora report --run outputs/demo
 	$(VENV)/bin/codelora export --run outputs/demo --checkpoint best --if-base final --merge --out outputs/demo/export --force

@@ -147,6 +147,8 @@ class EvalConfig:
     """Generation backend of `codelora evaluate`: `hf` (transformers, batched), `vllm` (GPU, optional extra) or `llamacpp` (llama.cpp on a GGUF of the base: faster on CPU, quantised weights; see README)."""
     gguf: str | None = None
     """llamacpp backend: GGUF file of the base model (default: the embedded model's own GGUF; an HF model needs one)."""
+    threads: int = 0
+    """llamacpp backend: CPU threads (0: every CPU this process may use); on a machine other jobs share, fewer than the free cores (llama.cpp's threads wait for each other at every layer)."""
     vllm_mode: Literal["merge", "lora"] = "merge"
     """vLLM only: `merge` the adapter into the base (fastest for one model) or serve it as a `lora` adapter."""
 
@@ -333,6 +335,7 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     need(0 < e.top_p <= 1, "eval.top_p", f"must be in (0, 1], got {e.top_p}")
     need(e.max_new_tokens > 0, "eval.max_new_tokens", f"must be > 0, got {e.max_new_tokens}")
     need(e.batch_size > 0, "eval.batch_size", f"must be > 0, got {e.batch_size}")
+    need(e.threads >= 0, "eval.threads", f"must be >= 0 (0: every CPU), got {e.threads}")
     need(bool(cfg.model.source), "model.source", "must not be empty")
     need(
         DEVICE_PATTERN.fullmatch(cfg.model.device) is not None,
@@ -436,6 +439,7 @@ class EvalOptions:
     batch_size: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     backend: Literal["hf", "vllm", "llamacpp"] | None = field(default=None, metadata={"doc_from": EvalConfig})
     gguf: str | None = field(default=None, metadata={"doc_from": EvalConfig})
+    threads: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     vllm_mode: Literal["merge", "lora"] | None = field(default=None, metadata={"doc_from": EvalConfig})
     limit: int | None = None
     """Only the first K problems (after filters)."""
@@ -482,7 +486,7 @@ class EvalOptions:
         )
         p = self.top_p
         need(p is None or (math.isfinite(p) and 0 < p <= 1), "--top-p", p, "must be in (0, 1]")
-        for key in ("max_new_tokens", "batch_size", "limit"):
+        for key in ("max_new_tokens", "batch_size", "limit", "threads"):
             v = getattr(self, key)
             need(v is None or v >= 1, "--" + key.replace("_", "-"), v, "must be an integer >= 1")
         _check_workers(self.workers)

@@ -543,12 +543,13 @@ def _backend(cfg, opts: EvalOptions, adapters: list[str], source: str):
     backend = opts.backend or cfg.eval.backend
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if opts.gguf and backend != "llamacpp":
-        raise UserError(f"--gguf is the llamacpp backend's base weights; add --backend llamacpp (backend: {backend})")
+    if (opts.gguf or opts.threads) and backend != "llamacpp":
+        flag = "--gguf" if opts.gguf else "--threads"
+        raise UserError(f"{flag} is a llamacpp backend option; add --backend llamacpp (backend: {backend})")
     if backend == "llamacpp":
         from codelora.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(cfg, source, opts.gguf or cfg.eval.gguf)
+        return LlamaCppBackend(cfg, source, opts.gguf or cfg.eval.gguf, opts.threads or cfg.eval.threads)
     if backend == "vllm":
         mode = opts.vllm_mode or cfg.eval.vllm_mode
         if mode not in VLLM_MODES:

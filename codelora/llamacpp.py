@@ -119,39 +119,46 @@ def base_gguf(source: str, gguf: str | None) -> Path:
     )
 
 
-def _gguf_fields(path: Path) -> dict[str, Any]:
-    """The GGUF's key-value fields as Python values (strings, numbers; arrays only as their length)."""
-    from gguf import GGUFReader, GGUFValueType
+def _unloadable(path: Path) -> UserError:
+    """Why llama.cpp could not load `path` as a model, in one line (its header read with gguf only now: reading a
+    model's whole vocabulary that way takes seconds)."""
+    from gguf import GGUFReader
 
     try:
-        reader = GGUFReader(str(path))
+        field = GGUFReader(str(path)).fields.get("general.type")
     except (ValueError, OSError) as e:
-        raise UserError(f"eval.gguf: {path} is not a readable GGUF file ({str(e).splitlines()[0]})") from None
-    out: dict[str, Any] = {}
-    for name, field in reader.fields.items():
-        kind = field.types[0] if field.types else None
-        if kind == GGUFValueType.ARRAY:
-            out[name] = len(field.data)
-        elif kind == GGUFValueType.STRING:
-            out[name] = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-        elif field.data:
-            out[name] = field.parts[field.data[0]].tolist()[0]
-    return out
+        return UserError(f"eval.gguf: {path} is not a readable GGUF file ({str(e).splitlines()[0]})")
+    kind = "model" if field is None else bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+    if kind != "model":
+        return UserError(f"eval.gguf: {path} is a GGUF {kind}, not a model")
+    return UserError(f"eval.gguf: llama.cpp cannot load {path} (an architecture or format this build lacks?)")
 
 
 def check_base_gguf(path: Path, source: str, revision: str | None, tokenizer, system_prompt: str) -> None:
     """Refuse a GGUF that is not `source`'s base model, with one line naming the first difference: its type (a
     model, not an adapter), architecture, layer count, width, head counts, vocabulary size, and the token ids
-    llama.cpp's tokenizer gives a chat prompt (the prompts are fed as ids, so the vocabularies must agree)."""
+    llama.cpp's tokenizer gives a chat prompt (the prompts are fed as ids, so the vocabularies must agree). Read
+    by llama.cpp itself (vocabulary only, no weights)."""
+    from llama_cpp import Llama
+
     from codelora.chat import render_prompt
-    from codelora.models import llama_cpp_token_ids, model_config
+    from codelora.models import model_config
 
     config = model_config(source, revision)
     arch, _ = _arch(config, source)
-    f = _gguf_fields(path)
-    if f.get("general.type", "model") != "model":
-        raise UserError(f"eval.gguf: {path} is a GGUF {f['general.type']}, not a model")
-    got_arch = f.get("general.architecture")
+    try:
+        vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except ValueError:
+        raise _unloadable(path) from None
+    try:
+        meta, n_vocab = dict(vocab.metadata), vocab.n_vocab()
+        probe = render_prompt(tokenizer, system_prompt, "Print 12345 + 0.5, then 2024-08-01.\n\n  def f(a, b):")
+        theirs = vocab.tokenize(probe.encode(), add_bos=False, special=True)
+    finally:
+        vocab.close()
+    if meta.get("general.type", "model") != "model":
+        raise UserError(f"eval.gguf: {path} is a GGUF {meta['general.type']}, not a model")
+    got_arch = meta.get("general.architecture")
     if got_arch != arch:
         raise UserError(f"eval.gguf: {path} is a {got_arch!r} model; {source} is {arch!r}")
     text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -163,16 +170,12 @@ def check_base_gguf(path: Path, source: str, revision: str | None, tokenizer, sy
         "attention.head_count_kv": int(getattr(text_cfg, "num_key_value_heads", None) or heads),
     }
     for key, value in want.items():
-        got = f.get(f"{arch}.{key}")
-        if got != value:
+        got = meta.get(f"{arch}.{key}")
+        if got != str(value):
             raise UserError(f"eval.gguf: {path} has {arch}.{key}={got}; {source} has {value}")
-    n_vocab = int(text_cfg.vocab_size)
-    got_vocab = f.get("tokenizer.ggml.tokens")
-    if got_vocab != n_vocab:
-        raise UserError(f"eval.gguf: {path} has a vocabulary of {got_vocab} tokens; {source} has {n_vocab}")
-    probe = render_prompt(tokenizer, system_prompt, "Print 12345 + 0.5, then 2024-08-01.\n\n  def f(a, b):")
+    if n_vocab != int(text_cfg.vocab_size):
+        raise UserError(f"eval.gguf: {path} has a vocabulary of {n_vocab} tokens; {source} has {text_cfg.vocab_size}")
     ours = tokenizer.encode(probe, add_special_tokens=False)
-    theirs = llama_cpp_token_ids(path, [probe])[0]
     if ours != theirs:
         at = next(
             (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
@@ -363,7 +366,7 @@ class LlamaCppBackend:
 
     name = NAME
 
-    def __init__(self, cfg, source: str, gguf: str | None = None):
+    def __init__(self, cfg, source: str, gguf: str | None = None, threads: int = 0):
         require_llama_cpp()
         from codelora.models import load_tokenizer, model_config
 
@@ -373,7 +376,7 @@ class LlamaCppBackend:
         check_base_gguf(self.gguf, source, cfg.model.revision, self.tokenizer, cfg.data.system_prompt)
         self.config = model_config(source, cfg.model.revision)
         self.gguf_sha256 = gguf_sha256(self.gguf)
-        self.threads = cpu_count()
+        self.threads = threads or cpu_count()
 
     def fingerprint(self) -> dict:
         """{"backend", "gguf_sha256"}: added to each answer's model fingerprint and to the results' provenance."""

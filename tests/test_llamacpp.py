@@ -43,7 +43,10 @@ def _llama_logits(ids: list[int], lora: Path | None) -> np.ndarray:
         model_path=str(embedded_gguf("smollm2-135m-instruct")),
         lora_path=str(lora) if lora else None,
         n_ctx=len(ids) + 8,
-        n_threads=1,  # a shared CI core: llama.cpp threads spin-wait, more threads than free cores is slower
+        # one thread: llama.cpp's threads wait for each other at every layer, and on a busy CI machine two of them
+        # are several times slower than one
+        n_threads=1,
+        n_threads_batch=1,
         verbose=False,
     )
     try:
@@ -67,9 +70,14 @@ def _adapted(base, tmp_path: Path, **lora) -> tuple[np.ndarray, np.ndarray]:
         peft_model.save_pretrained(str(tmp_path / "adapter"))
     finally:
         peft_model.unload()  # the module-scoped base model gets its own layers back
-    out = tmp_path / "adapter.gguf"
-    L.convert_adapter(tmp_path / "adapter", model_config(DEFAULT_EMBEDDED), out)
-    return hf - hf_base, _llama_logits(ids, out) - llama_base
+    return hf - hf_base, _llama_delta(base, tmp_path / "adapter", tmp_path / "adapter.gguf")
+
+
+def _llama_delta(base, adapter: Path, out: Path) -> np.ndarray:
+    """The change llama.cpp's next-token logits get from `adapter` converted to the GGUF `out`."""
+    _, _, ids, _, llama_base = base
+    L.convert_adapter(adapter, model_config(DEFAULT_EMBEDDED), out)
+    return _llama_logits(ids, out) - llama_base
 
 
 @pytest.mark.parametrize(
@@ -88,25 +96,24 @@ def _adapted(base, tmp_path: Path, **lora) -> tuple[np.ndarray, np.ndarray]:
     ],
     ids=["qk", "all-linear", "rslora", "patterns"],
 )
-def test_converted_adapter_changes_llama_cpp_logits_as_hf(base, tmp_path, lora):
+def test_converted_adapter_changes_llama_cpp_logits_as_hf(base, tmp_path, lora, monkeypatch):
     hf_delta, llama_delta = _adapted(base, tmp_path, **lora)
     assert np.abs(hf_delta).mean() > 0.5  # the adapter does change the model (Q4_1 noise is ~0.1)
     corr = float(np.corrcoef(hf_delta, llama_delta)[0, 1])
     slope = float((hf_delta * llama_delta).sum() / (hf_delta * hf_delta).sum())  # a wrong scale moves this
     assert corr > 0.95, corr
     assert 0.85 < slope < 1.2, slope
+    if lora["target_modules"] == ["q_proj", "k_proj"]:
+        # the check is sharp enough to catch a conversion without the q/k row permutation
+        monkeypatch.setattr(L, "_permute_rows", lambda b, n_head: b)
+        wrong = _llama_delta(base, tmp_path / "adapter", tmp_path / "unpermuted.gguf")
+        assert float(np.corrcoef(hf_delta, wrong)[0, 1]) < 0.5
 
 
-def test_conversion_without_the_qk_permutation_is_caught(base, tmp_path, monkeypatch):
-    monkeypatch.setattr(L, "_permute_rows", lambda b, n_head: b)
-    hf_delta, llama_delta = _adapted(base, tmp_path, target_modules=["q_proj", "k_proj"])
-    assert float(np.corrcoef(hf_delta, llama_delta)[0, 1]) < 0.5
-
-
-def test_converted_adapter_metadata(base, tmp_path):
+def test_converted_adapter_metadata(adapter_dir, tmp_path):
     from gguf import GGUFReader
 
-    _adapted(base, tmp_path, target_modules=["q_proj", "down_proj"])
+    L.convert_adapter(adapter_dir, model_config(DEFAULT_EMBEDDED), tmp_path / "adapter.gguf")
     reader = GGUFReader(str(tmp_path / "adapter.gguf"))
 
     def value(key):
@@ -129,7 +136,7 @@ def test_converted_adapter_metadata(base, tmp_path):
 @pytest.fixture(scope="module")
 def adapter_dir(base, tmp_path_factory):
     folder = tmp_path_factory.mktemp("adapter")
-    _adapted(base, folder, target_modules=["q_proj"])
+    _adapted(base, folder, target_modules=["q_proj", "down_proj"])
     return folder / "adapter"
 
 
@@ -168,18 +175,12 @@ def test_adapter_with_a_non_lora_tensor_is_refused(adapter_dir, tmp_path):
         L.convert_adapter(folder, model_config(DEFAULT_EMBEDDED), tmp_path / "x.gguf")
 
 
-def test_base_gguf_of_another_model_is_refused(base, adapter_dir, tmp_path):
+def test_base_gguf_of_another_model_is_refused(base, tmp_path):
     _, tok, *_ = base
     gguf = embedded_gguf("smollm2-135m-instruct")
     L.check_base_gguf(gguf, DEFAULT_EMBEDDED, None, tok, SYSTEM)  # its own GGUF passes
-    with pytest.raises(UserError, match=r"has llama.block_count=30; tiny-random:llama has 2"):
-        L.check_base_gguf(gguf, "tiny-random:llama", None, tok, SYSTEM)
     with pytest.raises(UserError, match=r"is a 'llama' model; tiny-random:qwen2 is 'qwen2'"):
         L.check_base_gguf(gguf, "tiny-random:qwen2", None, tok, SYSTEM)
-    converted = tmp_path / "a.gguf"
-    L.convert_adapter(adapter_dir, model_config(DEFAULT_EMBEDDED), converted)
-    with pytest.raises(UserError, match="is a GGUF adapter, not a model"):
-        L.check_base_gguf(converted, DEFAULT_EMBEDDED, None, tok, SYSTEM)
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a gguf file at all")
     with pytest.raises(UserError, match="is not a readable GGUF file"):
@@ -236,6 +237,8 @@ def _evaluate(tmp_path: Path, *extra: str) -> tuple[int, dict]:
     from codelora.cli import main
 
     model = [] if "--model" in extra else ["--model", DEFAULT_EMBEDDED]
+    if "llamacpp" in extra:  # one thread: on a busy CI machine two spin-waiting threads are several times slower
+        extra = (*extra, "--threads", "1")
     argv = ["evaluate", *model, "--benchmark", "heldout", "--problems", str(_problems(tmp_path))]
     # sampled: two backends' answers then differ (different random streams), so a mix-up of them shows
     argv += ["--out", str(tmp_path / "eval"), "--max-new-tokens", "12", "--temperature", "1", "--workers", "1", *extra]
@@ -289,7 +292,7 @@ def test_evaluate_bad_gguf_inputs_are_one_line(adapter_dir, tmp_path, capsys):
         (["--model", "tiny-random:llama", "--backend", "llamacpp", "--gguf", gguf], "llama.block_count=30"),
         (["--backend", "llamacpp", "--gguf", str(converted)], "is a GGUF adapter, not a model"),
         (["--backend", "llamacpp", "--gguf", str(tmp_path / "none.gguf")], "none.gguf: no such file"),
-        (["--gguf", gguf], "add --backend llamacpp"),
+        (["--gguf", gguf], "--gguf is a llamacpp backend option; add --backend llamacpp"),
     ]
     for extra, message in cases:
         rc, _ = _evaluate(tmp_path, *extra)
