@@ -218,10 +218,18 @@ def _decoding(summary: dict[str, Any]) -> str:
     if not s:
         return "–"
     if s.get("greedy"):
-        return f"greedy, {s.get('max_new_tokens', '?')} new tokens"
+        return f"greedy, {s.get('max_new_tokens', '?')} new tokens{_generator_note(summary)}"
     return (
         f"T={s.get('temperature')}, top_p={s.get('top_p')}, n={s.get('n')}, {s.get('max_new_tokens', '?')} new tokens"
+        + _generator_note(summary)
     )
+
+
+def _generator_note(summary: dict[str, Any]) -> str:
+    """ ", by llamacpp on a quantised GGUF of the base" for answers the llamacpp backend made (codelora.llamacpp):
+    those scores are of the quantised base plus the adapter, not of the published weights in full precision."""
+    generator = (summary.get("provenance") or {}).get("generator")
+    return f", by {generator.get('backend')} on a quantised GGUF of the base" if isinstance(generator, dict) else ""
 
 
 def _eval_folders(run_dir: Path) -> list[str]:
@@ -268,7 +276,7 @@ def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
                 metric_type="pass@1",
                 metric_name="pass@1",
                 metric_value=round(float(s["pass@1"]), 4),
-                metric_config=f"{s.get('problems')} problems, {s.get('samples')} samples",
+                metric_config=f"{s.get('problems')} problems, {s.get('samples')} samples{_generator_note(s)}",
             )
         )
     return results

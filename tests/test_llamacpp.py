@@ -313,3 +313,12 @@ def test_compare_refuses_answers_of_different_backends():
     with pytest.raises(UserError, match="base and final were evaluated with different generation backends"):
         check_consistent({"base": ev(llama), "final": ev(None)}, force=False)
     assert check_consistent({"base": ev(llama), "final": ev(None)}, force=True)[0]["differs"] == "generator"
+
+
+def test_model_card_says_which_scores_came_from_the_quantised_base():
+    from codelora import model_card
+
+    summary = {"sampling": {"greedy": True, "max_new_tokens": 160}, "provenance": {"limit": None}}
+    assert model_card._decoding(summary) == "greedy, 160 new tokens"
+    summary["provenance"]["generator"] = {"backend": "llamacpp", "gguf_sha256": "ab" * 32}
+    assert model_card._decoding(summary) == "greedy, 160 new tokens, by llamacpp on a quantised GGUF of the base"
