@@ -81,7 +81,7 @@ CASES = [
     ("evaluate --temperature nan", f"{EVAL_HE} --temperature nan", ["--temperature", "'nan'", "finite"]),
     *[
         (f"evaluate --{flag} 0 (fell back to the default)", f"{EVAL_HE} --{flag} 0", [f"--{flag} 0", ">= 1"])
-        for flag in ("n", "batch-size", "max-new-tokens")
+        for flag in ("n", "batch-size", "max-new-tokens", "threads")
     ],
     (
         "evaluate --n 2 --temperature 0 (duplicate samples)",

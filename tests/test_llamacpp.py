@@ -322,3 +322,17 @@ def test_model_card_says_which_scores_came_from_the_quantised_base():
     assert model_card._decoding(summary) == "greedy, 160 new tokens"
     summary["provenance"]["generator"] = {"backend": "llamacpp", "gguf_sha256": "ab" * 32}
     assert model_card._decoding(summary) == "greedy, 160 new tokens, by llamacpp on a quantised GGUF of the base"
+
+
+def test_compare_evaluates_missing_models_with_the_existing_results_backend():
+    from codelora.compare import matching_options
+
+    summary = {
+        "sampling": {"n": 1, "greedy": True, "max_new_tokens": 160, "seed": 42},
+        "provenance": {"limit": None, "generator": {"backend": "llamacpp", "gguf_sha256": "ab" * 32}},
+        "generation": {"backend": "llamacpp", "gguf": "/models/base.gguf"},
+    }
+    got = matching_options({"summary": summary, "problems": {}})
+    assert (got["backend"], got["gguf"]) == ("llamacpp", "/models/base.gguf")
+    del summary["provenance"]["generator"]
+    assert "backend" not in matching_options({"summary": summary, "problems": {}})
