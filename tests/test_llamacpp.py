@@ -336,3 +336,33 @@ def test_compare_evaluates_missing_models_with_the_existing_results_backend():
     assert (got["backend"], got["gguf"]) == ("llamacpp", "/models/base.gguf")
     del summary["provenance"]["generator"]
     assert "backend" not in matching_options({"summary": summary, "problems": {}})
+
+
+@pytest.mark.parametrize("arch, permuted", [("qwen2", False), ("llama", True)])
+def test_tiny_architectures_name_and_permute_as_llama_cpp(tmp_path, arch, permuted):
+    """No llama.cpp GGUF of a Qwen2 model is at hand: its conversion is checked for names and (no) permutation."""
+    import torch
+    from gguf import GGUFReader
+    from peft import LoraConfig, get_peft_model
+
+    from codelora.models import build_tiny_random
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        build_tiny_random(arch, vocab_size=256),
+        LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=["q_proj", "k_proj", "up_proj"]),
+    )
+    model.save_pretrained(str(tmp_path / "a"))
+    L.convert_adapter(tmp_path / "a", model_config(f"tiny-random:{arch}"), tmp_path / "a.gguf")
+    reader = GGUFReader(str(tmp_path / "a.gguf"))
+    got = {t.name: np.array(t.data).reshape([int(x) for x in reversed(t.shape)]) for t in reader.tensors}
+    layer = model.base_model.model.model.layers[1]
+    for module, name, heads in (("q_proj", "attn_q", 4), ("k_proj", "attn_k", 2), ("mlp.up_proj", "ffn_up", None)):
+        lin = layer.get_submodule(module if "." in module else f"self_attn.{module}")
+        b = lin.lora_B["default"].weight.detach().numpy()
+        a = lin.lora_A["default"].weight.detach().numpy()
+        assert np.array_equal(got[f"blk.1.{name}.weight.lora_a"], a)
+        want = L._permute_rows(b, heads) if permuted and heads else b
+        assert np.array_equal(got[f"blk.1.{name}.weight.lora_b"], want)
+        if permuted and heads:
+            assert not np.array_equal(want, b)
