@@ -176,6 +176,28 @@ def test_humaneval_checker_and_solution_process(completion, test, verdict):
     assert got.verdict == verdict, got.failure
 
 
+def test_humaneval_completion_interrupting_the_checker_stays_its_own_failure():
+    """Red team H1: the solution process sprays SIGINT at its parent, the checker, while the checker reads and loads
+    the test and waits for it. Before the checker ignored SIGINT, the KeyboardInterrupt landed there: a wrong
+    completion became runtime_error or a sandbox_error blaming the test; now it is judged on its answer."""
+    completion = (
+        "    return 0\n"
+        "import os, signal, time\n"
+        "_end = time.monotonic() + 0.3\n"
+        "while time.monotonic() < _end:\n"
+        "    os.kill(os.getppid(), signal.SIGINT)\n"
+    )
+    test = "def check(c):\n    assert c() == 1\n"
+    got = grade_humaneval(_he_problem(test), completion, timeout=5)
+    assert got.verdict == "wrong_answer", got.failure
+    # a completion that interrupts itself still gets Python's usual KeyboardInterrupt
+    own = grade_humaneval(_he_problem(test), "    raise KeyboardInterrupt\n", timeout=5)
+    assert own.verdict == "runtime_error" and "KeyboardInterrupt" in str(own.failure), own.failure
+    selfsig = "    import os, signal\n    os.kill(os.getpid(), signal.SIGINT)\n    return 1\n"
+    got = grade_humaneval(_he_problem(test), selfsig, timeout=5)
+    assert got.verdict == "runtime_error" and "KeyboardInterrupt" in str(got.failure), got.failure
+
+
 def test_humaneval_test_that_does_not_load_is_a_sandbox_error():
     got = grade_humaneval(_he_problem("def check(c):\n    assert c(\n"), "    return 1\n", timeout=5)
     assert got.verdict == "sandbox_error" and "does not load" in got.failure["detail"]

@@ -29,6 +29,7 @@ changes is updated in place in the checker (top level), identity (`is`) between 
 
 from __future__ import annotations
 
+import _signal  # signal's C module: signal.py would import enum (milliseconds a sample)
 import builtins
 import gc
 import io
@@ -268,6 +269,9 @@ def serve(code: types.CodeType, source: str, entry: str, requests: int, replies:
 def solution_process(code: types.CodeType, source: str, entry: str, requests: int, replies: int) -> None:
     """`serve`, then exit without the interpreter's shutdown (nothing the solution registered runs)."""
     try:
+        _signal.signal(
+            _signal.SIGINT, _signal.default_int_handler
+        )  # the checker ignores it; the solution runs as usual
         serve(code, source, entry, requests, replies)
     finally:
         os._exit(0)
@@ -394,6 +398,10 @@ def checker() -> None:
     to_solution, from_checker = os.pipe()[::-1]  # (write end, read end)
     from_solution, to_checker = os.pipe()
     gc.freeze()  # the collectors of both processes then leave the shared pages alone (fewer copy-on-write faults)
+    # The solution process runs under the same uid and can signal its parent. Most signals only end the checker (a
+    # failed sample), but SIGINT would raise KeyboardInterrupt wherever the checker is, e.g. while it loads the test,
+    # turning a wrong answer into a sandbox_error (red team H1): the checker ignores SIGINT from before the fork.
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
         os.close(to_solution)
