@@ -26,7 +26,6 @@ Everything is written to `DIR.tmp-xxxx` and renamed to DIR at the end; a failure
 
 from __future__ import annotations
 
-import errno
 import gc
 import json
 import os
@@ -40,7 +39,7 @@ from typing import Any
 
 from codelora import runs
 from codelora.errors import UserError
-from codelora.files import read_json, require_writable
+from codelora.files import is_disk_full, read_json, require_writable
 from codelora.model_card import EMBEDDED_HUB_IDS, hub_base_id
 from codelora.runs import require_run
 
@@ -190,18 +189,6 @@ def _publish(tmp: Path, out: Path, force: bool) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _disk_full(e: BaseException) -> bool:
-    """ENOSPC from Python, or from safetensors' Rust writer (which reports it in its message)."""
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(e)
-        if "No space left on device" in text or "StorageFull" in text or "os error 28" in text:
-            return True
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def _human(n: float) -> str:
@@ -437,7 +424,7 @@ def export(
         _publish(tmp, out, force)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, Exception) and not isinstance(e, UserError) and _disk_full(e):
+        if isinstance(e, Exception) and not isinstance(e, UserError) and is_disk_full(e):
             raise ExportError(
                 f"disk full while writing the export next to {out} ({_space_note(out)}); "
                 "nothing was exported and the temporary folder was removed"

@@ -1,7 +1,9 @@
-"""Small file helpers every stage shares: atomic text writes, JSON/JSONL reading with clear errors, file hashes."""
+"""Small file helpers every stage shares: atomic text writes, JSON/JSONL reading with clear errors, file hashes,
+the full-disk rule."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -11,6 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
+
+# errno values of a full disk (a quota counts as full)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+    """Whether `e`, or an exception it was raised from, is a full disk: an OSError with an errno in
+    DISK_FULL_ERRNOS, or safetensors' Rust writer reporting ENOSPC in its message."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return True
+        text = str(e)
+        if "No space left on device" in text or "StorageFull" in text or "os error 28" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

@@ -399,7 +399,8 @@ def run_with_signal_handling(trainer: Any, callback: Any, checkpoint: Path | Non
     callback.stop_requested and are restored afterwards (installed only from the main thread, where Python allows
     it). A full disk raises TrainingError (one line; the earlier checkpoints are intact).
     """
-    from codelora.trainer import DISK_FULL_ERRNOS, disk_full_error
+    from codelora.files import DISK_FULL_ERRNOS
+    from codelora.trainer import disk_full_error
 
     old_handlers = {}
     received: list[int] = []
@@ -448,7 +449,8 @@ def save_final(trainer: Any, callback: Any, tokenizer: Any, run_dir: Path, resul
     Written into final.tmp/ and renamed, so a final/ is always whole. Every rank calls it (under FSDP / ZeRO-3
     gathering the adapter is collective); rank 0 writes. A full disk removes final.tmp/ and raises TrainingError.
     """
-    from codelora.trainer import DISK_FULL_ERRNOS, disk_full_error
+    from codelora.files import DISK_FULL_ERRNOS
+    from codelora.trainer import disk_full_error
 
     main = dist.is_main_process
     final, tmp = run_dir / "final", run_dir / "final.tmp"

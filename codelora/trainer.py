@@ -14,7 +14,6 @@ transformers is imported at the top: codelora.train imports this module only onc
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import math
@@ -31,7 +30,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from codelora.config import RunConfig
 from codelora.errors import TrainingError
-from codelora.files import atomic_write_text
+from codelora.files import DISK_FULL_ERRNOS, atomic_write_text
 from codelora.runs import complete_checkpoints, git_commit
 
 __all__ = [
@@ -43,9 +42,6 @@ __all__ = [
     "SeededLengthGroupedSampler",
     "disk_full_error",
 ]
-
-# errno values of a full disk or an exhausted quota: training stops with one line and the checkpoints stay intact
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 # The columns of logs/metrics.{jsonl,csv}, in order. A row is a training log (train_loss set) or an eval (valid_loss
 # and test_loss set); a key a row does not have is null in JSON and empty in CSV.
