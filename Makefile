@@ -19,7 +19,7 @@ sandbox-deps:
 	  { command -v apt-get >/dev/null 2>&1 && \
 	  { apt-get install -y -q bubblewrap libseccomp2 >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
 	    apt-get install -y -q bubblewrap libseccomp2 >/dev/null 2>&1; }; }; } || \
-	  echo "note: bubblewrap or libseccomp2 not installed; the sandbox will fall back (see README, Sandbox)"
+	  echo "note: bubblewrap or libseccomp2 not installed; the sandbox will fall back (see docs/sandbox.md)"
 
 # Debian's chromium renders report.html in the browser test; without it that one test is skipped.
 browser-deps:

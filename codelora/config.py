@@ -144,7 +144,7 @@ class EvalConfig:
     batch_size: int = 8
     """Prompts generated together."""
     backend: Literal["hf", "vllm", "llamacpp"] = "hf"
-    """Generation backend of `codelora evaluate`: `hf` (transformers, batched), `vllm` (GPU, optional extra) or `llamacpp` (llama.cpp on a GGUF of the base: faster on CPU, quantised weights; see README)."""
+    """Generation backend of `codelora evaluate`: `hf` (transformers, batched), `vllm` (GPU, optional extra) or `llamacpp` (llama.cpp on a GGUF of the base: faster on CPU, quantised weights; see docs/evaluation.md)."""
     gguf: str | None = None
     """llamacpp backend: GGUF file of the base model (default: the embedded model's own GGUF; an HF model needs one)."""
     threads: int = 0
@@ -462,7 +462,7 @@ class EvalOptions:
     allow_contamination: bool = False
     """Evaluate even if problems are in the training split (results then overstate the model)."""
     protocol: ProtocolName | None = None
-    """livecodebench: how models are asked and graded (default livecodebench; course = the course's grader: raw statement, greedy, 8192 new tokens, first python block, public tests, exact output; see README)."""
+    """livecodebench: how models are asked and graded (default livecodebench; course = the course's grader: raw statement, greedy, 8192 new tokens, first python block, public tests, exact output; see docs/protocols.md)."""
     skip_untested: bool = False
     """Leave out problems without tests (livecodebench, heldout --problems), listed in summary.json (default: refuse them)."""
     overrides: list[str] = field(
@@ -543,7 +543,7 @@ class ScoreArgs:
     out: str
     """Folder for results.jsonl and summary.json."""
     protocol: ProtocolName | None = None
-    """livecodebench only: grading rules (default livecodebench; course = the course's grader, see README)."""
+    """livecodebench only: grading rules (default livecodebench; course = the course's grader, see docs/protocols.md)."""
     timeout: float | None = None
     """Seconds per test (default: the protocol's for livecodebench, 3 humaneval, 6 heldout)."""
     memory_mb: int | None = None
@@ -628,7 +628,7 @@ class CompareArgs:
     limit: int | None = None
     """Models evaluated now: first N problems (default: as already evaluated)."""
     protocol: ProtocolName | None = None
-    """livecodebench: compare the results graded under this protocol (default livecodebench; course = the course's grader, see README); --runs refuses runs selected under different protocols unless --force."""
+    """livecodebench: compare the results graded under this protocol (default livecodebench; course = the course's grader, see docs/protocols.md); --runs refuses runs selected under different protocols unless --force."""
 
     def __post_init__(self) -> None:
         from codelora.flags import need

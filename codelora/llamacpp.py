@@ -2,7 +2,7 @@
 model, with each checkpoint's PEFT LoRA adapter converted to a GGUF LoRA adapter.
 
 Why: on a CPU, llama.cpp on the embedded model's Q4_1 GGUF answered about 2x faster than codelora's batched HF
-generation (README, Benchmarks: `bench/generation_throughput.py`). Its answers come from *quantised* weights, so
+generation (docs/performance.md: `bench/generation_throughput.py`). Its answers come from *quantised* weights, so
 they are not the HF backend's answers: every answer and result records the backend and the base GGUF's sha256
 (`fingerprint`), and neither backend ever reuses the other's.
 

@@ -5,7 +5,7 @@ One object says everything that makes two pass@1 numbers comparable. Two protoco
 - `livecodebench` (the default): LiveCodeBench's own rules (`lcb_runner`, `evaluation/testing_util.py`):
   the statement wrapped in LiveCodeBench's prompt text, the program chosen by codelora's extraction rule,
   public *and* private tests, per line exact match or else equal `Decimal` tokens, 6 s per test.
-- `course`: the course's own grader, as its evaluation logs show it (see the README, "Grading protocols"):
+- `course`: the course's own grader, as its evaluation logs show it (see docs/protocols.md):
   the raw statement as the user message, greedy decoding with up to 8192 new tokens, the *first* ```python
   block, the public tests only, exact string comparison after stripping the whole output and each line, 10 s
   per test, 512 MB. An answer without any code counts as failed.

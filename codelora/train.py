@@ -81,7 +81,7 @@ RESUME_FREE_KEYS = frozenset(
 RESUME_CHECKED_SECTIONS = ("model", "data", "lora", "train")
 # What a checkpoint needs, besides its adapter, to continue exactly: AdamW's moments and the learning-rate schedule
 # (the Trainer loads the scheduler only together with the optimizer). RNG states (rng_state*.pth) are restored too
-# when present. LoRA keeps these small: 8 bytes (two fp32 moments) per trainable parameter, see the README.
+# when present. LoRA keeps these small: 8 bytes (two fp32 moments) per trainable parameter, see docs/training.md.
 RESUME_STATE = ("optimizer.pt", "scheduler.pt")
 
 

