@@ -154,6 +154,16 @@ class EvalConfig:
 
 
 @dataclass
+class TestsConfig:
+    """Hidden tests generated from each problem's worked examples (codelora.data.generated_tests)."""
+
+    seed: int = 0
+    """Seed of the input mutations: the same seed, problems and reference solutions give the same tests."""
+    candidates: int = 10
+    """Mutated inputs tried per problem; an input is kept only when every reference solution finishes on it and all agree."""
+
+
+@dataclass
 class RunConfig:
     """A whole run's configuration: defaults, then a preset or YAML file, then `--set` (see `load_config`)."""
 
@@ -162,6 +172,7 @@ class RunConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tests: TestsConfig = field(default_factory=TestsConfig)
     output_dir: str = "outputs"
     """Folder that holds one sub-folder per run."""
     run_name: str | None = None
@@ -336,6 +347,7 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     need(e.max_new_tokens > 0, "eval.max_new_tokens", f"must be > 0, got {e.max_new_tokens}")
     need(e.batch_size > 0, "eval.batch_size", f"must be > 0, got {e.batch_size}")
     need(e.threads >= 0, "eval.threads", f"must be >= 0 (0: every CPU), got {e.threads}")
+    need(0 <= cfg.tests.candidates <= 1000, "tests.candidates", f"must be in [0, 1000], got {cfg.tests.candidates}")
     need(bool(cfg.model.source), "model.source", "must not be empty")
     need(
         DEVICE_PATTERN.fullmatch(cfg.model.device) is not None,
