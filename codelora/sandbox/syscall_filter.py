@@ -26,6 +26,11 @@ Denied, and why:
   sync_file_range, msync (everything a program may write is tmpfs; on the host's read-only files
   they still sent a cache flush to the disk), fadvise64 (DONTNEED on a host file evicts it from the
   page cache for everyone) and madvise's MADV_COLD/MADV_PAGEOUT (reclaim page-cache pages);
+- made to succeed without doing anything (return 0): advisory file locks, `flock` and `fcntl`'s F_SETLK,
+  F_SETLKW, F_OFD_SETLK and F_OFD_SETLKW (lockf, sqlite's locks): the files under /usr, the interpreter's
+  prefix and site-packages are the host's inodes, shared by every sandbox, so a lock taken on one was seen by
+  every concurrent sandbox (a channel between programs, red team of issue #24). F_GETLK still reports the real
+  state, in which no sandbox holds a lock; a program's own processes cannot exclude each other with locks;
 - Linux AIO (io_setup, io_submit, io_getevents, io_pgetevents, io_cancel, io_destroy): its event
   count (fs.aio-nr) is host-wide;
 - sockets other than AF_UNIX (EAFNOSUPPORT): contest programs need no network, and cgroup v1 does not
@@ -78,6 +83,7 @@ SELF_ONLY = ("prlimit64", "sched_setscheduler", "sched_setparam", "sched_setaffi
 PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
 NO_OPS = ("sync", "syncfs", "fsync", "fdatasync", "sync_file_range", "msync", "fadvise64")  # return 0, do nothing
 MADV_COLD, MADV_PAGEOUT = 20, 21
+F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW = 6, 7, 37, 38  # fcntl commands that take a lock: return 0, do nothing
 AF_UNIX = 1  # the only socket family programs may create
 TIOCLINUX = 0x541C
 
@@ -111,6 +117,9 @@ def build() -> bytes:
         f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
         for call in NO_OPS:
             f.add_rule(sc.ERRNO(0), call)
+        f.add_rule(sc.ERRNO(0), "flock")
+        for cmd in (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):  # the kernel reads cmd as a 32-bit int
+            f.add_rule(sc.ERRNO(0), "fcntl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd))
         for advice in (MADV_COLD, MADV_PAGEOUT):
             f.add_rule(sc.ERRNO(0), "madvise", sc.Arg(2, sc.EQ, advice))
         for call in SELF_ONLY:
