@@ -232,6 +232,14 @@ class Cgroup:
                 pass
         return oom, refused
 
+    def shmem(self) -> int | None:
+        """Bytes of shared memory charged to this cgroup itself (memory.stat `shmem`: tmpfs files, memfds, SysV and
+        shared anonymous memory), None when unreadable. What no process holds any more must be back to zero."""
+        try:
+            return _field(self._read("memory", "memory.stat"), "shmem")
+        except (OSError, ValueError, KeyError):
+            return None
+
     def oom_eventfd(self) -> int | None:
         """v1: an eventfd that becomes readable on each OOM in this cgroup (None on v2 or failure)."""
         if self.kind != "v1":

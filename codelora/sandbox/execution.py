@@ -39,6 +39,7 @@ CODELORA_NO_CGROUP turn each layer off (to check the others, or on hosts where o
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -86,6 +87,11 @@ STDERR_KEPT = 1024 * 1024  # of stderr, the last this many bytes are kept (it st
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MEMORY_MARKERS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc")
 _EXIT_GRACE = 2.0  # seconds to drain the pipes after the program ended or was killed
+# pid 1 enforces the wall-clock limit inside the sandbox; the scorer's own timer, this much later, is only a backstop
+# for a sandbox that stopped answering (a scorer thread held up by another's work must not time a program out).
+HOST_GRACE = 10.0
+SHMEM_LEFT = 1 << 20  # bytes of shared memory the sandbox's cgroup may still be charged after a cleanup; more: retired
+PIPE_SIZE = 1 << 20  # bytes of stdout/stderr the kernel holds while the scorer is not reading (the default is 64 KiB)
 CLEANUP_TIMEOUT = 20.0  # seconds the zygote may take to empty the writable folders; then it is retired
 _ZYGOTE_FILE = str(Path(__file__).with_name("zygote.py"))
 _ZYGOTE_IN_SANDBOX = "/run/codelora/zygote.py"
@@ -366,22 +372,25 @@ def isolation_description() -> str:
 
 
 def _pump(
-    in_fd, out_fd, err_fd, data: bytes, timeout: float, limit: int, exit_fd, exited, on_exit, kill, watch_fd=None
-):
+    in_fd, out_fd, err_fd, data: bytes, timeout: float, limit, exit_fd, exited, on_exit, kill, watch_fd=None,
+    late_exit_ok=False,
+):  # fmt: skip
     """Feed stdin, read stdout/stderr and wait for the end, in one thread.
 
     One epoll loop instead of reader/writer threads and `Popen.wait(timeout)`: the latter polls
     with growing sleeps (up to 50 ms), which added ~7-20 ms to every program. The end is signalled
     by `exit_fd` becoming readable (then `on_exit()` is called), or, without one, by `exited()`
     polled every 2 ms. `watch_fd` readable means the memory cgroup ran out. On timeout, overflow
-    or memory `kill()` is called. stdout is kept up to `limit` bytes, stderr's last STDERR_KEPT
-    bytes (up to `limit` counted). Afterwards the pipes are drained for at most _EXIT_GRACE
+    or memory `kill()` is called (late_exit_ok: the program's own sandbox enforces the time limit, and an end
+    already signalled when this thread gets to the deadline is not a timeout). stdout is kept up to `limit` bytes, stderr's last STDERR_KEPT
+    bytes (up to `limit` counted; a pair `limit` is (stdout's, stderr's)). Afterwards the pipes are drained for at most _EXIT_GRACE
     seconds. Closes the three fds. Returns (stdout, stderr, limit hit: None | "time" | "output" | "memory").
     """
     deadline = time.monotonic() + timeout
     bufs = {out_fd: bytearray(), err_fd: bytearray()}
     counted = {out_fd: 0, err_fd: 0}
-    keep = {out_fd: limit, err_fd: min(limit, STDERR_KEPT)}
+    caps = {out_fd: limit[0], err_fd: limit[1]} if isinstance(limit, tuple) else {out_fd: limit, err_fd: limit}
+    keep = {out_fd: caps[out_fd], err_fd: min(caps[err_fd], STDERR_KEPT)}
     sel = selectors.DefaultSelector()
     hit: str | None = None
     ended = False
@@ -422,7 +431,12 @@ def _pump(
             if remaining <= 0:
                 if ended:
                     break  # an escaped process (process isolation only) still holds a pipe
-                end("time")
+                # This thread may have been held up (the interpreter lock, a busy machine) past the deadline
+                # while the program ended in time: an end already signalled wins over the timer.
+                if late_exit_ok and exit_fd is not None and any(k.fd == exit_fd for k, _ in sel.select(0)):
+                    end(None)
+                else:
+                    end("time")
                 continue
             if exit_fd is None:
                 remaining = min(remaining, 0.002)
@@ -457,7 +471,7 @@ def _pump(
                         sel.unregister(fd)
                         continue
                     buf = bufs[fd]
-                    room = limit - counted[fd]
+                    room = caps[fd] - counted[fd]
                     counted[fd] += min(len(chunk), room)
                     buf += chunk[:room]
                     if len(buf) > 2 * keep[fd]:  # stderr: keep the tail
@@ -608,6 +622,7 @@ class _Sandbox:
             "path": list(_site_dirs()),
             "cpu": cpu,
             "fsize": FILE_SIZE_LIMIT,
+            "timeout": timeout,  # enforced and measured by pid 1, inside the sandbox (zygote.wait_program)
         }
         if self.cgroup is not None:
             try:
@@ -628,6 +643,11 @@ class _Sandbox:
         if self.cgroup is None or "pids" not in self.cgroup.dirs:
             req["nproc"] = self.key[1]
         pipes = [os.pipe() for _ in range(3)]
+        for r, _ in pipes[1:]:  # room for the program's output while the scorer is busy elsewhere
+            try:
+                fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                pass
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         if self.uid >= 0:  # the program's own, so that it can reopen them (/dev/stdin, /proc/self/fd/1)
             for fd in theirs:
@@ -671,8 +691,8 @@ class _Sandbox:
                 after = self.cgroup.counters()
 
         stdout, stderr, hit = _pump(
-            pipes[0][1], pipes[1][0], pipes[2][0], data, timeout, output_limit,
-            self.sock.fileno(), None, on_exit, counters_then_kill, self.oom_fd,
+            pipes[0][1], pipes[1][0], pipes[2][0], data, timeout + HOST_GRACE, output_limit,
+            self.sock.fileno(), None, on_exit, counters_then_kill, self.oom_fd, late_exit_ok=True,
         )  # fmt: skip
         if hit:
             if hit != "memory" and after[0] > before[0]:
@@ -684,6 +704,8 @@ class _Sandbox:
             return None
         status = report["status"]
         limit = _observed_limit(status, report.get("cpu", 0.0), cpu, report.get("full", False), before, after)
+        if report.get("timed_out") and limit != "memory":
+            limit = "time"
         self.pending_clean = self.mode == "fork"  # the zygote cleans up while the scorer goes on
         return stdout, stderr, os.waitstatus_to_exitcode(status), limit, report
 
@@ -704,7 +726,12 @@ class _Sandbox:
             return False
         finally:
             self.sock.settimeout(None)
-        return bool(msg) and json.loads(msg).get("clean") is True
+        if not (bool(msg) and json.loads(msg).get("clean") is True):
+            return False
+        # pid 1 found the tmpfs mounts empty and no socket left; memory that only a kernel object still holds
+        # (a memfd or shared memory kept in flight) shows in the cgroup's shared memory, which must be back to zero.
+        shmem = self.cgroup.shmem() if self.cgroup is not None else None
+        return shmem is None or shmem <= SHMEM_LEFT
 
 
 _local = threading.local()
@@ -752,8 +779,12 @@ def _run_sandboxed(sb: _Sandbox, files, stdin: bytes, timeout, memory_mb, output
     sb.fresh = False
     if got is None:
         return None
-    stdout, stderr, rc, limit, _ = got
-    return _result(stdout, stderr, rc, limit, time.monotonic() - start)
+    stdout, stderr, rc, limit, report = got
+    # The program's time as pid 1 measured it, inside the sandbox (from its fork to its end): a scorer thread
+    # that waits for the interpreter lock cannot lengthen it. The scorer's own clock only when pid 1 did not
+    # answer (the sandbox was killed for its output or memory).
+    elapsed = report["wall"] if isinstance(report.get("wall"), float) else time.monotonic() - start
+    return _result(stdout, stderr, rc, limit, elapsed)
 
 
 # --------------------------------------------------------------------------- process isolation only
@@ -852,6 +883,7 @@ def run_program(
     args: list[str] | None = None,
     disk_mb: int = DISK_MB,
     max_tasks: int = MAX_TASKS,
+    stdout_limit: int | None = None,
 ) -> ExecResult:
     """Run `python3 -I -S main.py ARGS` with `stdin`, main.py (and `extra_files`) in the sandbox's work folder.
 
@@ -859,11 +891,14 @@ def run_program(
     whole sandbox (resident memory and tmpfs files) with a cgroup, else address space per process.
     output_limit: bytes of stdout kept (more ends the program: limit "output"); stderr counts the
     same, its last STDERR_KEPT bytes are kept. disk_mb: size of each writable tmpfs (/sandbox, /tmp,
-    /dev/shm). max_tasks: processes + threads. See `ExecResult.limit` for what was hit.
+    /dev/shm). max_tasks: processes + threads. stdout_limit: a lower cap for stdout alone (stderr keeps
+    output_limit), e.g. a reply whose size the caller can bound. See `ExecResult.limit` for what was hit.
     Raises ValueError for an extra file name that is not a plain file name, or more than 32 extra files.
     """
     files = _files(program, extra_files)
     data = stdin.encode("utf-8", "replace")
+    if stdout_limit is not None:
+        output_limit = (min(stdout_limit, output_limit), output_limit)  # _pump's (stdout, stderr) caps
     if not _bwrap_ok():
         return _run_process(program, stdin, timeout, memory_mb, output_limit, extra_files, args)
     z = _thread_zygote(disk_mb, max_tasks)

@@ -370,19 +370,64 @@ def _loads(text: str):
     return json.loads(text, parse_int=_json_int)
 
 
+# Bounds on a call-based reply, applied before it is decoded: the harness runs in the solution's interpreter, so the
+# reply line is the program's to write, and decoding it costs the scorer (json makes one Python object per 2 bytes;
+# Python's int() is quadratic in the digits). A value equal to the expected one, as the harness writes it
+# (`json.dumps`, ASCII escapes), is at most REPLY_FACTOR times as long as the expected value's JSON text (the
+# worst case, one astral character, becomes a 12-character escape pair; `0` may come back as `false`, `1e15` as
+# `1000000000000000.0`), and none of its integers has more digits than the expected value's longest integer
+# literal, or INT_DIGITS_FLOOR when that is shorter (an integer equal to a float has at most 309 digits). A reply
+# over either bound cannot be a correct answer: it is a wrong answer, decided without decoding it. The run's stdout
+# is cut at the reply bound + REPLY_SLACK bytes (output_limit_exceeded beyond that); stderr keeps the run's cap.
+REPLY_FACTOR = 12
+REPLY_FLOOR = 64 * 1024  # bytes allowed whatever the expected value (a small expected value: a few KiB at most)
+REPLY_SLACK = 4096  # stdout beyond the reply itself: the nonce, newlines, what the program wrote to fd 1 itself
+INT_DIGITS_FLOOR = 400
+
+
+class ReplyTooLarge(ValueError):
+    """A call-based reply over `reply_bounds`: not decoded, a wrong answer."""
+
+
+def reply_bounds(expected_text: str) -> tuple[int, int]:
+    """(characters, digits per integer) a reply to a test whose expected value's JSON text is `expected_text` may
+    have (see REPLY_FACTOR). Linear in the expected text (trusted data)."""
+    longest = 0
+    for m in re.finditer(r"\d+", expected_text):  # digit runs: an upper bound on its integer literals
+        longest = max(longest, m.end() - m.start())
+    return REPLY_FLOOR + REPLY_FACTOR * len(expected_text), max(INT_DIGITS_FLOOR, longest + 1)
+
+
+def _loads_bounded(text: str, bounds: tuple[int, int]):
+    """json.loads of an untrusted reply under `bounds` (reply_bounds): ReplyTooLarge before any decoding when the
+    text is too long or holds a run of more digits than an integer may have; the decoding is then linear."""
+    chars, digits = bounds
+    if len(text) > chars:
+        raise ReplyTooLarge(f"reply of {len(text)} characters, over the {chars} a value equal to the expected one has")
+    if re.search(rf"(?<!\d)\d{{{digits + 1}}}", text):  # tried at the start of each digit run only: linear
+        raise ReplyTooLarge(f"reply holds a number of more than {digits} digits, more than the expected value has")
+    return _loads(text)
+
+
 def _parse_args(inp: str) -> list:
     """LiveCodeBench call-based input: one JSON value per line (blank lines ignored; the harness does the same)."""
     return [_loads(line) for line in inp.split("\n") if line.strip()]
 
 
-def _harness_report(stdout: str, nonce: str) -> tuple[dict | None, str]:
-    """The harness's result line (the last line starting with the nonce): (decoded or None, its text)."""
+def _harness_report(stdout: str, nonce: str, bounds: tuple[int, int] | None = None) -> tuple[dict | None, str]:
+    """The harness's result line (the last line starting with the nonce): (decoded or None, its text).
+
+    bounds (reply_bounds): the line is the program's to write; over them, ReplyTooLarge is raised, undecoded."""
     at = stdout.rfind("\n" + nonce)
     if at < 0:
         return None, ""
-    line = stdout[at + 1 + len(nonce) :].split("\n", 1)[0]
+    start = at + 1 + len(nonce)
+    end = stdout.find("\n", start)
+    line = stdout[start : end if end >= 0 else len(stdout)]
     try:
-        report = _loads(line)
+        report = _loads(line) if bounds is None else _loads_bounded(line, bounds)
+    except ReplyTooLarge:
+        raise
     except (ValueError, RecursionError):
         return None, line
     return (report if isinstance(report, dict) else None), line
@@ -414,17 +459,24 @@ def grade_call_problem(
             return failed(SANDBOX_ERROR, f"bad_input: test is not JSON ({e})")
         nonce = "@@CODELORA-" + secrets.token_hex(16) + "@@"
         req = json.dumps({"nonce": nonce, "func_name": func_name, "inputs": inp})
+        bounds = reply_bounds(expected_text)
         res = run_program(
             _CALL_HARNESS,
             req,
             timeout=timeout,
             memory_mb=memory_mb,
             output_limit=output_limit,
+            stdout_limit=min(output_limit, bounds[0] + len(nonce) + REPLY_SLACK),
             extra_files={"solution.py": header + code},
         )
         verdict, got, detail = execution_verdict(res), "", _detail(res)
         if verdict is None:
-            report, line = _harness_report(res.stdout, nonce)
+            try:
+                report, line = _harness_report(res.stdout, nonce, bounds)
+            except ReplyTooLarge as e:
+                verdict, detail = WRONG_ANSWER, str(e)
+                outcomes.append(TestOutcome(verdict, round(res.elapsed, 4)))
+                return GradeResult(verdict, outcomes, _fail(verdict, inp, expected_text, "<reply not decoded>", detail))
             if report is not None and "compile_error" in report:  # reported before anything ran
                 return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", str(report["compile_error"])))
             if report is None or not ("value" in report or "unserializable" in report):

@@ -45,10 +45,12 @@ import io
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import stat
 import sys
+import time
 import types
 
 WORKDIR = "/sandbox"
@@ -63,6 +65,7 @@ PRELOADED = ("typing",)
 WRITABLE = (WORKDIR, "/tmp", "/dev/shm")  # size-limited tmpfs mounts, emptied after each program
 CLEANED = (*WRITABLE, "/dev/mqueue")
 PR_SET_DUMPABLE = 4
+GC_WAIT = 2.0  # seconds pid 1 waits for the kernel to free what a program left in flight (collect_in_flight)
 
 
 def drop_privileges(uid: int, gid: int) -> None:
@@ -170,6 +173,77 @@ def ipc_empty() -> bool:
             if len(f.read().strip().splitlines()) > 1:
                 return False
     return True
+
+
+def unix_sockets() -> int:
+    """How many unix sockets exist in this network namespace (the sandbox's own; pid 1's control socket was made
+    on the host, outside it): /proc/net/unix lists every one, bound, connected or only in flight."""
+    with open("/proc/net/unix") as f:
+        return max(0, len(f.read().splitlines()) - 1)
+
+
+def tmpfs_unused() -> bool:
+    """Every writable tmpfs has all its blocks free (a deleted file still open, or in flight, holds blocks)."""
+    for d in WRITABLE:
+        st = os.statvfs(d)
+        if st.f_bfree != st.f_blocks:
+            return False
+    return True
+
+
+def collect_in_flight(wait: float = GC_WAIT) -> bool:
+    """Free what only in-flight descriptors keep alive, and check that nothing is left.
+
+    A program can send descriptors into its own unix sockets' queues (SCM_RIGHTS), both ends of a socketpair
+    in flight in each other: once its processes are gone only the kernel's unix-socket garbage collector frees
+    them (and what they hold: a deleted tmpfs file, memfd memory, a bound abstract name). Closing a unix socket
+    schedules that collector (asynchronously, on recent kernels): close one, then wait until no socket is left
+    in the sandbox and every writable tmpfs is empty, for at most `wait` seconds. Runs after kill_all and the
+    cleanup; True when nothing is left (the usual case: no wait at all)."""
+    deadline = time.monotonic() + wait
+    while True:
+        a, b = socket.socketpair()
+        a.close()
+        b.close()
+        if unix_sockets() == 0 and tmpfs_unused():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+
+
+def wait_program(pid: int, timeout: float | None, start: float) -> tuple[int, object, float, bool]:
+    """Wait for the program's process `pid`, forked at `start` (time.monotonic()), for at most `timeout` s of wall
+    clock, measured here, inside the sandbox: nothing the scorer does can delay this clock or stretch the limit.
+    On timeout kill every process of the sandbox. Returns (wait status, rusage, seconds from `start` to the
+    program's end (`timeout` when timed out), timed out)."""
+    timed_out = False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # (Linux < 5.3) no limit here: the scorer's own timer still applies
+        pidfd = None
+    if pidfd is not None and timeout is not None:
+        try:
+            timed_out = True
+            while (left := start + timeout - time.monotonic()) > 0:
+                if select.select([pidfd], [], [], left)[0]:
+                    timed_out = False
+                    break
+        finally:
+            os.close(pidfd)
+    if timed_out:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    wall = timeout if timed_out else time.monotonic() - start
+    return status, usage, wall, timed_out
 
 
 def set_limits(req: dict) -> None:
@@ -405,26 +479,27 @@ def serve_one(sock: socket.socket, mode: str, keep: frozenset[str], ids: tuple[i
     if not msg:
         return False
     req = json.loads(msg)
+    start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         child(req, fds, sock, mode, ids)
     for fd in fds:
         os.close(fd)
-    while True:
-        try:
-            _, status, usage = os.wait4(pid, 0)
-            break
-        except InterruptedError:
-            continue
+    status, usage, wall, timed_out = wait_program(pid, req.get("timeout"), start)
     kill_all()
     full = any(is_full(d) for d in WRITABLE)
     # The program's result goes out first: cleaning up after it is not part of its run time.
-    sock.send(json.dumps({"status": status, "cpu": usage.ru_utime + usage.ru_stime, "full": full}).encode())
+    cpu = usage.ru_utime + usage.ru_stime
+    sock.send(json.dumps({"status": status, "cpu": cpu, "full": full, "wall": wall, "timed_out": timed_out}).encode())
     if mode == "exec":
+        try:
+            collect_in_flight(0.2)  # the sandbox ends now; free the host's memory of what was left in flight
+        except OSError:
+            pass
         return False  # the scorer ends this sandbox now: nothing to clean for
     try:
         emptied = clean_here(keep) or as_user(ids, lambda: clean(keep)) == 0  # the helper (a fork) only if needed
-        ok = emptied and ipc_empty() and not any(is_full(d) for d in WRITABLE)
+        ok = emptied and ipc_empty() and collect_in_flight() and not any(is_full(d) for d in WRITABLE)
     except OSError:
         ok = False
     sock.send(json.dumps({"clean": ok}).encode())

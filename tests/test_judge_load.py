@@ -1,0 +1,318 @@
+"""The judge under load (issue #24): bounded scorer work on replies, times no other worker can move, nothing a
+program made surviving it (in flight in unix sockets included), no lock channel between concurrent sandboxes.
+
+Each test runs in both sandbox modes (per-worker zygote, and one sandbox per program with CODELORA_NO_ZYGOTE=1),
+and is followed by a correct program in the same worker (thread) that must be judged correctly.
+"""
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from codelora.sandbox import execution, grading
+from codelora.sandbox.execution import isolation_report, run_program
+from codelora.sandbox.grading import grade_call_problem, grade_stdio_problem
+
+REPORT = isolation_report()
+pytestmark = pytest.mark.skipif(REPORT["sandbox"] != "bwrap", reason="bubblewrap not available")
+needs_cgroup = pytest.mark.skipif(REPORT["cgroup"] == "none", reason="no writable cgroup on this machine")
+needs_seccomp = pytest.mark.skipif(not REPORT["seccomp"], reason="no system-call filter on this machine")
+
+
+@pytest.fixture(autouse=True, params=["zygote", "one-off"])
+def sandbox_mode(request, monkeypatch):
+    if request.param == "one-off":
+        monkeypatch.setenv("CODELORA_NO_ZYGOTE", "1")
+    return request.param
+
+
+def assert_next_program_accepted(**kw) -> None:
+    """A correct program graded right after, in this same worker, is accepted."""
+    res = grade_stdio_problem("print(int(input()) * 2)", [{"input": "21", "output": "42"}], timeout=5, **kw)
+    assert res.verdict == "accepted", res.failure
+
+
+def call_test(expected) -> list[dict]:
+    return [{"input": "3", "output": json.dumps(expected)}]
+
+
+# A solution that writes the harness's reply line itself (the harness runs in the solution's interpreter: the
+# nonce and the reply fd are in __main__), with a body of its choosing, and exits before the harness would.
+FORGE = (
+    "import __main__, os\n"
+    "def _forge(body):\n"
+    "    data = ('\\n' + __main__._nonce + '{\"value\": ' + body + '}\\n').encode()\n"
+    "    while data:\n"
+    "        data = data[os.write(__main__._fd, data):]\n"
+    "    os._exit(0)\n"
+)
+
+
+# --------------------------------------------------------------------------- 1. bounded scorer work
+
+
+def test_a_forged_reply_of_a_huge_integer_is_a_wrong_answer_never_decoded(sandbox_mode, monkeypatch):
+    decoded = []
+    real = grading._loads
+    monkeypatch.setattr(grading, "_loads", lambda text: decoded.append(len(text)) or real(text))
+    code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('9' * 60000)\n"
+    res = grade_call_problem(code, call_test(5), "f", timeout=5, header="")
+    assert res.verdict == "wrong_answer", res.failure
+    assert "digits" in res.failure["detail"] and res.failure["got"] == "<reply not decoded>"
+    assert max(decoded, default=0) < 1000  # only the test's own expected value and arguments were decoded
+    assert_next_program_accepted()
+
+
+def test_a_reply_over_the_bound_is_cut_at_the_reply_cap(sandbox_mode):
+    # The issue's amplification: 3 million empty lists (12 MiB of JSON, 280 MiB as Python objects in the scorer),
+    # and a 200000-digit integer (quadratic to decode): both far over what a value equal to `5` can be.
+    for body in ("return [[]] * 3_000_000", "return 10 ** 200000"):
+        code = f"import sys\nsys.set_int_max_str_digits(0)\nclass Solution:\n    def f(self, n):\n        {body}\n"
+        res = grade_call_problem(code, call_test(5), "f", timeout=8, header="")
+        assert res.verdict == "output_limit_exceeded", (body, res.failure)
+    assert_next_program_accepted()
+
+
+def test_a_forged_reply_just_under_the_cap_decodes_to_a_wrong_answer(sandbox_mode):
+    # 60 KiB of empty lists fits under the 64 KiB floor: decoded (about 20000 objects), compared, wrong.
+    code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('[' + '[], ' * 15000 + '[]]')\n"
+    res = grade_call_problem(code, call_test(5), "f", timeout=5, header="")
+    assert res.verdict == "wrong_answer", res.failure
+    # ... and the same 60 KiB reply as the whole line, one character over the bound, is not decoded
+    chars, _ = grading.reply_bounds("5")
+    with pytest.raises(grading.ReplyTooLarge):
+        grading._loads_bounded("[" + "0," * (chars // 2) + "0]", grading.reply_bounds("5"))
+    assert_next_program_accepted()
+
+
+def test_correct_answers_at_the_worst_expansion_stay_accepted(sandbox_mode):
+    # A value equal to the expected one may be written much longer than the expected text: 0 as `false` (3.5x
+    # with the separator), an astral character as a 12-character escape pair. Both are within the bound.
+    n = 20000
+    zeros = [{"input": "3", "output": "[" + ",".join(["0"] * n) + "]"}]
+    res = grade_call_problem(
+        f"class Solution:\n    def f(self, k):\n        return [False] * {n}\n", zeros, "f", header=""
+    )
+    assert res.verdict == "accepted", res.failure
+    emoji = [{"input": "3", "output": json.dumps("\U0001f600" * n, ensure_ascii=False)}]
+    code = f"class Solution:\n    def f(self, k):\n        return '\\U0001f600' * {n}\n"
+    assert len(json.dumps("\U0001f600" * n)) > grading.REPLY_FLOOR  # the floor alone would not hold it
+    res = grade_call_problem(code, emoji, "f", header="")
+    assert res.verdict == "accepted", res.failure
+    tests = [{"input": "3", "output": str(7**5000)}]  # an expected integer of 4226 digits, over the digit floor
+    header = "import sys\nsys.set_int_max_str_digits(0)\nclass Solution:\n    def f(self, k):\n        return 7 ** 5000"
+    assert grade_call_problem(header + "\n", tests, "f", header="").verdict == "accepted"
+    assert grade_call_problem(header + " + 1\n", tests, "f", header="").verdict == "wrong_answer"
+    assert_next_program_accepted()
+
+
+def test_bounded_decoding_is_refused_before_json_sees_the_text(monkeypatch):
+    monkeypatch.setattr(grading, "_loads", lambda text: pytest.fail("decoded"))
+    bounds = grading.reply_bounds("[1, 22, 333]")
+    assert bounds == (grading.REPLY_FLOOR + grading.REPLY_FACTOR * 12, grading.INT_DIGITS_FLOOR)
+    for text in ("9" * 401, '{"value": [' + "1," * 40000 + "1]}", '{"value": "' + "7" * 500 + '"}'):
+        with pytest.raises(grading.ReplyTooLarge):
+            grading._loads_bounded(text, bounds)
+
+
+# --------------------------------------------------------------------------- 2. times other workers cannot move
+
+
+def _hold_the_interpreter_lock(seconds: float) -> None:
+    """Scorer work that never releases the GIL (a long C call), as decoding a huge integer was."""
+    n = 2_000_000
+    t = time.monotonic()
+    sum(range(n))
+    per = max(time.monotonic() - t, 1e-4) / n
+    sum(range(int(seconds / per)))
+
+
+NEAR_LIMIT = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 0.8:\n    pass\nprint(int(input()) * 2)\n"
+
+
+def _grade_near_limit_while(stall) -> tuple[grading.GradeResult, float]:
+    """Grade a correct 0.8 s program (limit 2.5 s) in worker 2 while `stall()` runs in this thread (worker 1),
+    starting while the program runs."""
+    out = {}
+    started = threading.Event()
+
+    def worker2():
+        grade_stdio_problem("print(1)", [{"input": "", "output": "1"}], timeout=5)  # its sandbox, warmed up
+        started.set()
+        out["res"] = grade_stdio_problem(NEAR_LIMIT, [{"input": "21", "output": "42"}], timeout=2.5)
+
+    th = threading.Thread(target=worker2)
+    th.start()
+    assert started.wait(60)
+    time.sleep(0.3)  # the program is running now (its compile run takes a few ms)
+    t = time.monotonic()
+    stall()
+    stalled = time.monotonic() - t
+    th.join(60)
+    return out["res"], stalled
+
+
+def test_a_scorer_thread_held_up_by_another_workers_work_does_not_time_a_program_out(sandbox_mode):
+    res, stalled = _grade_near_limit_while(lambda: _hold_the_interpreter_lock(4.0))
+    assert stalled > 3.0  # the lock was held past the program's time limit
+    assert res.verdict == "accepted", res.failure
+    assert 0.7 < res.tests[0].time < 2.5  # its own time, measured inside its sandbox
+    assert_next_program_accepted()
+
+
+def test_a_huge_reply_in_worker_1_does_not_move_worker_2s_verdict(sandbox_mode):
+    # The issue's scenario: worker 1 grades a call-based program that forges a 550000-digit reply (the old scorer
+    # spent tens of seconds decoding it, holding the interpreter lock) while worker 2 runs a correct program.
+    code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('9' * 550000)\n"
+    got = {}
+
+    def stall():
+        got["res"] = grade_call_problem(code, call_test(5), "f", timeout=5, header="")
+
+    res, _ = _grade_near_limit_while(stall)
+    assert got["res"].verdict in ("wrong_answer", "output_limit_exceeded"), got["res"].failure
+    assert res.verdict == "accepted", res.failure
+    assert 0.7 < res.tests[0].time < 2.5
+    assert_next_program_accepted()
+
+
+def test_the_time_limit_is_enforced_inside_the_sandbox(sandbox_mode):
+    r = run_program("import time\ntime.sleep(30)", timeout=1.0)
+    assert r.limit == "time" and r.timed_out and 0.9 < r.elapsed < 1.5, r
+    assert grading.execution_verdict(r) == "time_limit_exceeded"
+    assert_next_program_accepted()
+
+
+# --------------------------------------------------------------------------- 3. nothing left in flight
+
+# Descriptors parked in a cycle: both ends of a socketpair in flight in each other's queue, every fd closed.
+PARK = (
+    "import os, socket\n"
+    "def park(fds):\n"
+    "    a, b = socket.socketpair()\n"
+    "    socket.send_fds(a, [b'x'], fds + [a.fileno(), b.fileno()])\n"
+    "    socket.send_fds(b, [b'x'], [a.fileno(), b.fileno()])\n"
+    "    a.close(); b.close()\n"
+    "    for fd in fds:\n"
+    "        os.close(fd)\n"
+    "    print('parked')\n"
+)
+
+
+def _same_worker_after(hostile: str, then: str, memory_mb: int = 256) -> tuple:
+    first = run_program(PARK + hostile, timeout=10, memory_mb=memory_mb, disk_mb=64)
+    assert first.stdout == "parked\n", first.stderr[-2000:]
+    second = run_program(then, timeout=10, memory_mb=memory_mb, disk_mb=64)
+    return first, second
+
+
+def test_a_deleted_tmpfs_file_kept_in_flight_does_not_fill_the_next_programs_tmp(sandbox_mode):
+    hostile = (
+        "fds = []\n"
+        "for i in range(4):  # 60 MiB of the 64 MiB /tmp, in files of 15 MiB (the file-size limit is 16)\n"
+        "    fd = os.open(f'/tmp/f{i}', os.O_RDWR | os.O_CREAT)\n"
+        "    os.write(fd, b'x' * (15 << 20))\n"
+        "    os.unlink(f'/tmp/f{i}')\n"
+        "    fds.append(fd)\n"
+        "park(fds)\n"
+    )
+    then = "for i in range(2):\n    open(f'/tmp/g{i}', 'wb').write(b'y' * (15 << 20))\nprint('wrote')\n"
+    _, second = _same_worker_after(hostile, then)
+    assert second.returncode == 0 and second.stdout == "wrote\n", second.stderr[-2000:]
+    assert_next_program_accepted()
+
+
+@needs_cgroup
+def test_memfd_memory_kept_in_flight_is_not_charged_to_the_next_program(sandbox_mode):
+    hostile = (
+        "fds = []\n"
+        "for i in range(10):  # 150 MiB of the 256 MiB limit\n"
+        "    fd = os.memfd_create(f'm{i}')\n"
+        "    os.write(fd, b'x' * (15 << 20))\n"
+        "    fds.append(fd)\n"
+        "park(fds)\n"
+    )
+    then = "b = bytearray(150 << 20)\nprint('allocated')\n"
+    _, second = _same_worker_after(hostile, then)
+    assert second.limit is None and second.stdout == "allocated\n", (second.limit, second.stderr[-2000:])
+    assert_next_program_accepted()
+
+
+def test_an_abstract_socket_name_kept_in_flight_is_no_channel_to_the_next_program(sandbox_mode):
+    # A correct program publishes its answers under an abstract name; a later wrong program would read them.
+    hostile = (
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(b'\\0codelora-answers')\npark([s.detach()])\n"
+    )
+    then = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "try:\n    s.connect(b'\\0codelora-answers')\n    print('channel')\n"
+        "except OSError:\n    print('none')\n"
+        "print(len(open('/proc/net/unix').read().splitlines()) - 1)\n"
+    )
+    _, second = _same_worker_after(hostile, then)
+    assert second.stdout == "none\n1\n", second.stdout + second.stderr[-2000:]  # only its own socket
+    # The same through grading: a wrong program reading the channel would have printed the published answer.
+    wrong = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "try:\n    s.connect(b'\\0codelora-answers')\n    print(42)\n"
+        "except OSError:\n    print(0)\n"
+    )
+    run_program(PARK + hostile, timeout=10)
+    res = grade_stdio_problem(wrong, [{"input": "21", "output": "42"}], timeout=5)
+    assert res.verdict == "wrong_answer", res.failure
+    assert_next_program_accepted()
+
+
+def test_a_zygote_left_with_shared_memory_is_retired(sandbox_mode, monkeypatch):
+    if sandbox_mode != "zygote":
+        pytest.skip("one sandbox per program: nothing is reused")
+    z = execution._thread_zygote()
+    assert run_program("print(1)").stdout == "1\n"
+    assert execution._thread_zygote() is z  # a clean sandbox is kept
+    if z.cgroup is None:
+        pytest.skip("no cgroup")
+    monkeypatch.setattr(type(z.cgroup), "shmem", lambda self: 8 << 20)  # as if a memfd were still charged
+    assert run_program("print(2)").stdout == "2\n"
+    assert execution._thread_zygote() is not z and not z.alive
+    monkeypatch.undo()
+    assert_next_program_accepted()
+
+
+# --------------------------------------------------------------------------- 4. locks on shared inodes
+
+
+@needs_seccomp
+def test_locks_on_shared_read_only_files_are_no_channel_between_concurrent_sandboxes(sandbox_mode):
+    shared = os.path.realpath(os.__file__)  # the interpreter's os.py: the host's inode, in every sandbox
+    holder = (
+        "import fcntl, os, time\n"
+        f"a = os.open({shared!r}, os.O_RDONLY)\n"
+        "fcntl.flock(a, fcntl.LOCK_EX)\n"
+        "fcntl.lockf(a, fcntl.LOCK_SH)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(3)\n"
+    )
+    prober = (
+        "import fcntl, os, struct\n"
+        f"b = os.open({shared!r}, os.O_RDONLY)\n"
+        "try:\n    fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('flock free')\n"
+        "except OSError:\n    print('flock busy')\n"
+        "got = fcntl.fcntl(b, fcntl.F_GETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0))\n"
+        "print('posix free' if struct.unpack('hhqqi', got)[0] == fcntl.F_UNLCK else 'posix busy')\n"
+        "c = os.open({!r}, os.O_RDONLY)\n".format(shared)
+        + "fcntl.flock(c, fcntl.LOCK_EX | fcntl.LOCK_NB)\nprint('second fd free')\n"
+    )
+    out = {}
+    th = threading.Thread(target=lambda: out.setdefault("holder", run_program(holder, timeout=10)))
+    th.start()
+    time.sleep(1.5)  # the holder has taken its locks
+    probe = run_program(prober, timeout=5)
+    th.join()
+    assert out["holder"].stdout == "held\n", out["holder"].stderr
+    assert probe.stdout == "flock free\nposix free\nsecond fd free\n", probe.stdout + probe.stderr
+    assert_next_program_accepted()
