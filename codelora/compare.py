@@ -287,10 +287,24 @@ def _signature(ev: dict) -> dict:
         "benchmark": s.get("benchmark"),
         "protocol": (s.get("provenance") or {}).get("protocol"),
         "generator": (s.get("provenance") or {}).get("generator"),
+        "tests": tests_of(s),
         "prompts_sha256": s.get("prompts_sha256"),
         "sampling": s.get("sampling"),
         "problems": sorted(ev["problems"]),
     }
+
+
+def tests_of(summary: dict) -> str | None:
+    """Which test set graded a result (heldout's --tests); heldout results made before the choice existed were
+    graded on the statement examples."""
+    tests = (summary.get("benchmark_info") or {}).get("tests")
+    if (
+        tests is None
+        and summary.get("benchmark") == "heldout"
+        and (summary.get("benchmark_info") or {}).get("test_problems")
+    ):
+        return "examples"
+    return tests
 
 
 def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
@@ -306,6 +320,7 @@ def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
             ("protocol", "protocol"),
             ("generator", "generation backends (llama.cpp's quantised base or transformers)"),
             ("problems", "problem set"),
+            ("tests", "tests (heldout --tests)"),
             ("prompts_sha256", "prompts"),
             ("sampling", "sampling settings"),
         ):
@@ -393,6 +408,8 @@ def matching_options(existing: dict | None) -> dict:
     prov = existing["summary"].get("provenance")
     # the same problem set: a full evaluation stays full (no --limit), a limited one keeps its limit
     opts["limit"] = prov.get("limit") if isinstance(prov, dict) else len(existing["problems"])
+    if tests_of(existing["summary"]):  # graded on the same test set (heldout: examples, generated or all)
+        opts["tests"] = tests_of(existing["summary"])
     generator = prov.get("generator") if isinstance(prov, dict) else None
     if generator:  # answered by llama.cpp: the models evaluated now are too, on the same GGUF
         opts["backend"] = generator.get("backend")

@@ -477,6 +477,8 @@ class EvalOptions:
     """livecodebench: how models are asked and graded (default livecodebench; course = the course's grader: raw statement, greedy, 8192 new tokens, first python block, public tests, exact output; see docs/protocols.md)."""
     skip_untested: bool = False
     """Leave out problems without tests (livecodebench, heldout --problems), listed in summary.json (default: refuse them)."""
+    tests: Literal["examples", "generated", "all"] | None = None
+    """heldout with --run: grade on the statement examples, the generated hidden tests, or all of them (default all; see docs/evaluation.md)."""
     overrides: list[str] = field(
         default_factory=list, metadata={"flag": "--set", "append": True, "metavar": "SECTION.KEY=VALUE"}
     )

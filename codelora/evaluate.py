@@ -320,6 +320,11 @@ class _Evaluation:
 
     @classmethod
     def make(cls, bench: Benchmark, ctx: EvalContext, cfg) -> _Evaluation:
+        if ctx.opts.tests is not None and ctx.opts.tests not in bench.test_choices:
+            with_tests = [n for n in benchmarks.names() if benchmarks.get(n).test_choices]
+            raise UserError(
+                f"--tests applies to {', '.join(with_tests)} only, not to {bench.name} (--tests {ctx.opts.tests})"
+            )
         pset = bench.problems(ctx)
         messages = {p.id: bench.prompt(p, ctx.protocol) for p in pset.problems}
         sampling, n = _sampling(cfg, ctx.opts, ctx.protocol)
@@ -376,6 +381,7 @@ def _evaluate_one(
         problems_sha256=_problem_set_sha256(problems, ev.messages, ev.problems.file),
         limit=opts.limit,
         generator=generator,
+        tests=ev.problems.tests,
     )
     result_key = runs.canonical_sha256(prov)
     old = runs.read_summary(out)

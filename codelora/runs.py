@@ -451,11 +451,14 @@ def provenance(
     limit: int | None,
     protocol: str | None = None,
     generator: dict | None = None,
+    tests: str | None = None,
 ) -> dict:
     """What an evaluation result was computed from. Two results with equal provenance are interchangeable; a
     result whose weights hash differs from the weights on disk is stale. `generator`: what made the answers when
     it was not the model's own weights through transformers (the llamacpp backend: {"backend", "gguf_sha256"} of
-    the quantised base); recorded only then, so the HF backend's result keys are what they always were."""
+    the quantised base); recorded only then, so the HF backend's result keys are what they always were. `tests`:
+    which of a benchmark's test sets graded (heldout: generated or all); recorded only when given, so results graded
+    on the statement examples keep the keys they always had."""
     doc = {
         "benchmark": benchmark,
         "protocol": protocol,
@@ -469,6 +472,8 @@ def provenance(
     }
     if generator:
         doc["generator"] = generator
+    if tests:
+        doc["tests"] = tests
     return doc
 
 

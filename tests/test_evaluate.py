@@ -623,3 +623,30 @@ def build_parser_choices(command: str) -> str:
     sub = next(a for a in build_parser()._actions if a.choices and "score" in a.choices)
     (flag,) = [a for a in sub.choices[command]._actions if a.dest == "benchmark"]
     return flag.metavar
+
+
+def test_heldout_test_set_is_in_the_results_provenance_and_compare(run, heldout):
+    """--tests (default all) is recorded; examples-only results keep the provenance they had before the choice
+    existed (their key is the old formula over problems.jsonl); compare refuses mixing test sets and evaluates
+    missing models on the existing results' set."""
+    from codelora.compare import check_consistent, matching_options
+
+    s = heldout["final"]
+    assert s["benchmark_info"]["tests"] == "all" and s["provenance"]["tests"] == "all"
+    assert s["benchmark_info"]["generated_tests"] > 0
+    try:
+        ex = E.evaluate(run, "heldout", ["final"], tests="examples", **FAST)["final"]
+        assert ex["benchmark_info"]["tests"] == "examples" and "tests" not in ex["provenance"]
+        assert ex["result_key"] == runs.canonical_sha256(ex["provenance"]) != s["result_key"]
+        assert ex["generation"]["generated"] == 0  # the answers are reused: only the grading differs
+        assert ex["provenance"]["problems_sha256"] != s["provenance"]["problems_sha256"]
+        problems = sorted(r["task_id"] for r in _lines(run / "eval" / "heldout" / "problems.jsonl"))
+        evals = {n: {"summary": x, "problems": problems} for n, x in (("base", heldout["base"]), ("final", ex))}
+        with pytest.raises(UserError, match="tests"):
+            check_consistent(evals, force=False)
+        assert check_consistent(evals, force=True)[0]["differs"] == "tests"
+        assert matching_options(evals["final"])["tests"] == "examples"
+        old = {**ex, "benchmark_info": {k: v for k, v in ex["benchmark_info"].items() if k != "tests"}}
+        assert matching_options({"summary": old, "problems": problems})["tests"] == "examples"
+    finally:
+        E.evaluate(run, "heldout", ["final"], **FAST)  # the module's other tests expect the default results

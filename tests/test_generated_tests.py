@@ -143,3 +143,57 @@ def test_build_tests_caches_per_problem_and_rebuilds_what_changed(sample_run, ca
 
     problems = G.load_problems(sample_run, cfg, "test", tests="generated", workers=2)
     assert set(problems) == {r["task_id"] for r in recs if r["generated"]}
+
+
+def _heldout_set(run, tests, tmp_folder):
+    from codelora.benchmarks import get
+    from codelora.benchmarks.base import EvalContext
+    from codelora.config import EvalOptions
+
+    ctx = EvalContext(EvalOptions(tests=tests, workers=2), tmp_folder, run, load_config("demo"))
+    return get("heldout").problems(ctx)
+
+
+def test_heldout_grades_on_examples_generated_or_all(sample_run, capsys):
+    from codelora.benchmarks import get
+    from codelora.benchmarks.heldout import load_heldout
+
+    folder = sample_run / "eval" / "heldout"
+    sets = {t: _heldout_set(sample_run, t, folder) for t in (None, "examples", "generated", "all")}
+    err = capsys.readouterr().err
+    assert "problems gained" in err and "candidate inputs dropped" in err  # the split's report line is printed
+    default, ex, gen, both = sets[None], sets["examples"], sets["generated"], sets["all"]
+    assert default.info["tests"] == "all" and default.tests == "all" and default.file == folder / "problems-all.jsonl"
+    assert ex.info["tests"] == "examples" and ex.tests is None and ex.file == folder / "problems.jsonl"
+    assert gen.file == folder / "problems-generated.jsonl" and both.info["generated_tests"] > 0
+    by_id = {t: {p.id: p.data["tests"] for p in s.problems} for t, s in sets.items()}
+    for pid, tests in by_id["all"].items():
+        assert tests == by_id["examples"][pid] + by_id["generated"].get(pid, [])
+    # the files are {task_id, tests} problem files that `codelora score --problems` reads
+    assert {k: v["tests"] for k, v in load_heldout(gen.file)[0].items()} == by_id["generated"]
+    # a program printing each problem's example outputs literally: passes examples, fails the generated tests
+    bench = get("heldout")
+    settings = bench.settings()
+    for p in ex.problems:
+        table = {t["input"]: t["output"] for t in p.data["tests"]}
+        literal = f"import sys\nprint({table!r}[sys.stdin.read()])\n"
+        assert bench.grade(p, literal, settings).passed
+        if p.id in by_id["generated"]:
+            gen_p = next(q for q in gen.problems if q.id == p.id)
+            assert not bench.grade(gen_p, literal, settings).passed
+
+
+def test_tests_option_is_refused_where_it_means_nothing(sample_run, tmp_path):
+    from codelora.benchmarks import get
+    from codelora.benchmarks.base import EvalContext
+    from codelora.config import EvalOptions
+    from codelora.errors import UserError
+    from codelora.evaluate import evaluate_model
+
+    ctx = EvalContext(
+        EvalOptions(tests="generated", problems=str(tmp_path / "p.jsonl")), tmp_path, None, load_config("demo")
+    )
+    with pytest.raises(UserError, match="--tests applies with --run"):
+        get("heldout").problems(ctx)
+    with pytest.raises(UserError, match="--tests applies to heldout only"):
+        evaluate_model("tiny-random:qwen2", "humaneval", tmp_path / "out", tests="all")

@@ -53,13 +53,16 @@ class ProblemSet:
 
     problems: in order, after filters and --limit. file: the file whose tests grading depends on (its bytes are
     part of the results' provenance), None when the prompts identify the problems fully (a bundled set). info:
-    recorded as summary.json's `benchmark_info`. skipped: ids left out for having no tests (--skip-untested).
+    recorded as summary.json's `benchmark_info`. skipped: ids left out for having no tests (--skip-untested). tests:
+    which of the benchmark's test sets grades (its `test_choices`; recorded in the results' provenance), None for the
+    benchmark's only (or original) set.
     """
 
     problems: list[Problem]
     file: Path | None = None
     info: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    tests: str | None = None
 
 
 @dataclass
@@ -118,7 +121,8 @@ class Benchmark(ABC):
     samples under, for `codelora score`), timeout / memory_mb (grading defaults, seconds per test and MiB),
     protocols (name -> codelora.protocol.Protocol, for benchmarks graded under several rule sets; empty: none),
     default_protocol, bundled (True when `read_problems(None)` is the whole benchmark: `score` then refuses a
-    samples file that leaves problems out unless --allow-partial).
+    samples file that leaves problems out unless --allow-partial), test_choices (the test sets `--tests` chooses
+    between; empty: the option is refused).
     """
 
     name: ClassVar[str]
@@ -130,6 +134,7 @@ class Benchmark(ABC):
     protocols: ClassVar[Mapping[str, Protocol]] = {}
     default_protocol: ClassVar[str | None] = None
     bundled: ClassVar[bool] = False
+    test_choices: ClassVar[tuple[str, ...]] = ()  # values of --tests it accepts (heldout's test sets); () = none
 
     # ------------------------------------------------------------------------------------------- what each defines
 

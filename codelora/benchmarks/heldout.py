@@ -1,11 +1,18 @@
-"""Held-out benchmark: a run's test-split problems, graded on the worked examples of their statements.
+"""Held-out benchmark: a run's test-split problems, graded on the worked examples of their statements and on hidden
+tests generated from them.
 
 Tests come from the Examples of each statement (codelora.data.examples.parse_examples). A parsed pair is
 kept only when one of the problem's reference solutions (the dataset's `solution`) passes it in the
 sandbox, so a mis-parsed example (prose glued to the output, a partial block) never counts against a
 model. Problems of the training split are refused. The result is cached in
-`<run>/eval/heldout/problems.jsonl` (+ `problems_report.json`), rebuilt when the test split changes. Without a run,
-a {task_id, prompt, tests} JSONL given with --problems is the problem set.
+`<run>/eval/heldout/problems.jsonl` (+ `problems_report.json`), rebuilt when the test split changes.
+
+`--tests` (with a run) chooses what grades: `examples` (those examples only: the problem file above, as before),
+`generated` (the hidden tests of codelora.data.generated_tests, mutated example inputs on which every reference
+agrees; problems without any are left out) or `all` (both; the default). The chosen set is written as
+`problems-<tests>.jsonl` beside problems.jsonl (a {task_id, prompt, tests} file `codelora score --problems` reads),
+and the choice is recorded in summary.json's benchmark_info and, for generated/all, in the results' provenance.
+Without a run, a {task_id, prompt, tests} JSONL given with --problems is the problem set (its own tests).
 """
 
 from __future__ import annotations
@@ -219,18 +226,59 @@ def load_heldout(problems: Path, skip_untested: bool = False) -> tuple[dict[str,
     return probs, skipped
 
 
+TEST_CHOICES = ("examples", "generated", "all")
+DEFAULT_TESTS = "all"
+
+
+def with_generated(
+    run_dir: Path, cfg, folder: Path, rows: list[dict], tests: str, workers: int | None = None
+) -> tuple[Path, list[dict], dict]:
+    """The held-out problems `rows` (with their example tests) graded on `tests` (generated or all): writes
+    FOLDER/problems-<tests>.jsonl and returns (its path, its problems, info for benchmark_info). The generated tests
+    are the test split's (codelora.data.generated_tests.build_tests, cached in RUN/tests/, its report printed)."""
+    from codelora.data.generated_tests import build_tests
+
+    _, records, report = build_tests(run_dir, cfg, "test", workers)
+    generated = {r["task_id"]: [{"input": t["input"], "output": t["output"]} for t in r["generated"]] for r in records}
+    out, none = [], []
+    for p in rows:
+        gen = generated.get(p["task_id"], [])
+        chosen = gen if tests == "generated" else p["tests"] + gen
+        if not gen:
+            none.append(p["task_id"])
+        if chosen:
+            out.append({**p, "tests": chosen, "generated_tests": len(gen)})
+    path = folder / f"problems-{tests}.jsonl"
+    runs.update_text(path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in out))
+    info = {
+        "generated_tests": sum(p["generated_tests"] for p in out),
+        "with_generated_tests": len(rows) - len(none),
+        "without_generated_tests": none[:50],
+        "tests_generation": {
+            k: report[k] for k in ("seed", "generator_version", "candidates", "dropped_total", "dropped", "gained")
+        },
+    }
+    return path, out, info
+
+
 class Heldout(Benchmark):
     """A run's test-split problems (or a {task_id, prompt, tests} JSONL), graded as stdin programs on the worked
-    examples of their statements that a reference solution passes."""
+    examples of their statements that a reference solution passes and (`--tests`, default all) on the hidden tests
+    generated from them."""
 
     name = "heldout"
     title = "held-out test split"
     timeout = REFERENCE_TIMEOUT
+    test_choices = TEST_CHOICES
 
     def problems(self, ctx: EvalContext) -> ProblemSet:
         """With a run: its test split (built and cached in ctx.folder); without: --problems FILE. Then --limit."""
-        opts, skipped = ctx.opts, []
+        opts, skipped, tests = ctx.opts, [], None
         if ctx.run_dir is None:
+            if opts.tests is not None:
+                raise UserError(
+                    "heldout --problems FILE grades on the file's own tests; --tests applies with --run (drop it)"
+                )
             if not opts.problems:
                 raise UserError("heldout without --run needs --problems FILE ({task_id, prompt, tests} per line)")
             path = Path(opts.problems)
@@ -251,13 +299,17 @@ class Heldout(Benchmark):
                 "reference solution)",
                 file=sys.stderr,
             )
+            info["tests"] = opts.tests or DEFAULT_TESTS
+            if info["tests"] != "examples":
+                tests = info["tests"]
+                path, rows, more = with_generated(ctx.run_dir, ctx.cfg, ctx.folder, rows, tests, opts.workers)
+                info.update(more)
         if not rows:
-            raise UserError(
-                "heldout: zero problems with usable tests (no statement example passed its reference solution)"
-            )
+            why = "no generated test" if tests == "generated" else "no statement example passed its reference solution"
+            raise UserError(f"heldout: zero problems with usable tests ({why})")
         chosen = self.first([self._problem(p) for p in rows], opts.limit)
         info["selected"] = len(chosen)
-        return ProblemSet(chosen, path, info, skipped)
+        return ProblemSet(chosen, path, info, skipped, tests)
 
     @staticmethod
     def _problem(p: dict) -> Problem:
