@@ -133,16 +133,17 @@ def _hold_the_interpreter_lock(seconds: float) -> None:
 NEAR_LIMIT = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 0.8:\n    pass\nprint(int(input()) * 2)\n"
 
 
-def _grade_near_limit_while(stall) -> tuple[grading.GradeResult, float]:
+def _grade_near_limit_while(stall, program=NEAR_LIMIT, test=None) -> tuple[grading.GradeResult, float]:
     """Grade a correct 0.8 s program (limit 2.5 s) in worker 2 while `stall()` runs in this thread (worker 1),
     starting while the program runs."""
+    test = test or {"input": "21", "output": "42"}
     out = {}
     started = threading.Event()
 
     def worker2():
         grade_stdio_problem("print(1)", [{"input": "", "output": "1"}], timeout=5)  # its sandbox, warmed up
         started.set()
-        out["res"] = grade_stdio_problem(NEAR_LIMIT, [{"input": "21", "output": "42"}], timeout=2.5)
+        out["res"] = grade_stdio_problem(program, [test], timeout=2.5)
 
     th = threading.Thread(target=worker2)
     th.start()
@@ -156,10 +157,23 @@ def _grade_near_limit_while(stall) -> tuple[grading.GradeResult, float]:
 
 
 def test_a_scorer_thread_held_up_by_another_workers_work_does_not_time_a_program_out(sandbox_mode):
-    res, stalled = _grade_near_limit_while(lambda: _hold_the_interpreter_lock(4.0))
-    assert stalled > 3.0  # the lock was held past the program's time limit
+    res, stalled = _grade_near_limit_while(lambda: _hold_the_interpreter_lock(5.0))
+    assert stalled > 2.6  # the lock was held past the program's time limit (2.5 s)
     assert res.verdict == "accepted", res.failure
     assert 0.7 < res.tests[0].time < 2.5  # its own time, measured inside its sandbox
+    assert_next_program_accepted()
+
+
+def test_a_large_input_does_not_wait_for_a_held_up_scorer_thread(sandbox_mode):
+    # 8 MiB of stdin, read after 0.5 s: were it fed through a pipe by the scorer's thread (held up for 4 s), the
+    # program would wait for it, and its time with it.
+    program = NEAR_LIMIT.replace("print(int(input()) * 2)", "print(len(input()))").replace("0.8", "0.5")
+    res, stalled = _grade_near_limit_while(
+        lambda: _hold_the_interpreter_lock(5.0), program, {"input": "7" * (8 << 20), "output": str(8 << 20)}
+    )
+    assert stalled > 2.6  # the lock was held past the program's time limit (2.5 s)
+    assert res.verdict == "accepted", res.failure
+    assert 0.4 < res.tests[0].time < 2.5
     assert_next_program_accepted()
 
 
@@ -315,4 +329,22 @@ def test_locks_on_shared_read_only_files_are_no_channel_between_concurrent_sandb
     th.join()
     assert out["holder"].stdout == "held\n", out["holder"].stderr
     assert probe.stdout == "flock free\nposix free\nsecond fd free\n", probe.stdout + probe.stderr
+    assert_next_program_accepted()
+
+
+@needs_seccomp
+def test_no_inotify_watch_on_shared_files(sandbox_mode):
+    # A watch on a host file shared by every sandbox would see each open or read of it by a concurrent program.
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.inotify_init1(0), ctypes.get_errno() == 1)\n"
+        "print(libc.syscall(253), ctypes.get_errno() == 1)  # inotify_init (x86-64 number)\n"
+        f"print(libc.inotify_add_watch(0, {os.path.realpath(os.__file__).encode()!r}, 0x20), ctypes.get_errno() == 1)\n"
+    )
+    r = run_program(code, timeout=5)
+    lines = r.stdout.split("\n")
+    assert lines[0] == "-1 True" and lines[2] == "-1 True", r.stdout + r.stderr
+    if os.uname().machine == "x86_64":
+        assert lines[1] == "-1 True", r.stdout
     assert_next_program_accepted()

@@ -29,7 +29,10 @@ zygote, therefore: the namespaces (loopback, hostname), and the interpreter stat
 when it forked (hash seed, a few preloaded stdlib modules, `typing` and the scorer's harness modules,
 `zygote.HARNESSES`); nothing a program did. A program that
 times out, floods its output or hits the memory limit has its sandbox killed; a sandbox left
-unclean (SysV IPC objects, an undeletable file) is retired. `CODELORA_NO_ZYGOTE=1` runs one sandbox
+unclean (SysV IPC objects, an undeletable file, a socket, tmpfs blocks or shared memory that only
+descriptors in flight in unix sockets still held) is retired. pid 1 enforces the time limit and
+measures each program's time itself (`ExecResult.elapsed`), so that a scorer thread held up by
+another worker's grading moves no verdict; stdin is a sealed memfd written before the program starts. `CODELORA_NO_ZYGOTE=1` runs one sandbox
 per program instead, whose zygote execs a fresh interpreter for it.
 
 Without bubblewrap: plain process isolation (rlimits, process-group kill, and the cgroup when one can
@@ -115,7 +118,7 @@ class ExecResult:
     timed_out: bool
     output_limit_exceeded: bool
     memory_error: bool
-    elapsed: float
+    elapsed: float  # seconds: the program's own, measured by pid 1 in the sandbox (the scorer's clock without bwrap)
     sandbox_error: str | None = None
     # Which limit the sandbox itself observed being hit: "time" (wall-clock timer fired, or the
     # CPU-time rlimit killed the program after using that much CPU), "memory" (the cgroup's OOM
@@ -402,7 +405,7 @@ def _pump(
         if data:
             os.set_blocking(in_fd, False)
             sel.register(in_fd, selectors.EVENT_WRITE)
-        else:
+        elif in_fd is not None:
             os.close(in_fd)
             in_fd = None
         for fd in (exit_fd, watch_fd):
@@ -528,6 +531,22 @@ def _observed_limit(status: int, cpu_used: float, cpu_limit: int, full: bool, be
 # --------------------------------------------------------------------------- sandbox
 
 
+def _sealed_memfd(name: str, data: bytes) -> int:
+    """A memfd holding `data` at offset 0, sealed against writing, growing and shrinking (the program's stdin)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class _Sandbox:
     """Host side of one bubblewrap sandbox whose pid 1 is zygote.py (see the module docstring).
 
@@ -642,13 +661,16 @@ class _Sandbox:
             req["mem"] = memory_mb * 1024 * 1024
         if self.cgroup is None or "pids" not in self.cgroup.dirs:
             req["nproc"] = self.key[1]
-        pipes = [os.pipe() for _ in range(3)]
-        for r, _ in pipes[1:]:  # room for the program's output while the scorer is busy elsewhere
+        # stdin is a sealed memfd holding the whole input, written before the program starts: its reads never wait
+        # for this thread (which may be held up by another worker's grading). stdout and stderr are pipes.
+        stdin_fd = _sealed_memfd("stdin", data)
+        pipes = [os.pipe() for _ in range(2)]
+        for r, _ in pipes:  # room for the program's output while the scorer is busy elsewhere
             try:
                 fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
             except OSError:
                 pass
-        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        theirs = [stdin_fd, pipes[0][1], pipes[1][1]]
         if self.uid >= 0:  # the program's own, so that it can reopen them (/dev/stdin, /proc/self/fd/1)
             for fd in theirs:
                 os.fchown(fd, self.uid, self.uid)
@@ -660,7 +682,7 @@ class _Sandbox:
                 os.write(fd, content)
             socket.send_fds(self.sock, [json.dumps(req).encode()], theirs + memfds)
         except OSError as e:
-            for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
+            for fd in (pipes[0][0], pipes[1][0]):
                 os.close(fd)
             self.failure = self.failure or f"cannot reach the sandbox: {e}"
             self.kill()
@@ -691,7 +713,7 @@ class _Sandbox:
                 after = self.cgroup.counters()
 
         stdout, stderr, hit = _pump(
-            pipes[0][1], pipes[1][0], pipes[2][0], data, timeout + HOST_GRACE, output_limit,
+            None, pipes[0][0], pipes[1][0], b"", timeout + HOST_GRACE, output_limit,
             self.sock.fileno(), None, on_exit, counters_then_kill, self.oom_fd, late_exit_ok=True,
         )  # fmt: skip
         if hit:

@@ -26,6 +26,8 @@ Denied, and why:
   sync_file_range, msync (everything a program may write is tmpfs; on the host's read-only files
   they still sent a cache flush to the disk), fadvise64 (DONTNEED on a host file evicts it from the
   page cache for everyone) and madvise's MADV_COLD/MADV_PAGEOUT (reclaim page-cache pages);
+- inotify (inotify_init, inotify_init1, inotify_add_watch): a watch on a shared read-only host file saw every
+  other sandbox open or read it (a channel between concurrent programs, issue #24); fanotify is denied above;
 - made to succeed without doing anything (return 0): advisory file locks, `flock` and `fcntl`'s F_SETLK,
   F_SETLKW, F_OFD_SETLK and F_OFD_SETLKW (lockf, sqlite's locks): the files under /usr, the interpreter's
   prefix and site-packages are the host's inodes, shared by every sandbox, so a lock taken on one was seen by
@@ -62,6 +64,7 @@ DENIED = (
     "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "vhangup",
     "lookup_dcookie", "uselib", "nfsservctl",
     "io_setup", "io_submit", "io_getevents", "io_pgetevents", "io_cancel", "io_destroy",
+    "inotify_init", "inotify_init1", "inotify_add_watch",
 )  # fmt: skip
 # The calls every filter must contain (the issue's list); a libseccomp that knows fewer is refused.
 REQUIRED = (

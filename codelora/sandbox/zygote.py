@@ -26,10 +26,13 @@ folder a program can see), makes itself the first victim of the kernel's OOM kil
 Either way the program sees what `python main.py` would give it: site-packages at the end of
 sys.path and the builtins `site` adds (exit, quit, help, ...), without running `site` itself.
 Both modes have the scorer's harness modules loaded (HARNESSES; MODE "fork" also PRELOADED) before main.py runs.
+pid 1 waits for the child at most the request's "timeout" seconds, on its own clock (`wait_program`: the scorer's
+threads cannot delay it), and kills the sandbox's processes when it runs out.
 When the child ends, kill every other process of the sandbox (kill(-1) from pid 1), reap them all, note whether a
 writable tmpfs filled up, empty the writable folders (pid 1 itself when only non-folders are left at their top,
-`clean_here`; else another helper as UID/GID, the owner of what a program left), check the SysV IPC tables. Two
-replies: {"status", "cpu", "full"} as soon as the program's processes are gone (its result; the cleanup is not
+`clean_here`; else another helper as UID/GID, the owner of what a program left), check the SysV IPC tables, and make
+the kernel free what was left in flight in unix sockets (`collect_in_flight`: no socket left, every tmpfs empty). Two
+replies: {"status", "cpu", "full", "wall", "timed_out"} as soon as the program's processes are gone (its result; the cleanup is not
 part of its run time), then {"clean"} (MODE "fork" only). A sandbox that is not clean afterwards is retired by the
 scorer. MODE "exec" serves one request, then exits.
 """
