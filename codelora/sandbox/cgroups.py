@@ -236,7 +236,8 @@ class Cgroup:
         """Bytes of shared memory charged to this cgroup itself (memory.stat `shmem`: tmpfs files, memfds, SysV and
         shared anonymous memory), None when unreadable. What no process holds any more must be back to zero."""
         try:
-            return _field(self._read("memory", "memory.stat"), "shmem")
+            stat = dict(line.split(" ", 1) for line in self._read("memory", "memory.stat").splitlines())
+            return int(stat["shmem"])
         except (OSError, ValueError, KeyError):
             return None
 
