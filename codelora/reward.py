@@ -48,7 +48,17 @@ from codelora.sandbox.grading import (
     outputs_match,
 )
 
-__all__ = ["KINDS", "TESTS", "RewardResult", "SandboxReward", "completion_text", "grade_completions", "make_reward"]
+__all__ = [
+    "KINDS",
+    "TESTS",
+    "RewardResult",
+    "SandboxReward",
+    "batch_metrics",
+    "completion_text",
+    "grade_completions",
+    "make_reward",
+    "problem_tests",
+]
 
 TESTS = ("generated", "examples", "all")
 KINDS = ("binary", "fraction")
@@ -64,8 +74,9 @@ class RewardResult:
     reward: 1.0/0.0 (binary), passed/total (fraction), None (no verdict: sandbox or grader failure). verdict: score's
     verdict (codelora.sandbox.grading.VERDICTS: accepted, or the first failing test's), `sandbox_error` when reward is
     None. passed / total: tests passed (binary: up to the first failure) / tests of the problem. seconds: wall time
-    of this completion's sandbox runs. code_found: whether the extraction found a program (an answer without one is
-    still run, as score runs it: usually a wrong answer). detail: the first failure's detail, truncated.
+    of this completion's sandbox runs (0 for a program identical to an earlier one of the batch: it ran once).
+    code_found: whether the extraction found a program (an answer without one is still run, as score runs it:
+    usually a wrong answer). detail: the first failure's detail, truncated.
     """
 
     reward: float | None
@@ -193,10 +204,12 @@ class SandboxReward:
             jobs.setdefault((pid, got.code), None)
         pool = self._executor()
         futures = {key: pool.submit(self._grade_one, *key) for key in jobs}
-        out = []
+        out, counted = [], set()
         for pid, code, was_found in found:
             res = futures[(pid, code)].result()
-            out.append(RewardResult(res.reward, res.verdict, res.passed, res.total, res.seconds, was_found, res.detail))
+            seconds = 0.0 if (pid, code) in counted else res.seconds  # a program run once is timed once
+            counted.add((pid, code))
+            out.append(RewardResult(res.reward, res.verdict, res.passed, res.total, seconds, was_found, res.detail))
         if self.on_grade is not None:
             self.on_grade(out)
         return out

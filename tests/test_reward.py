@@ -216,3 +216,17 @@ def test_bad_wiring_is_refused():
             reward.grade(["nope"], ["x"])
     finally:
         reward.close()
+
+
+def test_identical_programs_of_a_group_run_once():
+    seen = []
+    reward = R.make_reward(PROBLEMS, workers=2, on_grade=seen.append)
+    right = _md(SUM + "print(a + b)\n")
+    try:
+        a, b, c = reward.grade(["sum"] * 3, [right, "Again:\n" + right, _md("print(-1)\n")])
+    finally:
+        reward.close()
+    assert (a.reward, b.reward, c.reward) == (1.0, 1.0, 0.0)
+    assert a.seconds > 0 and b.seconds == 0.0 and c.seconds > 0  # the same extracted program: graded once
+    assert seen == [[a, b, c]]
+    assert R.batch_metrics(seen[0])["seconds"] == pytest.approx(a.seconds + c.seconds)
