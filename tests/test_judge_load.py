@@ -88,6 +88,17 @@ def test_a_forged_reply_just_under_the_cap_decodes_to_a_wrong_answer(sandbox_mod
     assert_next_program_accepted()
 
 
+def test_a_reply_nested_too_deep_is_the_programs_failure(sandbox_mode):
+    # Returned: the harness refuses a value nested deeper than 200 (wrong_answer); forged: json stops at the
+    # interpreter's recursion limit, a reply that does not decode (runtime_error); both cost the scorer ~nothing.
+    code = "class Solution:\n    def f(self, n):\n        v = []\n        for _ in range(300):\n            v = [v]\n        return v\n"
+    assert grade_call_problem(code, call_test(5), "f", header="").verdict == "wrong_answer"
+    code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('[' * 30000 + ']' * 30000)\n"
+    res = grade_call_problem(code, call_test(5), "f", header="")
+    assert res.verdict == "runtime_error", res.failure
+    assert_next_program_accepted()
+
+
 def test_correct_answers_at_the_worst_expansion_stay_accepted(sandbox_mode):
     # A value equal to the expected one may be written much longer than the expected text: 0 as `false` (3.5x
     # with the separator), an astral character as a 12-character escape pair. Both are within the bound.
@@ -130,11 +141,11 @@ def _hold_the_interpreter_lock(seconds: float) -> None:
     sum(range(int(seconds / per)))
 
 
-NEAR_LIMIT = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 0.8:\n    pass\nprint(int(input()) * 2)\n"
+NEAR_LIMIT = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.5:\n    pass\nprint(int(input()) * 2)\n"
 
 
 def _grade_near_limit_while(stall, program=NEAR_LIMIT, test=None) -> tuple[grading.GradeResult, float]:
-    """Grade a correct 0.8 s program (limit 2.5 s) in worker 2 while `stall()` runs in this thread (worker 1),
+    """Grade a correct 1.5 s program (limit 3 s) in worker 2 while `stall()` runs in this thread (worker 1),
     starting while the program runs."""
     test = test or {"input": "21", "output": "42"}
     out = {}
@@ -143,12 +154,13 @@ def _grade_near_limit_while(stall, program=NEAR_LIMIT, test=None) -> tuple[gradi
     def worker2():
         grade_stdio_problem("print(1)", [{"input": "", "output": "1"}], timeout=5)  # its sandbox, warmed up
         started.set()
-        out["res"] = grade_stdio_problem(program, [test], timeout=2.5)
+        out["res"] = grade_stdio_problem(program, [test], timeout=3.0)
 
+    run_program("print(1)")  # this worker's sandbox, warmed up too: the stall starts while worker 2's program runs
     th = threading.Thread(target=worker2)
     th.start()
     assert started.wait(60)
-    time.sleep(0.3)  # the program is running now (its compile run takes a few ms)
+    time.sleep(0.5)  # the program is running now (its compile run and a one-off sandbox's start take less)
     t = time.monotonic()
     stall()
     stalled = time.monotonic() - t
@@ -157,23 +169,23 @@ def _grade_near_limit_while(stall, program=NEAR_LIMIT, test=None) -> tuple[gradi
 
 
 def test_a_scorer_thread_held_up_by_another_workers_work_does_not_time_a_program_out(sandbox_mode):
-    res, stalled = _grade_near_limit_while(lambda: _hold_the_interpreter_lock(5.0))
-    assert stalled > 2.6  # the lock was held past the program's time limit (2.5 s)
+    res, stalled = _grade_near_limit_while(lambda: _hold_the_interpreter_lock(6.0))
+    assert stalled > 3.2  # the lock was held past the program's time limit (3 s)
     assert res.verdict == "accepted", res.failure
-    assert 0.7 < res.tests[0].time < 2.5  # its own time, measured inside its sandbox
+    assert 1.4 < res.tests[0].time < 3.0  # its own time, measured inside its sandbox
     assert_next_program_accepted()
 
 
 def test_a_large_input_does_not_wait_for_a_held_up_scorer_thread(sandbox_mode):
-    # 8 MiB of stdin, read after 0.5 s: were it fed through a pipe by the scorer's thread (held up for 4 s), the
+    # 8 MiB of stdin, read after 1.2 s: were it fed through a pipe by the scorer's thread (held up for 4 s), the
     # program would wait for it, and its time with it.
-    program = NEAR_LIMIT.replace("print(int(input()) * 2)", "print(len(input()))").replace("0.8", "0.5")
+    program = NEAR_LIMIT.replace("print(int(input()) * 2)", "print(len(input()))").replace("1.5", "1.2")
     res, stalled = _grade_near_limit_while(
-        lambda: _hold_the_interpreter_lock(5.0), program, {"input": "7" * (8 << 20), "output": str(8 << 20)}
+        lambda: _hold_the_interpreter_lock(6.0), program, {"input": "7" * (8 << 20), "output": str(8 << 20)}
     )
-    assert stalled > 2.6  # the lock was held past the program's time limit (2.5 s)
+    assert stalled > 3.2  # the lock was held past the program's time limit (3 s)
     assert res.verdict == "accepted", res.failure
-    assert 0.4 < res.tests[0].time < 2.5
+    assert 1.1 < res.tests[0].time < 3.0
     assert_next_program_accepted()
 
 
@@ -186,10 +198,10 @@ def test_a_huge_reply_in_worker_1_does_not_move_worker_2s_verdict(sandbox_mode):
     def stall():
         got["res"] = grade_call_problem(code, call_test(5), "f", timeout=5, header="")
 
-    res, _ = _grade_near_limit_while(stall)
+    res, stalled = _grade_near_limit_while(stall)
     assert got["res"].verdict in ("wrong_answer", "output_limit_exceeded"), got["res"].failure
     assert res.verdict == "accepted", res.failure
-    assert 0.7 < res.tests[0].time < 2.5
+    assert 1.4 < res.tests[0].time < 3.0
     assert_next_program_accepted()
 
 
