@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,24 @@ def test_tests_option_is_refused_where_it_means_nothing(sample_run, tmp_path):
         get("heldout").problems(ctx)
     with pytest.raises(UserError, match="--tests applies to heldout only"):
         evaluate_model("tiny-random:qwen2", "humaneval", tmp_path / "out", tests="all")
+
+
+DEEP8 = Path(__file__).resolve().parents[1].parent / "shared" / "field" / "deep_rows" / "deep8.jsonl"
+
+
+@pytest.mark.skipif(not DEEP8.is_file(), reason="needs ../shared/field/deep_rows/deep8.jsonl (real Deep-5K rows)")
+def test_real_deep_rows_gain_tests_their_reference_reproduces():
+    """8 real CodeGen-Deep-5K statements (one reference each; one reference fails its own examples)."""
+    from codelora.benchmarks.heldout import check_examples
+
+    rows = [json.loads(line) for line in DEEP8.read_text().splitlines() if line.strip()]
+    probs = [{"task_id": r["id"], "prompt": r["input"], "references": [r["solution"]]} for r in rows]
+    check_examples(probs, workers=2)
+    G.generate_tests(probs, seed=0, candidates=5, workers=2)
+    gained = [p for p in probs if p["generated"]]
+    assert len(gained) == sum(1 for p in probs if p["tests"]) >= 6
+    for p in gained:
+        examples = {t["input"] for t in p["tests"]}
+        for t in p["generated"][:2]:
+            assert t["input"] not in examples
+            assert outputs_match(run_program(p["references"][0], t["input"]).stdout, t["output"])
