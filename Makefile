@@ -29,7 +29,7 @@ browser-deps:
 
 # Convert the embedded SmolLM2 GGUF once into a verified safetensors cache.
 embedded: $(STAMP)
-	$(PY) -c "from codelora.models import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
+	$(PY) -c "from codelora.model.sources import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
 
 # The whole workflow on the embedded model, a few minutes on 2 CPU cores:
 # train -> answer one problem -> grade a LiveCodeBench-format fixture and a partial HumanEval samples file ->

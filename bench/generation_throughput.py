@@ -4,7 +4,7 @@ The embedded SmolLM2-135M-Instruct (CPU, fp32) answers the same N problems of th
 test split first, then valid) with the run's system prompt and chat template, greedy, max_new_tokens M:
 
 * one by one: `model.generate` on each unpadded prompt, as the original project's run.py did;
-* batched: `codelora.generate.generate_batch` (prompts sorted by length, left padding, KV cache, batch B);
+* batched: `codelora.generation.generate.generate_batch` (prompts sorted by length, left padding, KV cache, batch B);
 * llama.cpp (`llama_cpp_python`, installed with the embedded model's package) on the GGUF the embedded model is
   converted from (Q4_1 weights), the same prompt token ids (codelora's chat template; the converted tokenizer
   equals llama.cpp's), greedy sampler, same cap and stop tokens, as many threads as torch uses, one prompt at a
@@ -61,10 +61,10 @@ def main() -> None:
 
     import torch
 
-    from codelora.chat import prompt_ids, stop_token_ids
     from codelora.config import SYSTEM_PROMPT
-    from codelora.generate import Sampling, generate_batch
-    from codelora.models import load_model
+    from codelora.generation.generate import Sampling, generate_batch
+    from codelora.model.chat import prompt_ids, stop_token_ids
+    from codelora.model.sources import load_model
 
     model, tok = load_model(args.model, dtype="fp32", device="cpu")
     prompts = [prompt_ids(tok, SYSTEM_PROMPT, p) for p in problems(args.n)]
@@ -178,7 +178,7 @@ def llama_cpp_generate(prompts: list[list[int]], max_new_tokens: int, stops: lis
     one prompt at a time; and the seconds it took (model loading and a warm-up excluded)."""
     from llama_cpp import Llama
 
-    from codelora.models import embedded_gguf
+    from codelora.model.sources import embedded_gguf
 
     n_ctx = max(len(p) for p in prompts) + max_new_tokens + 8
     llm = Llama(

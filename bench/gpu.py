@@ -9,7 +9,7 @@ weights' values (a random model never stops early, so generation always runs to 
    batch 1 x 16, the bundled sample set's rows, max length 1024): the original recipe (pad to 1024, loss on
    everything) vs codelora's default vs packing (16 x 1). Real tokens/s, peak GPU memory (allocated and reserved),
    MFU against the measured bf16 matmul rate, and whether the original recipe fits in 8 GiB (the course's card).
-2. Generation: codelora's batched HF generation (`codelora.generate.generate_batch`, greedy) of the course's 41
+2. Generation: codelora's batched HF generation (`codelora.generation.generate.generate_batch`, greedy) of the course's 41
    LiveCodeBench problems (`../shared/field/lcb41/`), up to 512 new tokens each.
 
 --tiny: the same script end to end on CPU with a 2-layer, width-64 model of the same architecture and tokenizer,
@@ -68,10 +68,10 @@ def lcb_prompts(n: int) -> list[str]:
 def generation(folder: Path, n: int, max_new_tokens: int, batch_size: int) -> dict:
     import torch
 
-    from codelora.chat import prompt_ids
     from codelora.config import SYSTEM_PROMPT
-    from codelora.generate import Sampling, generate_batch
-    from codelora.models import load_model
+    from codelora.generation.generate import Sampling, generate_batch
+    from codelora.model.chat import prompt_ids
+    from codelora.model.sources import load_model
 
     model, tok = load_model(str(folder), dtype="auto", device="auto")
     prompts = [prompt_ids(tok, SYSTEM_PROMPT, p) for p in lcb_prompts(n)]

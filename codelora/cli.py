@@ -51,7 +51,7 @@ def _run_config(a: PrepareArgs):
 
 
 def _cmd_prepare(a: PrepareArgs) -> None:
-    from codelora.prepare import prepare_run, print_report
+    from codelora.data.prepare import prepare_run, print_report
 
     cfg, run_dir = _run_config(a)
     print_report(prepare_run(cfg, run_dir))
@@ -61,7 +61,7 @@ def _cmd_prepare(a: PrepareArgs) -> None:
 def _cmd_train(a: TrainArgs) -> int:
     import json
 
-    from codelora.train import train
+    from codelora.training.sft import train
 
     cfg, run_dir = _run_config(a)
     result = train(cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer)
@@ -82,13 +82,13 @@ def _cmd_train(a: TrainArgs) -> int:
 
 def _cmd_generate(a: GenerateArgs) -> None:
     from codelora.config import load_config
-    from codelora.generate import run_generate
+    from codelora.generation.generate import run_generate
 
     run_generate(load_config(a.config, a.overrides), a.model, a.adapter, a.prompt, a.problem_file)
 
 
 def _cmd_evaluate(a: EvaluateArgs) -> None:
-    from codelora.evaluate import evaluate, evaluate_model, print_table
+    from codelora.evaluation.evaluate import evaluate, evaluate_model, print_table
 
     if a.run is not None:
         results = evaluate(a.run, a.benchmark, a.models, a.options())
@@ -99,13 +99,13 @@ def _cmd_evaluate(a: EvaluateArgs) -> None:
 
 
 def _cmd_compare(a: CompareArgs) -> None:
-    from codelora.compare import compare_command
+    from codelora.selection.compare import compare_command
 
     compare_command(a)
 
 
 def _cmd_report(a: ReportArgs) -> None:
-    from codelora.report import write_report
+    from codelora.publish.report import write_report
 
     html_path, md_path = write_report(a.run, a.benchmark)
     print(f"wrote {md_path}")
@@ -113,13 +113,13 @@ def _cmd_report(a: ReportArgs) -> None:
 
 
 def _cmd_export(a: ExportArgs) -> None:
-    from codelora.export import export
+    from codelora.publish.export import export
 
     export(a.run, a.out, **_fields(a, "run", "out"))
 
 
 def _cmd_push(a: PushArgs) -> None:
-    from codelora.push import push
+    from codelora.publish.push import push
 
     push(a.export, a.repo, private=a.private, dry_run=a.dry_run)
 
@@ -127,7 +127,7 @@ def _cmd_push(a: PushArgs) -> None:
 def _cmd_score(a: ScoreArgs) -> None:
     import json
 
-    from codelora.score import score
+    from codelora.evaluation.score import score
 
     summary = score(a.benchmark, a.samples, a.out, **{**_fields(a, "benchmark", "samples", "out"), "k": tuple(a.k)})
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))

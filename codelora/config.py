@@ -427,7 +427,7 @@ class GenerateArgs(ConfigArgs):
 
 # A --benchmark flag: its choices are the registry's (codelora.benchmarks.names), read when the parser is built.
 BENCHMARK_FLAG = {"choices": benchmarks.names}
-ProtocolName = Literal["livecodebench", "course"]  # codelora.protocol.PROTOCOLS (a test keeps them equal)
+ProtocolName = Literal["livecodebench", "course"]  # codelora.benchmarks.protocol.PROTOCOLS (a test keeps them equal)
 
 
 def _check_workers(workers: int | None) -> None:
@@ -545,7 +545,7 @@ class EvaluateArgs(EvalOptions):
 class ScoreArgs:
     """Grade already-generated programs in the sandbox (no model loaded).
 
-    Also the checks of `codelora.score.score`'s keyword arguments.
+    Also the checks of `codelora.evaluation.score.score`'s keyword arguments.
     """
 
     benchmark: str = field(metadata=BENCHMARK_FLAG)

@@ -49,9 +49,9 @@ class _Recorder:
 
 
 def _prepared_prompt(tmp: Path, cfg) -> list[int]:
-    from codelora.chat import set_pad_token
-    from codelora.models import load_tokenizer
-    from codelora.prepare import prepare
+    from codelora.data.prepare import prepare
+    from codelora.model.chat import set_pad_token
+    from codelora.model.sources import load_tokenizer
 
     rows = [
         {"input": STATEMENT, "solution": "print(6)\n", "split": "train"},
@@ -72,11 +72,11 @@ def _prepared_prompt(tmp: Path, cfg) -> list[int]:
 @pytest.mark.parametrize("system", [SYSTEM_PROMPT, ""], ids=["configured", "empty"])
 @pytest.mark.parametrize("which", ["embedded", "qwen25"])
 def test_every_stage_sends_the_same_prompt_ids(which, system, tmp_path, monkeypatch, capsys):
-    import codelora.export as X
-    import codelora.models as M
-    from codelora.chat import end_of_turn_id
-    from codelora.evaluate import evaluate_model
-    from codelora.generate import run_generate
+    import codelora.model.sources as M
+    import codelora.publish.export as X
+    from codelora.evaluation.evaluate import evaluate_model
+    from codelora.generation.generate import run_generate
+    from codelora.model.chat import end_of_turn_id
 
     source = _source(which)
     overrides = [f"model.source={source}", f"data.system_prompt={json.dumps(system)}", "eval.max_new_tokens=4"]

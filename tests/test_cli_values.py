@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import codelora.models
+import codelora.model.sources
 from codelora.cli import COMMANDS, build_parser, main
 from codelora.flags import field_docs
 
@@ -27,8 +27,8 @@ def no_model_loads(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the bad value was refused")
 
-    monkeypatch.setattr(codelora.models, "load_model", refuse)
-    monkeypatch.setattr(codelora.models, "load_tokenizer", refuse)
+    monkeypatch.setattr(codelora.model.sources, "load_model", refuse)
+    monkeypatch.setattr(codelora.model.sources, "load_tokenizer", refuse)
 
 
 def _setup(tmp: Path) -> dict[str, str]:
@@ -151,7 +151,7 @@ def test_read_only_run_folder_is_one_line(tmp_path):
     ro = tmp_path / "outputs"
     ro.mkdir()
     code = (
-        "import sys, codelora.models as m\n"
+        "import sys, codelora.model.sources as m\n"
         "m.load_model = m.load_tokenizer = lambda *a, **k: sys.exit('model loaded')\n"
         "from codelora.cli import main\n"
         f"sys.exit(main(['train', '--set', 'output_dir={ro}', '--set', 'model.source=tiny-random:qwen2']))\n"
@@ -193,8 +193,8 @@ def test_every_flag_is_documented_in_its_dataclass():
 def test_protocol_choices_match_the_registry():
     from typing import get_args
 
+    from codelora.benchmarks.protocol import PROTOCOLS
     from codelora.config import ProtocolName
-    from codelora.protocol import PROTOCOLS
 
     assert set(get_args(ProtocolName)) == set(PROTOCOLS)
 

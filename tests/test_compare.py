@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from codelora import compare as cmp
-from codelora import runs
 from codelora.cli import main
 from codelora.config import load_config, save_config
 from codelora.errors import UserError
-from codelora.generate import Sampling
-from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
+from codelora.generation.generate import Sampling
+from codelora.run import layout as runs
+from codelora.selection import compare as cmp
+from codelora.selection.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 SAMPLING = {"n": 1, "temperature": 0.2, "top_p": 0.9, "max_new_tokens": 160, "seed": 42, "greedy": True}
 
@@ -466,7 +466,7 @@ def test_missing_results_call_evaluate_lazily(tmp_path, monkeypatch):
             write_eval(Path(run_dir), m, solved(4, 3), step=4)
         return {}
 
-    monkeypatch.setitem(sys.modules, "codelora.evaluate", types.SimpleNamespace(evaluate=fake_evaluate))
+    monkeypatch.setitem(sys.modules, "codelora.evaluation.evaluate", types.SimpleNamespace(evaluate=fake_evaluate))
     doc = cmp.compare_run(run)
     # the new evaluation is asked to match the existing one: same sampling, same number of problems
     same = {"n": 1, "top_p": 0.9, "max_new_tokens": 160, "seed": 42, "limit": None}

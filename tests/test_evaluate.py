@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import codelora.evaluate as E
-import codelora.generate as G
-from codelora import runs
+import codelora.evaluation.evaluate as E
+import codelora.generation.generate as G
 from codelora.benchmarks import livecodebench as lcb
 from codelora.benchmarks.base import Benchmark, Problem, ProblemSet
 from codelora.cli import main
@@ -20,7 +19,8 @@ from codelora.data.examples import parse_examples
 from codelora.data.load import load_rows
 from codelora.data.split import problem_key
 from codelora.errors import UserError
-from codelora.train import train
+from codelora.run import layout as runs
+from codelora.training.sft import train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LCB_DATED = FIXTURES / "lcb_dated.jsonl"
@@ -306,7 +306,7 @@ def test_lcb_preset_on_fixture(tmp_path, capsys):
     # a right program for the selected problems passes public + private tests (grading really runs)
     codes = {"abc366_a": "a, b = map(int, input().split())\nprint(a + b)\n", "abc392_b": "print(2 * int(input()))\n"}
     (out / "good.json").write_text(json.dumps([{"question_id": q, "code_list": [c]} for q, c in codes.items()]))
-    from codelora.score import score
+    from codelora.evaluation.score import score
 
     assert score("livecodebench", out / "good.json", out / "good", out / "problems.jsonl")["pass@1"] == 1.0
 
@@ -421,8 +421,8 @@ def test_vllm_missing_is_one_line(tmp_path):
 def test_heldout_prompt_is_the_training_prompt(run):
     """The model sees exactly the token ids training put before the answer (system prompt + chat template)."""
     from codelora.data.format import encode_prompt_completion
-    from codelora.generate import prompt_ids
-    from codelora.models import load_tokenizer
+    from codelora.generation.generate import prompt_ids
+    from codelora.model.sources import load_tokenizer
 
     cfg = load_config(run / "config.yaml")
     tok = load_tokenizer(cfg.model.source)
@@ -438,8 +438,8 @@ def test_vllm_backend_plumbing_with_a_stand_in(run, tmp_path, monkeypatch):
     import sys
     import types
 
-    from codelora.generate import prompt_ids, stop_token_ids
-    from codelora.models import load_tokenizer
+    from codelora.generation.generate import prompt_ids, stop_token_ids
+    from codelora.model.sources import load_tokenizer
 
     engines = []
 
@@ -535,8 +535,8 @@ def toy():
 def test_a_registered_benchmark_is_evaluated_scored_compared_and_offered(run, toy, tmp_path, monkeypatch, capsys):
     from codelora import benchmarks
     from codelora.cli import build_parser
-    from codelora.compare import compare_run
-    from codelora.model_card import eval_results
+    from codelora.publish.model_card import eval_results
+    from codelora.selection.compare import compare_run
 
     def canned(model, tok, prompts, sampling, seeds, batch_size, on_batch=None, **kw):
         # the tiny model's own answers are noise: answer "hello" right and "two" wrong, found by the rendered prompt

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codelora import runs
 from codelora.config import SYSTEM_PROMPT, load_config
 from codelora.errors import UserError
-from codelora.export import TOLERANCE, ExportError, export, resolve_checkpoint
-from codelora.model_card import REPO_PLACEHOLDER, check_front_matter, front_matter
-from codelora.train import train
+from codelora.publish.export import TOLERANCE, ExportError, export, resolve_checkpoint
+from codelora.publish.model_card import REPO_PLACEHOLDER, check_front_matter, front_matter
+from codelora.run import layout as runs
+from codelora.training.sft import train
 
 OVERRIDES = [
     "model.source=tiny-random:qwen2",
@@ -84,8 +84,8 @@ def _no_leftovers(out: Path) -> None:
 
 
 def _base_plus_adapter(adapter: Path):
-    from codelora.chat import load_with_adapter
     from codelora.config import load_config as lc
+    from codelora.model.chat import load_with_adapter
 
     cfg = lc("demo", ["model.source=tiny-random:qwen2", "model.dtype=fp32"])
     return load_with_adapter("tiny-random:qwen2", str(adapter), cfg)
@@ -127,7 +127,7 @@ def test_merged_export_loads_alone_and_matches_base_plus_adapter(run, merged):
     ref_model, ref_tok = _base_plus_adapter(run / "checkpoints" / "checkpoint-2")
     assert _greedy(model, tok) == _greedy(ref_model, ref_tok)
     # the adapter really is in the weights: they differ from the base model's
-    from codelora.models import load_model
+    from codelora.model.sources import load_model
 
     base, _ = load_model("tiny-random:qwen2", dtype="fp32")
     diff = (model.model.layers[0].self_attn.q_proj.weight - base.model.layers[0].self_attn.q_proj.weight).abs().max()
@@ -147,7 +147,7 @@ def test_merged_export_config_generation_config_and_tokenizer_agree(merged):
     (also in tokenizer_config.json, which older transformers and TGI read)."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-    from codelora.chat import end_of_turn_id
+    from codelora.model.chat import end_of_turn_id
 
     out, _ = merged
     tok = AutoTokenizer.from_pretrained(out)
@@ -181,7 +181,7 @@ def _perturb(model) -> None:
 
 
 def test_tampered_merge_caught_in_memory(run, tmp_path, monkeypatch):
-    import codelora.export as ex
+    import codelora.publish.export as ex
 
     real = ex._merge
 
@@ -198,7 +198,7 @@ def test_tampered_merge_caught_in_memory(run, tmp_path, monkeypatch):
 
 
 def test_tampered_save_caught_on_reload(run, tmp_path, monkeypatch):
-    import codelora.export as ex
+    import codelora.publish.export as ex
 
     real = ex._save_model
 
@@ -217,7 +217,7 @@ def test_adapter_export_loads_with_peft(run, tmp_path):
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from codelora.models import load_model
+    from codelora.model.sources import load_model
 
     out = tmp_path / "adapter"
     meta = export(run, out, checkpoint="final")
@@ -274,7 +274,7 @@ def test_card_metadata_and_sections(run, merged):
 
 
 def test_card_hub_dataset_and_unevaluated(run, tmp_path):
-    from codelora.model_card import build_card, card_metadata
+    from codelora.publish.model_card import build_card, card_metadata
 
     cfg = load_config("seed-deep")
     fm = card_metadata(cfg, {"merged": False})
@@ -293,7 +293,7 @@ def test_card_hub_dataset_and_unevaluated(run, tmp_path):
 def test_card_prompt_example_cannot_break_out_of_its_code_block(run, tmp_path):
     from markdown_it import MarkdownIt
 
-    from codelora.model_card import build_card
+    from codelora.publish.model_card import build_card
 
     # a system prompt asking for fenced code (common) puts fence lines into the rendered prompt
     fence = "`" * 3

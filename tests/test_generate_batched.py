@@ -1,4 +1,4 @@
-"""Batched generation (codelora.generate.generate_batch) on tiny random models: same answers as one
+"""Batched generation (codelora.generation.generate.generate_batch) on tiny random models: same answers as one
 prompt at a time, per-row stopping, per-sample seeds independent of batching."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from importlib import resources
 import pytest
 import torch
 
-import codelora.generate as G
+import codelora.generation.generate as G
 from codelora.config import SYSTEM_PROMPT
-from codelora.generate import Sampling, generate_batch, prompt_ids
-from codelora.models import load_model
+from codelora.generation.generate import Sampling, generate_batch, prompt_ids
+from codelora.model.sources import load_model
 
 GREEDY = Sampling(greedy=True, max_new_tokens=12)
 

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from codelora.cli import main
-from codelora.extract import extract_code
+from codelora.generation.extract import extract_code
 
 
 @pytest.mark.parametrize(

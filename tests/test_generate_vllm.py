@@ -11,7 +11,7 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.evaluate import VLLM_MAX_LORA_RANKS, vllm_max_lora_rank
+from codelora.evaluation.evaluate import VLLM_MAX_LORA_RANKS, vllm_max_lora_rank
 
 
 def test_smallest_accepted_rank_covering_every_adapter():
@@ -56,9 +56,9 @@ def stand_in_vllm(monkeypatch):
 
 
 def test_one_lora_engine_serves_base_and_every_rank_24_checkpoint(tmp_path, stand_in_vllm):
-    from codelora.evaluate import evaluate
-    from codelora.models import load_model
-    from codelora.train import train
+    from codelora.evaluation.evaluate import evaluate
+    from codelora.model.sources import load_model
+    from codelora.training.sft import train
 
     folder = tmp_path / "tiny"  # vLLM loads a model folder: the tiny random Qwen2, saved
     model, tok = load_model("tiny-random:qwen2", dtype="fp32")

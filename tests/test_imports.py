@@ -68,19 +68,35 @@ def test_no_module_imports_another_modules_private_names():
 
 
 def test_export_and_model_card_do_not_import_each_other_both_ways():
-    card = {m for _, m, _ in _imports(PACKAGE / "model_card.py")}
-    assert "codelora.export" not in card
+    card = {m for _, m, _ in _imports(PACKAGE / "publish" / "model_card.py")}
+    assert "codelora.publish.export" not in card
 
 
 def test_runs_reads_the_folder_without_train():
     # runs.py is the schema every stage reads through: it must not depend on a stage's module
-    mods = {m for _, m, _ in _imports(PACKAGE / "runs.py")}
-    assert not mods & {"codelora.train", "codelora.prepare", "codelora.evaluate", "codelora.compare"}
+    mods = {m for _, m, _ in _imports(PACKAGE / "run" / "layout.py")}
+    assert not mods & {
+        "codelora.training.sft",
+        "codelora.data.prepare",
+        "codelora.evaluation.evaluate",
+        "codelora.selection.compare",
+    }
 
 
 STAGES = {
     f"codelora.{m}"
-    for m in ("cli", "download", "prepare", "train", "generate", "evaluate", "score", "compare", "report", "export")
+    for m in (
+        "cli",
+        "download",
+        "data.prepare",
+        "training.sft",
+        "generation.generate",
+        "evaluation.evaluate",
+        "evaluation.score",
+        "selection.compare",
+        "publish.report",
+        "publish.export",
+    )
 }
 
 

@@ -15,6 +15,7 @@ from judge_corpus import CASES, SUM_TESTS
 from official_graders import humaneval_official, lcb_official, lcb_testing_util
 
 from codelora.errors import UserError
+from codelora.evaluation.score import score
 from codelora.sandbox.execution import ExecResult
 from codelora.sandbox.grading import (
     IMPORT_HEADER,
@@ -25,7 +26,6 @@ from codelora.sandbox.grading import (
     grade_stdio_problem,
     outputs_match,
 )
-from codelora.score import score
 
 
 def _codelora(case):
@@ -287,7 +287,7 @@ def test_heldout_problem_with_empty_tests_is_refused(tmp_path):
 
 
 def test_evaluate_refuses_untested_problems_before_generating(tmp_path):
-    import codelora.evaluate as E
+    import codelora.evaluation.evaluate as E
 
     problems = tmp_path / "p.jsonl"
     problems.write_text(json.dumps(_lcb_problem("no_tests", [])) + "\n")
@@ -415,8 +415,8 @@ def test_compare_problems_view_and_report_escape_control_characters(tmp_path, ca
     from test_report import finished_run
 
     from codelora.cli import main
-    from codelora.compare import compare_run
-    from codelora.report import write_report
+    from codelora.publish.report import write_report
+    from codelora.selection.compare import compare_run
 
     run = finished_run(tmp_path)
     _poison(run)
@@ -476,8 +476,8 @@ def test_markdown_code_block_cannot_be_closed_by_its_text():
 def test_report_md_code_and_output_stay_inside_their_code_blocks(tmp_path):
     from test_report import finished_run
 
-    from codelora import compare as cmp
-    from codelora.report import write_report
+    from codelora.publish.report import write_report
+    from codelora.selection import compare as cmp
 
     run = finished_run(tmp_path)
     _poison(run, "\n" + BREAKOUT, {"got": BREAKOUT, "input": BREAKOUT, "expected": "3\n" + FENCE * 2})
@@ -511,8 +511,8 @@ def test_terminal_safe():
 
 
 def test_evaluate_records_the_extraction(tmp_path, monkeypatch):
-    import codelora.evaluate as E
-    import codelora.generate as G
+    import codelora.evaluation.evaluate as E
+    import codelora.generation.generate as G
 
     answer = (
         "```python\ndef has_close_elements(numbers, threshold):\n    return any(abs(a - b) < threshold "
@@ -571,7 +571,7 @@ def test_humaneval_problem_without_check_is_refused(tmp_path):
 
 
 def test_protocol_fields_are_checked():
-    from codelora.protocol import COURSE, Protocol
+    from codelora.benchmarks.protocol import COURSE, Protocol
 
     with pytest.raises(ValueError, match="Protocol.comparison='fuzzy'"):
         Protocol(**{**COURSE.to_dict(), "name": "x", "comparison": "fuzzy"})

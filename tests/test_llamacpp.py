@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp backend needs it)")
 
-import codelora.llamacpp as L  # noqa: E402
-from codelora.chat import prompt_ids  # noqa: E402
+import codelora.generation.backends.llamacpp as L  # noqa: E402
 from codelora.errors import UserError  # noqa: E402
-from codelora.generate import Sampling  # noqa: E402
-from codelora.models import DEFAULT_EMBEDDED, embedded_gguf, load_model, model_config  # noqa: E402
+from codelora.generation.generate import Sampling  # noqa: E402
+from codelora.model.chat import prompt_ids  # noqa: E402
+from codelora.model.sources import DEFAULT_EMBEDDED, embedded_gguf, load_model, model_config  # noqa: E402
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SYSTEM = "You are a competitive programmer."
@@ -248,8 +248,8 @@ def _evaluate(tmp_path: Path, *extra: str) -> tuple[int, dict]:
 
 
 def test_evaluate_records_the_backend_and_hf_never_reuses_its_answers(adapter_dir, tmp_path):
-    from codelora import runs
     from codelora.files import sha256_file
+    from codelora.run import layout as runs
 
     gguf_sha = sha256_file(embedded_gguf("smollm2-135m-instruct"))
     rc, lc = _evaluate(tmp_path, "--adapter", str(adapter_dir), "--backend", "llamacpp")
@@ -280,7 +280,7 @@ def test_evaluate_records_the_backend_and_hf_never_reuses_its_answers(adapter_di
 
 
 def test_evaluate_bad_gguf_inputs_are_one_line(adapter_dir, tmp_path, capsys):
-    from codelora.models import embedded_dir, ensure_embedded
+    from codelora.model.sources import embedded_dir, ensure_embedded
 
     ensure_embedded("smollm2-135m-instruct")
     gguf = str(embedded_gguf("smollm2-135m-instruct"))
@@ -302,7 +302,7 @@ def test_evaluate_bad_gguf_inputs_are_one_line(adapter_dir, tmp_path, capsys):
 
 
 def test_compare_refuses_answers_of_different_backends():
-    from codelora.compare import check_consistent
+    from codelora.selection.compare import check_consistent
 
     def ev(generator):
         prov = {"protocol": None, **({"generator": generator} if generator else {})}
@@ -316,7 +316,7 @@ def test_compare_refuses_answers_of_different_backends():
 
 
 def test_model_card_says_which_scores_came_from_the_quantised_base():
-    from codelora import model_card
+    from codelora.publish import model_card
 
     summary = {"sampling": {"greedy": True, "max_new_tokens": 160}, "provenance": {"limit": None}}
     assert model_card._decoding(summary) == "greedy, 160 new tokens"
@@ -325,7 +325,7 @@ def test_model_card_says_which_scores_came_from_the_quantised_base():
 
 
 def test_compare_evaluates_missing_models_with_the_existing_results_backend():
-    from codelora.compare import matching_options
+    from codelora.selection.compare import matching_options
 
     summary = {
         "sampling": {"n": 1, "greedy": True, "max_new_tokens": 160, "seed": 42},
@@ -345,7 +345,7 @@ def test_tiny_architectures_name_and_permute_as_llama_cpp(tmp_path, arch, permut
     from gguf import GGUFReader
     from peft import LoraConfig, get_peft_model
 
-    from codelora.models import build_tiny_random
+    from codelora.model.sources import build_tiny_random
 
     torch.manual_seed(0)
     model = get_peft_model(

@@ -10,7 +10,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 
 from codelora.config import load_config
-from codelora.model_card import build_card, check_front_matter, eval_results, front_matter
+from codelora.publish.model_card import build_card, check_front_matter, eval_results, front_matter
 
 WEIGHTS = b"adapter weights"
 

@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-from codelora import models
 from codelora.errors import UserError
-from codelora.models import DEFAULT_EMBEDDED, ensure_embedded, load_model, parse_source
+from codelora.model import sources as models
+from codelora.model.sources import DEFAULT_EMBEDDED, ensure_embedded, load_model, parse_source
 
 
 @pytest.fixture(scope="module")

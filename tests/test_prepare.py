@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from codelora.chat import end_of_turn_id
 from codelora.config import RunConfig
 from codelora.data.format import IGNORE_INDEX
+from codelora.data.prepare import load_tokenized, prepare, print_report
 from codelora.data.split import load_split_json, problem_key
 from codelora.errors import UserError
-from codelora.prepare import load_tokenized, prepare, print_report
+from codelora.model.chat import end_of_turn_id
 
 try:  # share the cached tokenizer with test_format (pytest puts tests/ on sys.path in its default mode)
     from test_format import smol_tokenizer

@@ -10,11 +10,11 @@ from importlib import resources
 
 from codelora.config import load_config
 from codelora.data.split import split_rows
-from codelora.train import schedule_steps
+from codelora.training.sft import schedule_steps
 
 
 def optimizer_steps(rows: int, cfg) -> tuple[int, int]:
-    """(per epoch, total) as codelora.train counts them on one device."""
+    """(per epoch, total) as codelora.training.sft counts them on one device."""
     per_epoch, total, _warmup = schedule_steps(cfg, rows)
     return per_epoch, total
 

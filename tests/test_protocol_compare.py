@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-import codelora.evaluate as E
-from codelora.compare import compare_run, compare_runs
+import codelora.evaluation.evaluate as E
 from codelora.config import load_config, save_config
 from codelora.data.split import write_split_json
 from codelora.errors import UserError
-from codelora.model_card import build_card
-from codelora.report import build_report
+from codelora.publish.model_card import build_card
+from codelora.publish.report import build_report
+from codelora.selection.compare import compare_run, compare_runs
 
 try:  # pytest puts tests/ on sys.path in its default import mode
     from test_protocol_evaluate import problems, stand_in  # noqa: F401 - fixtures

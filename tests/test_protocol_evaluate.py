@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-import codelora.evaluate as E
-import codelora.generate as G
+import codelora.evaluation.evaluate as E
+import codelora.generation.generate as G
 from codelora.config import load_config, save_config
 from codelora.data.split import write_split_json
 from codelora.errors import UserError
-from codelora.generate import Generation
-from codelora.models import load_tokenizer
-from codelora.runs import eval_folder
+from codelora.generation.generate import Generation
+from codelora.model.sources import load_tokenizer
+from codelora.run.layout import eval_folder
 
 TRAILING = "You are given a real number X to the third decimal place. Print X without trailing zeros."
 SUM = "Read two integers A and B and print A+B."

@@ -10,8 +10,8 @@ import pytest
 
 from codelora.cli import build_parser, main
 from codelora.config import load_config, save_config
-from codelora.export import export
-from codelora.model_card import REPO_PLACEHOLDER
+from codelora.publish.export import export
+from codelora.publish.model_card import REPO_PLACEHOLDER
 
 TOKEN = "hf_CodeloraTestSecretToken1234567890"
 REPO = "someone/codelora-test"
@@ -22,7 +22,7 @@ def export_dir(tmp_path_factory) -> Path:
     """A run with one adapter checkpoint built directly with peft (no training), exported as an adapter."""
     from peft import LoraConfig, get_peft_model
 
-    from codelora.models import load_model
+    from codelora.model.sources import load_model
 
     tmp = tmp_path_factory.mktemp("push")
     run = tmp / "run"
@@ -57,7 +57,7 @@ def _run(capsys, *args) -> tuple[int, str, str]:
 
 
 def _human(n: int) -> str:
-    from codelora.push import _human as h
+    from codelora.publish.push import _human as h
 
     return h(n)
 

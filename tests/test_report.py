@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from test_compare import make_run, solved
 
-from codelora import compare as cmp
 from codelora.cli import main
 from codelora.errors import UserError
-from codelora.report import SECTIONS, build_report, write_report
+from codelora.publish.report import SECTIONS, build_report, write_report
+from codelora.selection import compare as cmp
 
 SECTION_IDS = [sid for sid, _ in SECTIONS]
 

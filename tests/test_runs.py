@@ -1,4 +1,4 @@
-"""The run folder's schema (codelora/runs.py): nothing stale, nothing lost, every rerun safe.
+"""The run folder's schema (codelora/run/layout.py): nothing stale, nothing lost, every rerun safe.
 
 Each test is one way a user re-runs or mixes the stages on the same run folder, on a 2-step `tiny-random:qwen2`
 run trained from a local copy of the bundled sample dataset, given as a *relative* path.
@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-import codelora.evaluate as E
-import codelora.generate as G
-from codelora import compare as cmp
-from codelora import runs
+import codelora.evaluation.evaluate as E
+import codelora.generation.generate as G
 from codelora.cli import main
 from codelora.config import load_config
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, sha256_file
-from codelora.train import train
+from codelora.run import layout as runs
+from codelora.selection import compare as cmp
+from codelora.training.sft import train
 
 FAST = {"max_new_tokens": 6, "workers": 2}
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,8 +142,8 @@ def test_edited_dataset_is_prepared_again_for_a_new_run_and_refused_on_resume(tr
     data = tmp_path / "problems.jsonl"
     data.write_bytes(_sample_rows())
     cfg = load_config("demo", _overrides(tmp_path, f"data.dataset={data}", "run_name=fresh"))
-    from codelora.models import load_tokenizer
-    from codelora.prepare import prepare
+    from codelora.data.prepare import prepare
+    from codelora.model.sources import load_tokenizer
 
     prepare(cfg, fresh, load_tokenizer(cfg.model.source))
     rows_before = json.loads((fresh / "data_report.json").read_text())["rows_read"]
@@ -217,7 +217,7 @@ def test_a_second_process_waits_for_the_lock(trained, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom codelora.runs import run_lock\n"
+            "import sys, time\nfrom codelora.run.layout import run_lock\n"
             "with run_lock(sys.argv[1], 'test holder'):\n    print('locked', flush=True)\n    time.sleep(2)\n",
             str(run),
         ],
@@ -263,7 +263,7 @@ def test_interrupted_evaluate_exits_143_and_keeps_the_finished_batch(trained, tm
     run = _copy(trained[0], tmp_path / "run")
     script = (
         "import os, signal, sys\n"
-        "import codelora.generate as G\n"
+        "import codelora.generation.generate as G\n"
         "from codelora.cli import main\n"
         "real = G.generate_batch\n"
         "def term_after_first(model, tok, prompts, sampling, seeds, bs, on_batch=None, **kw):\n"

@@ -7,7 +7,7 @@ import pytest
 
 from codelora.cli import main
 from codelora.errors import UserError
-from codelora.score import pass_at_k, score
+from codelora.evaluation.score import pass_at_k, score
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LCB_PROBLEMS = FIXTURES / "lcb_problems.jsonl"
@@ -232,7 +232,7 @@ def test_bad_problems_file_names_line(tmp_path):
 def test_heldout_scoring_exact_by_default_tolerance_optional(tmp_path):
     import json as _json
 
-    from codelora.score import score as _score
+    from codelora.evaluation.score import score as _score
 
     probs = tmp_path / "p.jsonl"
     probs.write_text(

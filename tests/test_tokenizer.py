@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from codelora import models
-from codelora.chat import messages
 from codelora.config import SYSTEM_PROMPT
 from codelora.data.load import load_rows
 from codelora.errors import UserError
+from codelora.model import sources as models
+from codelora.model.chat import messages
 
 NAME = "smollm2-135m-instruct"
 

@@ -12,7 +12,7 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.train import complete_checkpoints, resolve_resume_checkpoint, train
+from codelora.training.sft import complete_checkpoints, resolve_resume_checkpoint, train
 
 OVERRIDES = [
     "model.source=tiny-random:qwen2",
@@ -122,7 +122,7 @@ def test_resume_without_checkpoint_refused(tmp_path):
 
 
 def test_sigterm_then_resume_matches_uninterrupted_run(run_a, tmp_path, monkeypatch):
-    from codelora.trainer import MetricsLog
+    from codelora.training.trainer import MetricsLog
 
     run_dir, _ = run_a
     loss6_a = [r for r in _rows(run_dir) if r["step"] == 6 and r["train_loss"] is not None][0]["train_loss"]
@@ -156,7 +156,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(run_a, tmp_path, monkeypa
 
 
 def test_nan_loss_stops_with_the_step(tmp_path):
-    from codelora.train import TrainingError
+    from codelora.training.sft import TrainingError
 
     cfg = load_config(
         "demo",

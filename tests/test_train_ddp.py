@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from codelora.config import load_config
-from codelora.train import complete_checkpoints, train
+from codelora.training.sft import complete_checkpoints, train
 
 COMMON = [
     "model.source=tiny-random:qwen2",

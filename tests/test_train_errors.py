@@ -11,7 +11,7 @@ import pytest
 
 from codelora.config import RunConfig, load_config
 from codelora.errors import UserError
-from codelora.train import complete_checkpoints, resume_config_diff, train
+from codelora.training.sft import complete_checkpoints, resume_config_diff, train
 
 BASE = [
     "model.source=tiny-random:qwen2",
@@ -108,9 +108,9 @@ def test_resume_config_diff_rules():
 
 
 def test_stale_prepared_data_is_rebuilt_for_a_new_run(tmp_path):
-    from codelora.chat import set_pad_token
-    from codelora.models import load_tokenizer
-    from codelora.prepare import prepare
+    from codelora.data.prepare import prepare
+    from codelora.model.chat import set_pad_token
+    from codelora.model.sources import load_tokenizer
 
     run_dir = tmp_path / "run"
     tok = load_tokenizer("tiny-random:qwen2")
@@ -131,7 +131,7 @@ def test_max_length_beyond_the_model_context_refused_before_anything(tmp_path):
 
 def test_resume_state_is_found_in_the_forms_the_trainer_resumes_from(tmp_path):
     """optimizer.pt, or FSDP's optimizer_0/ or DeepSpeed's global_step<N>/ folder; none of them: refused."""
-    from codelora.train import resolve_resume_checkpoint
+    from codelora.training.sft import resolve_resume_checkpoint
 
     ck = tmp_path / "checkpoints" / "checkpoint-2"
     ck.mkdir(parents=True)

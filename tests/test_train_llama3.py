@@ -74,9 +74,9 @@ def test_llama3_style_tokenizer_trains_evaluates_and_exports_a_lora_only_adapter
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codelora.evaluate import evaluate
-    from codelora.export import export
-    from codelora.train import train
+    from codelora.evaluation.evaluate import evaluate
+    from codelora.publish.export import export
+    from codelora.training.sft import train
 
     vocab = len(AutoTokenizer.from_pretrained(str(llama3_folder)))
     cfg = load_config(

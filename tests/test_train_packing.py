@@ -10,7 +10,7 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.train import check_packing, packing_losses, train
+from codelora.training.sft import check_packing, packing_losses, train
 
 
 def _examples(vocab: int, lengths=(40, 23, 57)) -> list[dict]:
@@ -24,7 +24,7 @@ def _examples(vocab: int, lengths=(40, 23, 57)) -> list[dict]:
 
 @pytest.fixture(scope="module", params=["tiny-random:qwen2", "tiny-random:llama"])
 def tiny(request):
-    from codelora.models import load_model
+    from codelora.model.sources import load_model
 
     model, tok = load_model(request.param, dtype="fp32", device="cpu", attn_implementation="sdpa")
     model.config.use_cache = False  # as in training

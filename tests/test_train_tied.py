@@ -13,7 +13,7 @@ SOURCE = "tiny-random:qwen2"
 
 
 def test_train_refuses_lm_head_on_a_tied_model_before_anything(tmp_path):
-    from codelora.train import train
+    from codelora.training.sft import train
 
     cfg = load_config(
         "demo",
@@ -37,7 +37,7 @@ def _adapter(tmp_path, targets: list[str]) -> str:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from codelora.models import load_model
+    from codelora.model.sources import load_model
 
     base, _ = load_model(SOURCE, dtype="fp32", device="cpu")
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=targets))
@@ -60,8 +60,8 @@ def _logits(model, ids):
 
 @pytest.mark.parametrize("targets", [["q_proj", "lm_head"], ["q_proj", "v_proj"]], ids=["tied", "untied"])
 def test_the_model_evaluate_generates_with_is_base_plus_adapter(tmp_path, targets, capsys):
-    from codelora.chat import load_with_adapter, prompt_ids
-    from codelora.evaluate import ModelSpec, _hf_load
+    from codelora.evaluation.evaluate import ModelSpec, _hf_load
+    from codelora.model.chat import load_with_adapter, prompt_ids
 
     adapter = _adapter(tmp_path, targets)
     cfg = load_config("demo", [f"model.source={SOURCE}", "model.dtype=fp32", "model.device=cpu"])

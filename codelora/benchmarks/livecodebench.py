@@ -16,12 +16,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codelora import runs
 from codelora.benchmarks import register
 from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet, Sample
+from codelora.benchmarks.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 from codelora.errors import UserError
 from codelora.files import jsonl_lines
-from codelora.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
+from codelora.run import layout as runs
 from codelora.sandbox.grading import (
     COMPILE_ERROR,
     IMPORT_HEADER,
@@ -426,7 +426,7 @@ def load_problem_rows(problems: Path | None = None, release: str = DEFAULT_RELEA
 
 class LiveCodeBench(Benchmark):
     """LiveCodeBench code_generation_lite: stdin programs and LeetCode-style methods, graded under a protocol
-    (codelora.protocol: LiveCodeBench's own rules, or the course's)."""
+    (codelora.benchmarks.protocol: LiveCodeBench's own rules, or the course's)."""
 
     name = "livecodebench"
     title = "LiveCodeBench"

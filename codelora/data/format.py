@@ -1,6 +1,6 @@
 """Training examples: prompt + completion ids with the loss only on the completion, and their collation.
 
-The prompt, the completion boundary and the end-of-turn token come from codelora.chat (the one module that owns
+The prompt, the completion boundary and the end-of-turn token come from codelora.model.chat (the one module that owns
 the chat); here they become input_ids / labels (-100 on the prompt) / attention_mask and batches.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codelora.chat import encode_prompt_completion
+from codelora.model.chat import encode_prompt_completion
 
 __all__ = [
     "IGNORE_INDEX",
@@ -77,7 +77,7 @@ def collate_packed(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
 
     Without a 2D mask, transformers derives the example boundaries from position_ids (a block-diagonal causal
     mask for SDPA/eager, varlen kernels for flash-attention), so examples do not attend to each other; whether
-    that holds for a given attention implementation is checked at the start of training (codelora.train).
+    that holds for a given attention implementation is checked at the start of training (codelora.training.sft).
     The first label of every example is -100, so no example's last token learns to predict the next one's start.
     transformers' DataCollatorWithFlattening does exactly this.
     """

@@ -4,12 +4,12 @@ Layout (see the team contract): outputs/<run>/eval/<benchmark>/<model>/{generati
 results.jsonl, summary.json}. Every model of one evaluation gets the same prompts (the run's system prompt
 and the model's chat template, exactly as in training) and the same decoding settings.
 
-The benchmark (codelora.benchmarks) gives the problems and the user message of each; codelora.chat renders it
+The benchmark (codelora.benchmarks) gives the problems and the user message of each; codelora.model.chat renders it
 with the system prompt and chat template. Generations are appended to generations.jsonl (flushed and fsynced) as
 each batch finishes, keyed by (model fingerprint, task_id, sample_index, decoding settings, prompt hash): a rerun
 after a crash or Ctrl-C generates only what is missing, and a finished evaluation reruns without loading the model.
-The code extracted from each answer is graded in memory (`codelora.score.grade_samples`); results.jsonl, the
-samples file (for `codelora score`) and summary.json are then written once (codelora.runs.write_results).
+The code extracted from each answer is graded in memory (`codelora.evaluation.score.grade_samples`); results.jsonl, the
+samples file (for `codelora score`) and summary.json are then written once (codelora.run.layout.write_results).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codelora import benchmarks, runs
+from codelora import benchmarks
 from codelora.benchmarks.base import Benchmark, EvalContext, Problem, ProblemSet
+from codelora.benchmarks.protocol import Protocol
 from codelora.config import EvalOptions
 from codelora.errors import UserError
 from codelora.files import require_writable, sha256_file
-from codelora.generate import Generation, Sampling
-from codelora.protocol import Protocol
+from codelora.generation.generate import Generation, Sampling
+from codelora.run import layout as runs
 
 BACKENDS = ("hf", "vllm", "llamacpp")
 VLLM_MODES = ("merge", "lora")
@@ -105,10 +106,10 @@ def _fingerprint(spec: ModelSpec) -> dict:
 
 
 def _hf_load(spec: ModelSpec, cfg):
-    from codelora.chat import inference_model, load_with_adapter
+    from codelora.model.chat import inference_model, load_with_adapter
 
     model, tokenizer = load_with_adapter(spec.source, spec.adapter, cfg)
-    # Merging the adapter removes its extra matmuls from every decoding step; codelora.chat merges only where
+    # Merging the adapter removes its extra matmuls from every decoding step; codelora.model.chat merges only where
     # the merged model reproduces base + adapter (checked on a prompt's logits) and says so otherwise.
     model, note = inference_model(model, tokenizer, cfg.data.system_prompt)
     if note:
@@ -190,7 +191,7 @@ class _VllmBackend:
     def _merged(self, spec: ModelSpec, work: Path) -> str:
         import torch
 
-        from codelora.chat import inference_model, load_with_adapter
+        from codelora.model.chat import inference_model, load_with_adapter
 
         # named by the adapter's hash: a retrained checkpoint never reuses a stale merged copy
         target = work / f"merged-{(_fingerprint(spec)['adapter_sha256'] or 'none')[:12]}"
@@ -211,7 +212,7 @@ class _VllmBackend:
     def generate(self, spec: ModelSpec, work: Path, prompts, sampling: Sampling, seeds, stops, on_batch):
         from vllm import SamplingParams
 
-        from codelora.models import model_path
+        from codelora.model.sources import model_path
 
         lora_request = None
         if spec.adapter and self.mode == "merge":
@@ -340,15 +341,15 @@ def _evaluate_one(
     backend=None,
 ) -> dict:
     """Generate (or reuse) every answer of one model, extract the code, grade it in memory; write the samples file,
-    results.jsonl and summary.json (codelora.runs.write_results); return the summary.
+    results.jsonl and summary.json (codelora.run.layout.write_results); return the summary.
 
-    backend: None (transformers, batched here), or a backend object (_VllmBackend, codelora.llamacpp's) with `name`,
+    backend: None (transformers, batched here), or a backend object (_VllmBackend, codelora.generation.backends.llamacpp's) with `name`,
     `fingerprint()` (what besides the adapter made its answers, or None) and `generate(...)`."""
     from codelora.benchmarks.base import Sample
-    from codelora.chat import prompt_ids, render_prompt, stop_token_ids
-    from codelora.extract import extract
-    from codelora.models import load_tokenizer
-    from codelora.score import grade_samples
+    from codelora.evaluation.score import grade_samples
+    from codelora.generation.extract import extract
+    from codelora.model.chat import prompt_ids, render_prompt, stop_token_ids
+    from codelora.model.sources import load_tokenizer
 
     bench, protocol, problems, sampling, n, opts = (
         ev.bench,
@@ -453,7 +454,7 @@ def _evaluate_one(
                 t0 = time.monotonic()
                 gens = backend.generate(spec, out, ids, sampling, seeds, stop_token_ids(tokenizer), save)
             else:
-                from codelora.generate import generate_batch
+                from codelora.generation.generate import generate_batch
 
                 model, tok = _hf_load(spec, cfg)
                 t0 = time.monotonic()
@@ -553,7 +554,7 @@ def _backend(cfg, opts: EvalOptions, adapters: list[str], source: str):
         flag = "--gguf" if opts.gguf else "--threads"
         raise UserError(f"{flag} is a llamacpp backend option; add --backend llamacpp (backend: {backend})")
     if backend == "llamacpp":
-        from codelora.llamacpp import LlamaCppBackend
+        from codelora.generation.backends.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(cfg, source, opts.gguf or cfg.eval.gguf, opts.threads or cfg.eval.threads)
     if backend == "vllm":
@@ -629,7 +630,7 @@ def evaluate_model(
     """
     opts = dataclasses.replace(opts or EvalOptions(), **options)
     from codelora.config import load_config
-    from codelora.models import parse_source
+    from codelora.model.sources import parse_source
 
     bench = benchmarks.get(benchmark)
     cfg = load_config(config, opts.overrides)

@@ -26,12 +26,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import codelora.runs as rf
+import codelora.run.layout as rf
 from codelora import benchmarks
 from codelora.config import CompareArgs
 from codelora.errors import UserError
-from codelora.runs import SELECTION_VERSION, losses_at, read_metrics, require_run
-from codelora.stats import bootstrap_interval, mcnemar_exact, wilson_interval
+from codelora.run.layout import SELECTION_VERSION, losses_at, read_metrics, require_run
+from codelora.selection.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 ALPHA = 0.05
 MAX_EXAMPLES = 5
@@ -418,7 +418,7 @@ def matching_options(existing: dict | None) -> dict:
 
 
 def _evaluate_missing(run_dir: Path, benchmark: str, names: list[str], options: dict) -> None:
-    from codelora.evaluate import evaluate  # imported here: compare --no-evaluate never needs it
+    from codelora.evaluation.evaluate import evaluate  # imported here: compare --no-evaluate never needs it
 
     print(f"evaluating {', '.join(names)} on {benchmark} (not evaluated yet)", file=sys.stderr)
     evaluate(run_dir, benchmark, models=names, **options)

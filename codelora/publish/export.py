@@ -37,11 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codelora import runs
 from codelora.errors import UserError
 from codelora.files import is_disk_full, read_json, require_writable
-from codelora.model_card import EMBEDDED_HUB_IDS, hub_base_id
-from codelora.runs import require_run
+from codelora.publish.model_card import EMBEDDED_HUB_IDS, hub_base_id
+from codelora.run import layout as runs
+from codelora.run.layout import require_run
 
 __all__ = [
     "ExportError",
@@ -143,7 +143,7 @@ def _identity(name: str | None) -> str:
 
 def check_base_model(adapter_dir: Path, source: str, meta: dict[str, Any], run_dir: Path) -> None:
     """The adapter must have been trained on the run's base model: one line naming both otherwise."""
-    from codelora.models import parse_source
+    from codelora.model.sources import parse_source
 
     cfg_path = adapter_dir / "adapter_config.json"
     adapter_base = read_json(cfg_path).get("base_model_name_or_path")
@@ -203,10 +203,10 @@ def _human(n: float) -> str:
 
 
 def _load_base(cfg, dtype: str, device: str):
-    """The run's base model and tokenizer exactly as training set them up (codelora.chat's pad token rule; the
+    """The run's base model and tokenizer exactly as training set them up (codelora.model.chat's pad token rule; the
     vocabulary and embeddings are never changed)."""
-    from codelora.chat import set_pad_token
-    from codelora.models import load_model
+    from codelora.model.chat import set_pad_token
+    from codelora.model.sources import load_model
 
     model, tokenizer = load_model(
         cfg.model.source,
@@ -240,8 +240,8 @@ def _save_model(model, folder: Path, max_shard_size: str) -> None:
 
 
 def verify_prompt_ids(tokenizer, system_prompt: str) -> list[list[int]]:
-    """The verify prompts as every stage builds them (codelora.chat), with the run's system prompt."""
-    from codelora.chat import prompt_ids
+    """The verify prompts as every stage builds them (codelora.model.chat), with the run's system prompt."""
+    from codelora.model.chat import prompt_ids
 
     return [prompt_ids(tokenizer, system_prompt, text) for text in VERIFY_PROMPTS]
 
@@ -310,9 +310,9 @@ def _compare(model, refs: list[dict[str, Any]], dtype: str, label: str) -> dict[
 
 def _generation_config(model, tokenizer, cfg) -> None:
     """Make config.json and generation_config.json agree with the tokenizer: the same pad token, and generation
-    stops at the end of a turn (codelora.chat's stop tokens: end-of-turn and eos); decode as the run's
+    stops at the end of a turn (codelora.model.chat's stop tokens: end-of-turn and eos); decode as the run's
     evaluation did (greedy, or its temperature/top_p)."""
-    from codelora.chat import stop_token_ids
+    from codelora.model.chat import stop_token_ids
 
     stops = stop_token_ids(tokenizer)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -509,7 +509,7 @@ def _export_adapter(cfg, ck: dict[str, Any], tmp: Path, verify_tokens: int) -> d
 def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_size: str, n_tokens: int):
     from transformers import AutoModelForCausalLM
 
-    from codelora.models import pick_device, pick_dtype
+    from codelora.model.sources import pick_device, pick_dtype
 
     device = pick_device(cfg.model.device)
     t0 = time.time()
@@ -595,7 +595,7 @@ def _fail_if_diverged(result: dict[str, Any], what: str, dtype: str) -> None:
 
 
 def _write_card_and_extras(run_dir: Path, cfg, ck: dict[str, Any], tmp: Path, meta: dict[str, Any]) -> None:
-    from codelora.model_card import build_card
+    from codelora.publish.model_card import build_card
 
     plots = []
     for name in ("loss.png", "lr.png"):
@@ -607,11 +607,11 @@ def _write_card_and_extras(run_dir: Path, cfg, ck: dict[str, Any], tmp: Path, me
 
 
 def prompt_example(folder: Path, cfg) -> str:
-    """The chat-formatted training prompt (codelora.chat), rendered by the tokenizer saved in the export (proves
+    """The chat-formatted training prompt (codelora.model.chat), rendered by the tokenizer saved in the export (proves
     it has a template)."""
     from transformers import AutoTokenizer
 
-    from codelora.chat import render_prompt
+    from codelora.model.chat import render_prompt
 
     tok = AutoTokenizer.from_pretrained(str(folder))
     if not getattr(tok, "chat_template", None):

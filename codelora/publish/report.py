@@ -21,10 +21,9 @@ from typing import Any
 import yaml
 
 from codelora import benchmarks
-from codelora.compare import TABLE_HEAD, compare_run, fmt, generator_label, protocol_label, table_cells
 from codelora.errors import UserError
 from codelora.files import read_json
-from codelora.runs import (
+from codelora.run.layout import (
     evaluated,
     load_run_config,
     read_metrics,
@@ -35,6 +34,7 @@ from codelora.runs import (
     update_text,
 )
 from codelora.safetext import markdown_code_block, terminal_safe
+from codelora.selection.compare import TABLE_HEAD, compare_run, fmt, generator_label, protocol_label, table_cells
 
 SECTIONS = [
     ("config", "Configuration"),

@@ -14,19 +14,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from codelora.chat import encode_prompt_completion
 from codelora.config import RunConfig
 from codelora.data.format import fit_example
 from codelora.data.load import load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, require_writable
-from codelora.runs import dataset_sha256, has_training, portable_config, save_run_config
+from codelora.model.chat import encode_prompt_completion
+from codelora.run.layout import dataset_sha256, has_training, portable_config, save_run_config
 
 __all__ = ["data_fingerprint", "load_tokenized", "prepare", "prepare_run", "print_report", "split_notes"]
 
 # Bump when the tokenized format written below changes, so older caches are rebuilt rather than reused.
-# 2: the system turn is always sent (codelora.chat), so an empty data.system_prompt is an empty system turn.
+# 2: the system turn is always sent (codelora.model.chat), so an empty data.system_prompt is an empty system turn.
 FORMAT_VERSION = 2
 
 
@@ -54,14 +54,14 @@ def _percentiles(values: list[int]) -> dict[str, int]:
 
 def prepare_run(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """`codelora prepare`: the run folder's config.yaml, then its prepared data with the model's own tokenizer
-    (pad rule from codelora.chat); returns the data report (see `prepare`). `train` takes the same steps itself,
+    (pad rule from codelora.model.chat); returns the data report (see `prepare`). `train` takes the same steps itself,
     with the tokenizer of the model it has loaded.
 
     Raises UserError before anything is written for a run that already has checkpoints (they were trained on its
     data) or a folder that cannot be written, and for bad data (see `prepare`).
     """
-    from codelora.chat import set_pad_token
-    from codelora.models import load_tokenizer
+    from codelora.model.chat import set_pad_token
+    from codelora.model.sources import load_tokenizer
 
     run_dir = Path(run_dir)
     cfg = portable_config(cfg, run_dir)

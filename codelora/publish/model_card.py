@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from codelora import benchmarks, runs
+from codelora import benchmarks
 from codelora.errors import UserError
+from codelora.run import layout as runs
 from codelora.safetext import markdown_code_block
 
 __all__ = ["REPO_PLACEHOLDER", "REQUIRED_KEYS", "build_card", "check_front_matter", "front_matter"]
@@ -153,7 +154,7 @@ EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruc
 
 def hub_base_id(source: str) -> str:
     """The base model's Hub id for metadata (embedded models name the Hub model they were converted from)."""
-    from codelora.models import parse_source
+    from codelora.model.sources import parse_source
 
     src = parse_source(source)
     if src.kind == "embedded":
@@ -226,14 +227,14 @@ def _decoding(summary: dict[str, Any]) -> str:
 
 
 def _generator_note(summary: dict[str, Any]) -> str:
-    """ ", by llamacpp on a quantised GGUF of the base" for answers the llamacpp backend made (codelora.llamacpp):
+    """ ", by llamacpp on a quantised GGUF of the base" for answers the llamacpp backend made (codelora.generation.backends.llamacpp):
     those scores are of the quantised base plus the adapter, not of the published weights in full precision."""
     generator = (summary.get("provenance") or {}).get("generator")
     return f", by {generator.get('backend')} on a quantised GGUF of the base" if isinstance(generator, dict) else ""
 
 
 def _eval_folders(run_dir: Path) -> list[str]:
-    """Folders under eval/ holding a benchmark's results (codelora.runs.evaluated), in the registry's order."""
+    """Folders under eval/ holding a benchmark's results (codelora.run.layout.evaluated), in the registry's order."""
     return [folder.name for _, _, folder in runs.evaluated(run_dir)]
 
 

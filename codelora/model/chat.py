@@ -41,7 +41,7 @@ __all__ = [
 # End-of-turn tokens of the chat formats codelora knows, first found wins: ChatML (Qwen, SmolLM), Llama 3,
 # Phi-3, Gemma. A tokenizer with none of them ends a turn with its eos token.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
-# Relative logit tolerance of the in-memory merge check per dtype (as codelora.export's merge check).
+# Relative logit tolerance of the in-memory merge check per dtype (as codelora.publish.export's merge check).
 MERGE_RTOL = {"float32": 1e-4, "float16": 3e-2, "bfloat16": 1e-1}
 _PROBE = "Read two integers a and b from standard input and print their sum."
 
@@ -209,7 +209,7 @@ def load_with_adapter(source: str, adapter: str | None, cfg: Any):
     """(model, tokenizer): the base model of `source` per cfg.model, with the PEFT adapter folder applied (eval
     mode), and the pad token rule applied to the tokenizer. An adapter that does not fit: one line naming the
     first mismatching tensor."""
-    from codelora.models import load_model
+    from codelora.model.sources import load_model
 
     model, tokenizer = load_model(
         source,

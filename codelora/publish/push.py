@@ -74,7 +74,7 @@ def list_files(export_dir: Path) -> list[tuple[str, int]]:
 
 
 def _check_export(export_dir: Path) -> dict[str, Any]:
-    from codelora.model_card import check_front_matter, front_matter
+    from codelora.publish.model_card import check_front_matter, front_matter
 
     if not export_dir.is_dir():
         raise UserError(f"--export {export_dir}: no such folder (write one with `codelora export`)")
@@ -97,7 +97,7 @@ def _check_export(export_dir: Path) -> dict[str, Any]:
 
 def push(export_dir: str | Path, repo: str, private: bool = False, dry_run: bool = False) -> dict[str, Any]:
     """Upload export_dir to the Hub model repo `repo` (created if needed) in one commit, or describe it (dry run)."""
-    from codelora.model_card import REPO_PLACEHOLDER
+    from codelora.publish.model_card import REPO_PLACEHOLDER
 
     export_dir = Path(export_dir).expanduser()
     if not _REPO_RE.match(repo or "") or len(repo) > 96:
@@ -179,7 +179,7 @@ def _explain(e: BaseException, repo: str) -> str:
 def _upload(export_dir: Path, repo: str, private: bool, files: list[tuple[str, int]], token: str) -> dict[str, Any]:
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from codelora.model_card import REPO_PLACEHOLDER
+    from codelora.publish.model_card import REPO_PLACEHOLDER
 
     api = HfApi(token=token)
     try:

@@ -1,5 +1,5 @@
 """The Hugging Face Trainer as codelora trains with it: the Trainer subclass, its sampler, the run callback and the
-metrics log. codelora.train sets them up and runs them; this module holds what happens at each step.
+metrics log. codelora.training.sft sets them up and runs them; this module holds what happens at each step.
 
 - `CodeloraTrainer`: counts real tokens, draws length-grouped batches from (seed, epoch), evaluates on padded
   batches, may resume with a fresh optimizer, and turns a disk full during a checkpoint save into one line.
@@ -7,8 +7,8 @@ metrics log. codelora.train sets them up and runs them; this module holds what h
 - `RunCallback`: writes logs/metrics.{jsonl,csv} and the plots through `MetricsLog`, marks each checkpoint complete
   with meta.json, stops on a NaN loss, and stops at a step boundary (saving a checkpoint) on a signal.
 
-transformers is imported at the top: codelora.train imports this module only once a run starts, so that
-`import codelora.train` and `codelora --help` stay light.
+transformers is imported at the top: codelora.training.sft imports this module only once a run starts, so that
+`import codelora.training.sft` and `codelora --help` stay light.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from codelora.config import RunConfig
 from codelora.errors import TrainingError
 from codelora.files import DISK_FULL_ERRNOS, atomic_write_text
-from codelora.runs import complete_checkpoints, git_commit
+from codelora.run.layout import complete_checkpoints, git_commit
 
 __all__ = [
     "DISK_FULL_ERRNOS",

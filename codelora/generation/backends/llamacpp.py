@@ -17,7 +17,7 @@ they are not the HF backend's answers: every answer and result records the backe
   adapter trained on the HF model is in the un-permuted order. Per-module scales PEFT applies that llama.cpp does
   not (rsLoRA, `alpha_pattern`) are folded into lora_B. Adapters llama.cpp cannot apply are refused with one line.
   The converted file is cached under `<cache>/llamacpp-lora/`, named by the sha256 of everything it depends on.
-* **generation** (`LlamaCppBackend.generate`): the prompt token ids codelora.chat builds (ids, not text), one
+* **generation** (`LlamaCppBackend.generate`): the prompt token ids codelora.model.chat builds (ids, not text), one
   prompt at a time, the same stop tokens and new-token cap; greedy is the argmax of the logits, sampling is the HF
   backend's rule (temperature, then top-p keeping the token that crosses it) with a numpy generator seeded per
   sample (same seeds as the HF backend; a different random stream, so sampled answers differ from HF's).
@@ -103,7 +103,7 @@ def _arch(config, what: str) -> tuple[str, bool]:
 def base_gguf(source: str, gguf: str | None) -> Path:
     """The GGUF file of `source`'s base weights: `gguf` (eval.gguf / --gguf) when given, else the embedded model's
     own GGUF. UserError for a missing file, or an HF or tiny-random base without one."""
-    from codelora.models import embedded_gguf, parse_source
+    from codelora.model.sources import embedded_gguf, parse_source
 
     if gguf:
         path = Path(gguf).expanduser()
@@ -141,8 +141,8 @@ def check_base_gguf(path: Path, source: str, revision: str | None, tokenizer, sy
     by llama.cpp itself (vocabulary only, no weights)."""
     from llama_cpp import Llama
 
-    from codelora.chat import render_prompt
-    from codelora.models import model_config
+    from codelora.model.chat import render_prompt
+    from codelora.model.sources import model_config
 
     config = model_config(source, revision)
     arch, _ = _arch(config, source)
@@ -315,8 +315,8 @@ def cached_adapter(adapter: str | Path, config) -> Path:
     """The GGUF conversion of `adapter` for `config`'s base, converted once into codelora's cache
     (`<cache>/llamacpp-lora/<sha256>.gguf`, named by the adapter's weights and config, the base's shape and
     CONVERT_VERSION: a retrained checkpoint never reuses an old conversion)."""
-    from codelora.models import cache_root
-    from codelora.runs import canonical_sha256, weights_sha256
+    from codelora.model.sources import cache_root
+    from codelora.run.layout import canonical_sha256, weights_sha256
 
     adapter = Path(adapter)
     text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -362,13 +362,13 @@ class LlamaCppBackend:
     once (`base_gguf`, `check_base_gguf`); each model then loads it with its converted adapter.
 
     `fingerprint()` is what ties an answer to these weights besides the adapter: the backend and the base GGUF's
-    sha256. `generate` has the signature of the other backends' (codelora.evaluate)."""
+    sha256. `generate` has the signature of the other backends' (codelora.evaluation.evaluate)."""
 
     name = NAME
 
     def __init__(self, cfg, source: str, gguf: str | None = None, threads: int = 0):
         require_llama_cpp()
-        from codelora.models import load_tokenizer, model_config
+        from codelora.model.sources import load_tokenizer, model_config
 
         self.cfg, self.source = cfg, source
         self.gguf = base_gguf(source, gguf)
@@ -403,13 +403,13 @@ class LlamaCppBackend:
 
     def generate(self, spec, work, prompts: list[list[int]], sampling, seeds: list[int], stops: list[int], on_batch):
         """One answer per prompt (token ids), one prompt at a time; `on_batch([(index, Generation)])` after each.
-        Returns the generations in prompt order (codelora.generate.Generation: text decoded by the model's own
+        Returns the generations in prompt order (codelora.generation.generate.Generation: text decoded by the model's own
         tokenizer with special tokens skipped, new tokens counting the stop token)."""
         import numpy as np
         from llama_cpp import llama_get_logits_ith
         from tqdm import tqdm
 
-        from codelora.generate import Generation
+        from codelora.generation.generate import Generation
 
         if not prompts:
             return []

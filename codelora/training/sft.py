@@ -1,9 +1,9 @@
 """`codelora train`: LoRA fine-tuning of a causal LM on a prepared run folder, with metrics, plots and resumable
 checkpoints. `train()` is the recipe, read top to bottom: check where the run starts -> join the processes -> set up
 the model -> set up the data -> add LoRA -> training arguments -> run with signal handling -> save final/. What
-happens at each step (the Trainer subclass, its sampler, the metrics callback) is in codelora.trainer.
+happens at each step (the Trainer subclass, its sampler, the metrics callback) is in codelora.training.trainer.
 
-Run folder layout (run_dir; codelora.runs reads it):
+Run folder layout (run_dir; codelora.run.layout reads it):
   config.yaml, split.json, data_report.json, data/{train,valid,test}.jsonl  (prepare)
   logs/metrics.jsonl, logs/metrics.csv        one row per logging step and per eval step
   plots/loss.png, plots/lr.png                rewritten at every eval
@@ -34,8 +34,8 @@ from typing import Any
 from codelora.config import LoraConfig, RunConfig
 from codelora.errors import TrainingError, UserError
 from codelora.files import atomic_write_text, read_json, require_writable, sha256_file
-from codelora.runs import all_checkpoints, complete_checkpoints, finished_step, portable_config, save_run_config
-from codelora.runs import step_of as _step_of
+from codelora.run.layout import all_checkpoints, complete_checkpoints, finished_step, portable_config, save_run_config
+from codelora.run.layout import step_of as _step_of
 
 __all__ = [
     "RESUME_STATE",
@@ -183,7 +183,7 @@ def check_start(
                 "resuming on other data would not continue the same run"
             )
 
-    from codelora.models import check_target_modules
+    from codelora.model.sources import check_target_modules
 
     require_writable(run_dir, "run folder")
     check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
@@ -200,7 +200,7 @@ def start_processes(cfg: RunConfig, run_dir: Path, start: Start) -> tuple[Any, s
     """
     from accelerate import PartialState
 
-    from codelora.models import pick_device
+    from codelora.model.sources import pick_device
 
     device = pick_device(cfg.model.device)
     dist = PartialState(cpu=device == "cpu")
@@ -221,8 +221,8 @@ def setup_model(cfg: RunConfig, device: str, main_process: bool = True) -> tuple
     the model's context (max_position_embeddings). The pad token is an existing token (the adapter stays LoRA-only);
     main_process prints a note when one had to be picked.
     """
-    from codelora.chat import set_pad_token
-    from codelora.models import load_model
+    from codelora.model.chat import set_pad_token
+    from codelora.model.sources import load_model
 
     m = cfg.model
     model, tokenizer = load_model(
@@ -241,12 +241,12 @@ def setup_data(
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """The tokenized splits: (train rows, {"valid": rows, "test": rows} without the empty ones).
 
-    Each row is {"input_ids": [int], "labels": [int] (-100 where no loss), ...} as codelora.prepare writes it.
+    Each row is {"input_ids": [int], "labels": [int] (-100 where no loss), ...} as codelora.data.prepare writes it.
     Rank 0 prepares run_dir/data (again when it no longer matches cfg: another data config, tokenizer or dataset
     file; prepared data that predates fingerprints is reused on resume) and writes config.yaml; the other ranks
     wait, then all read the same files. Raises UserError when the training split is empty.
     """
-    from codelora.prepare import load_tokenized, prepare
+    from codelora.data.prepare import load_tokenized, prepare
 
     if dist.is_main_process:
         problem = _data_problem(cfg, run_dir)
@@ -354,14 +354,14 @@ def build_trainer(
     start: Start,
     dist: Any,
 ) -> tuple[Any, Any]:
-    """(codelora.trainer.CodeloraTrainer, its RunCallback) for this run, with what a resume restores.
+    """(codelora.training.trainer.CodeloraTrainer, its RunCallback) for this run, with what a resume restores.
 
     Training batches are packed (train.packing) or right-padded with tokenizer's pad token; eval batches are
     always padded. The metrics log keeps the rows up to the resumed step; tokens_seen, elapsed seconds and the
     schedule step continue from the checkpoint's meta.json. Only rank 0 writes the logs.
     """
     from codelora.data.format import collate, collate_packed
-    from codelora.trainer import CodeloraTrainer, MetricsLog, RunCallback
+    from codelora.training.trainer import CodeloraTrainer, MetricsLog, RunCallback
 
     resumed = start.checkpoint is not None
     metrics = MetricsLog(run_dir, keep_up_to_step=start.step if resumed else -1, write=dist.is_main_process)
@@ -400,7 +400,7 @@ def run_with_signal_handling(trainer: Any, callback: Any, checkpoint: Path | Non
     it). A full disk raises TrainingError (one line; the earlier checkpoints are intact).
     """
     from codelora.files import DISK_FULL_ERRNOS
-    from codelora.trainer import disk_full_error
+    from codelora.training.trainer import disk_full_error
 
     old_handlers = {}
     received: list[int] = []
@@ -450,7 +450,7 @@ def save_final(trainer: Any, callback: Any, tokenizer: Any, run_dir: Path, resul
     gathering the adapter is collective); rank 0 writes. A full disk removes final.tmp/ and raises TrainingError.
     """
     from codelora.files import DISK_FULL_ERRNOS
-    from codelora.trainer import disk_full_error
+    from codelora.training.trainer import disk_full_error
 
     main = dist.is_main_process
     final, tmp = run_dir / "final", run_dir / "final.tmp"
@@ -494,8 +494,8 @@ def _data_ready(run_dir: Path) -> bool:
 def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
     """Why the prepared data in run_dir cannot be reused for cfg (None: it can). 'unverified' when it predates
     the fingerprint in data_report.json."""
-    from codelora.prepare import data_fingerprint
-    from codelora.runs import dataset_sha256
+    from codelora.data.prepare import data_fingerprint
+    from codelora.run.layout import dataset_sha256
 
     if not _data_ready(run_dir):
         return "missing"
@@ -574,7 +574,7 @@ def _check_resume_config(cfg: RunConfig, run_dir: Path, resume_from: Path) -> di
 
 def _check_fits(cfg: RunConfig, model: Any) -> None:
     """Refuse a config the model cannot take before any data is prepared or step trained."""
-    from codelora.chat import tied_embedding_modules
+    from codelora.model.chat import tied_embedding_modules
 
     tied = tied_embedding_modules(model)
     wanted = [t for t in cfg.lora.target_modules if t.rsplit(".", 1)[-1] in tied]

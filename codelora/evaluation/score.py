@@ -2,7 +2,7 @@
 
 `grade_samples` grades samples held in memory (what `evaluate` does after generating); `score` is the command: it
 reads a samples file in the benchmark's format (codelora.benchmarks), grades it the same way and writes
-results.jsonl and summary.json (through codelora.runs).
+results.jsonl and summary.json (through codelora.run.layout).
 """
 
 from __future__ import annotations
@@ -178,8 +178,9 @@ def score(
     out is refused unless allow_partial (then the missing ids are recorded as `missing_problems`). Raises UserError
     for unreadable samples or problems and when no sample is valid.
     """
-    from codelora import benchmarks, runs
+    from codelora import benchmarks
     from codelora.config import ScoreArgs
+    from codelora.run import layout as runs
 
     ScoreArgs(  # validation only: one line naming the bad value
         benchmark=benchmark,

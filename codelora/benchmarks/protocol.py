@@ -34,7 +34,7 @@ class Protocol:
     the statement) or "raw" (the statement alone). max_new_tokens: generation budget in tokens, or None for
     the config's `eval.max_new_tokens` (1024 in the seed presets). greedy: True forces greedy decoding, None
     leaves it to the config and flags. extraction: "program" (codelora's rule: prefer the block that is the
-    program, see codelora.extract) or "first_python" (the first ```python block; an answer with no fence at
+    program, see codelora.generation.extract) or "first_python" (the first ```python block; an answer with no fence at
     all is taken whole). tests: "public+private" or "public". comparison: "decimal" (per line: exact, else
     every whitespace token equal as Decimal) or "exact" (after stripping the output and each line).
     timeout: seconds per test. memory_mb: address-space limit per program in MiB. import_header: whether

@@ -6,14 +6,14 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from codelora.chat import load_with_adapter, prompt_ids, stop_token_ids
 from codelora.config import RunConfig
 from codelora.errors import UserError
-from codelora.extract import extract_code
+from codelora.generation.extract import extract_code
+from codelora.model.chat import load_with_adapter, prompt_ids, stop_token_ids
 
 
 def generate_answer(model, tokenizer, system_prompt: str, problem: str, cfg: RunConfig, stream: bool = False) -> str:
-    """One chat answer to the prompt codelora.chat builds (as training saw it), stopping at the end of the turn;
+    """One chat answer to the prompt codelora.model.chat builds (as training saw it), stopping at the end of the turn;
     greedy or seeded sampling per cfg.eval."""
     import torch
     from transformers import TextStreamer
