@@ -143,8 +143,8 @@ class EvalConfig:
     """Greedy decoding for pass@1 (temperature/top_p then unused)."""
     batch_size: int = 8
     """Prompts generated together."""
-    backend: Literal["hf", "vllm", "llamacpp"] = "hf"
-    """Generation backend of `codelora evaluate`: `hf` (transformers, batched), `vllm` (GPU, optional extra) or `llamacpp` (llama.cpp on a GGUF of the base: faster on CPU, quantised weights; see docs/evaluation.md)."""
+    backend: str = "hf"
+    """Generation backend of `codelora evaluate`: `hf` (transformers, batched), `vllm` (GPU, optional extra) or `llamacpp` (llama.cpp on a GGUF of the base: faster on CPU, quantised weights; see docs/evaluation.md); any other module of codelora/generation/backends/ adds its name."""
     gguf: str | None = None
     """llamacpp backend: GGUF file of the base model (default: the embedded model's own GGUF; an HF model needs one)."""
     threads: int = 0
@@ -313,6 +313,13 @@ def _coerce(value: Any, typ: Any, origin: str, key: str) -> Any:
     raise TypeError(f"unsupported config type {typ} for {key}")  # a bug in this file, not user input
 
 
+def backend_names() -> tuple[str, ...]:
+    """The generation backends' names (`eval.backend`, `--backend`): every module of codelora/generation/backends/."""
+    from codelora.generation import backends  # here, not at the top: the backends' modules import this one
+
+    return backends.names()
+
+
 def validate(cfg: RunConfig, origin: str = "config") -> None:
     """Reject impossible values, naming the key."""
 
@@ -348,6 +355,8 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     need(e.batch_size > 0, "eval.batch_size", f"must be > 0, got {e.batch_size}")
     need(e.threads >= 0, "eval.threads", f"must be >= 0 (0: every CPU), got {e.threads}")
     need(0 <= cfg.tests.candidates <= 1000, "tests.candidates", f"must be in [0, 1000], got {cfg.tests.candidates}")
+    if e.backend not in backend_names():
+        raise UserError(f"{origin}: eval.backend={e.backend!r} is not valid; choices: {', '.join(backend_names())}")
     need(bool(cfg.model.source), "model.source", "must not be empty")
     need(
         DEVICE_PATTERN.fullmatch(cfg.model.device) is not None,
@@ -427,6 +436,8 @@ class GenerateArgs(ConfigArgs):
 
 # A --benchmark flag: its choices are the registry's (codelora.benchmarks.names), read when the parser is built.
 BENCHMARK_FLAG = {"choices": benchmarks.names}
+# A --backend flag: the generation backends' registry (codelora.generation.backends.names), likewise.
+BACKEND_FLAG = {"choices": lambda: backend_names()}
 ProtocolName = Literal["livecodebench", "course"]  # codelora.benchmarks.protocol.PROTOCOLS (a test keeps them equal)
 
 
@@ -449,7 +460,7 @@ class EvalOptions:
     max_new_tokens: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     seed: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     batch_size: int | None = field(default=None, metadata={"doc_from": EvalConfig})
-    backend: Literal["hf", "vllm", "llamacpp"] | None = field(default=None, metadata={"doc_from": EvalConfig})
+    backend: str | None = field(default=None, metadata={"doc_from": EvalConfig, **BACKEND_FLAG})
     gguf: str | None = field(default=None, metadata={"doc_from": EvalConfig})
     threads: int | None = field(default=None, metadata={"doc_from": EvalConfig})
     vllm_mode: Literal["merge", "lora"] | None = field(default=None, metadata={"doc_from": EvalConfig})

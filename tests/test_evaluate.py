@@ -167,7 +167,7 @@ def test_rerun_reuses_everything_without_loading_a_model(run, heldout, monkeypat
     def no_load(*a, **k):
         raise AssertionError("model loaded although every generation exists")
 
-    monkeypatch.setattr(E, "_hf_load", no_load)
+    monkeypatch.setattr("codelora.generation.backends.hf.load_model", no_load)
     folder = run / "eval" / "heldout"
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
     again = E.evaluate(run, "heldout", ["base", "final"], **FAST)
@@ -232,7 +232,7 @@ def test_identical_weights_reuse_another_models_answers(run, heldout, monkeypatc
     def no_load(*a, **k):
         raise AssertionError("model loaded although final already answered with the same weights")
 
-    monkeypatch.setattr(E, "_hf_load", no_load)
+    monkeypatch.setattr("codelora.generation.backends.hf.load_model", no_load)
     s = E.evaluate(run, "heldout", ["checkpoint-2"], **FAST)["checkpoint-2"]
     assert s["generation"]["generated"] == 0 and s["generation"]["reused"] == heldout["final"]["samples"]
     mine = runs.read_answers(run / "eval" / "heldout" / "checkpoint-2", s)

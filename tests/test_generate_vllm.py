@@ -11,7 +11,7 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.evaluation.evaluate import VLLM_MAX_LORA_RANKS, vllm_max_lora_rank
+from codelora.generation.backends.vllm import VLLM_MAX_LORA_RANKS, vllm_max_lora_rank
 
 
 def test_smallest_accepted_rank_covering_every_adapter():

@@ -527,7 +527,9 @@ def test_evaluate_records_the_extraction(tmp_path, monkeypatch):
         return gens
 
     monkeypatch.setattr(G, "generate_batch", canned)
-    monkeypatch.setattr(E, "_hf_load", lambda spec, cfg: (None, None))  # the canned answers need no weights
+    monkeypatch.setattr(
+        "codelora.generation.backends.hf.load_model", lambda spec, cfg: (None, None)
+    )  # the canned answers need no weights
     s = E.evaluate_model("tiny-random:qwen2", "humaneval", tmp_path / "he", limit=1, max_new_tokens=4, workers=1)
     rec = json.loads((tmp_path / "he" / "generations.jsonl").read_text().splitlines()[0])
     assert rec["extraction"] == {

@@ -84,7 +84,9 @@ def stand_in(monkeypatch):
         return gens
 
     monkeypatch.setattr(G, "generate_batch", generate_batch)
-    monkeypatch.setattr(E, "_hf_load", lambda spec, cfg: (None, load_tokenizer(spec.source)))
+    monkeypatch.setattr(
+        "codelora.generation.backends.hf.load_model", lambda spec, cfg: (None, load_tokenizer(spec.source))
+    )
     return seen
 
 

@@ -60,7 +60,8 @@ def _logits(model, ids):
 
 @pytest.mark.parametrize("targets", [["q_proj", "lm_head"], ["q_proj", "v_proj"]], ids=["tied", "untied"])
 def test_the_model_evaluate_generates_with_is_base_plus_adapter(tmp_path, targets, capsys):
-    from codelora.evaluation.evaluate import ModelSpec, _hf_load
+    from codelora.generation.backends import ModelSpec
+    from codelora.generation.backends.hf import load_model
     from codelora.model.chat import load_with_adapter, prompt_ids
 
     adapter = _adapter(tmp_path, targets)
@@ -69,7 +70,7 @@ def test_the_model_evaluate_generates_with_is_base_plus_adapter(tmp_path, target
     ids = prompt_ids(tok, cfg.data.system_prompt, "Print the sum of two integers.")
     want = _logits(reference, ids)
 
-    model, _ = _hf_load(ModelSpec("checkpoint-1", SOURCE, adapter, 1), cfg)
+    model, _ = load_model(ModelSpec("checkpoint-1", SOURCE, adapter, 1), cfg)
     got = _logits(model, ids)
     assert float((got - want).abs().max()) <= 1e-4 * max(1.0, float(want.abs().max()))
     merged = not hasattr(model, "peft_config")

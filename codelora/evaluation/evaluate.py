@@ -14,13 +14,9 @@ samples file (for `codelora score`) and summary.json are then written once (code
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import gc
 import hashlib
 import json
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -33,22 +29,10 @@ from codelora.benchmarks.protocol import Protocol
 from codelora.config import EvalOptions
 from codelora.errors import UserError
 from codelora.files import require_writable, sha256_file
+from codelora.generation import backends
+from codelora.generation.backends import Backend, ModelSpec
 from codelora.generation.generate import Generation, Sampling
 from codelora.run import layout as runs
-
-BACKENDS = ("hf", "vllm", "llamacpp")
-VLLM_MODES = ("merge", "lora")
-
-
-@dataclass
-class ModelSpec:
-    """One model to evaluate: its name in the run (base, checkpoint-N, final), base source, adapter folder, step."""
-
-    name: str
-    source: str
-    adapter: str | None
-    step: int
-
 
 # ---------------------------------------------------------------- models of a run
 
@@ -103,169 +87,6 @@ def _fingerprint(spec: ModelSpec) -> dict:
 
 
 # ---------------------------------------------------------------- backends
-
-
-def _hf_load(spec: ModelSpec, cfg):
-    from codelora.model.chat import inference_model, load_with_adapter
-
-    model, tokenizer = load_with_adapter(spec.source, spec.adapter, cfg)
-    # Merging the adapter removes its extra matmuls from every decoding step; codelora.model.chat merges only where
-    # the merged model reproduces base + adapter (checked on a prompt's logits) and says so otherwise.
-    model, note = inference_model(model, tokenizer, cfg.data.system_prompt)
-    if note:
-        print(f"{spec.name}: {note}", file=sys.stderr)
-    return model, tokenizer
-
-
-# The max_lora_rank values vLLM accepts (vllm/config/lora.py `MaxLoRARanks`; releases before 0.10 allowed
-# 8..256 or 8..512 of these). Used when the installed vLLM does not expose its own set.
-VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
-
-def adapter_rank(adapter: str | Path) -> int:
-    """Largest LoRA rank of a PEFT adapter folder: `r`, or a larger one in its `rank_pattern`."""
-    from codelora.files import read_json
-
-    acfg = read_json(Path(adapter) / "adapter_config.json")
-    return max([int(acfg.get("r") or 8), *(int(v) for v in (acfg.get("rank_pattern") or {}).values())])
-
-
-def vllm_max_lora_rank(ranks: list[int], allowed: tuple[int, ...] | None = None) -> int:
-    """The smallest max_lora_rank vLLM accepts that covers every rank in `ranks` (an evaluation's adapters), so
-    one engine serves them all. `allowed`: vLLM's set (default: the installed vLLM's, else VLLM_MAX_LORA_RANKS).
-    UserError when an adapter is above vLLM's largest."""
-    if allowed is None:
-        try:
-            import typing
-
-            from vllm.config.lora import MaxLoRARanks
-
-            allowed = typing.get_args(MaxLoRARanks) or VLLM_MAX_LORA_RANKS
-        except Exception:  # noqa: BLE001 - not installed, or a release without that name
-            allowed = VLLM_MAX_LORA_RANKS
-    need = max(ranks, default=1)
-    fits = [a for a in sorted(allowed) if a >= need]
-    if not fits:
-        raise UserError(
-            f"a LoRA adapter of rank {need} is above vLLM's largest max_lora_rank ({max(allowed)}); "
-            "use --vllm-mode merge or --backend hf"
-        )
-    return fits[0]
-
-
-class _VllmBackend:
-    """vLLM generation (GPU machines; optional extra). UNVERIFIED in this project's CI: no GPU or vLLM here.
-
-    mode `merge`: the adapter is merged into the base (in fp32, then saved) and served as a plain model -
-    fastest for one adapter (unmerged LoRA serving costs up to ~50% throughput, vllm #10062).
-    mode `lora`: one engine on the base model serves every adapter as a LoRA request - no merged copy
-    per checkpoint, so it is the faster choice when many checkpoints of a large model are compared. Its
-    max_lora_rank covers every adapter of the evaluation (`adapters`), fixed before the engine is built.
-    """
-
-    name = "vllm"
-
-    def __init__(self, cfg, mode: str = "merge", adapters: list[str] = ()):
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise UserError("the vllm backend needs vLLM: pip install codelora[vllm] (GPU machines)") from None
-        self.cfg, self.mode = cfg, mode
-        self.engine = None
-        self.engine_for: str | None = None
-        self.lora_ids: dict[str, int] = {}
-        self.max_lora_rank = vllm_max_lora_rank([adapter_rank(a) for a in adapters]) if adapters else None
-
-    def _engine(self, path: str, enable_lora: bool):
-        from vllm import LLM
-
-        if self.engine_for != path:
-            self.close()
-            kwargs: dict = {"model": path, "seed": self.cfg.eval.seed, "dtype": "auto"}
-            if enable_lora:
-                kwargs.update(enable_lora=True, max_lora_rank=self.max_lora_rank or 16, max_loras=1)
-            self.engine = LLM(**kwargs)
-            self.engine_for = path
-        return self.engine
-
-    def _merged(self, spec: ModelSpec, work: Path) -> str:
-        import torch
-
-        from codelora.model.chat import inference_model, load_with_adapter
-
-        # named by the adapter's hash: a retrained checkpoint never reuses a stale merged copy
-        target = work / f"merged-{(_fingerprint(spec)['adapter_sha256'] or 'none')[:12]}"
-        if not (target / "config.json").is_file():
-            cpu_cfg = copy.deepcopy(self.cfg)
-            cpu_cfg.model.device, cpu_cfg.model.dtype = "cpu", "fp32"  # merge in fp32, then cast (peft #1388)
-            model, tok = load_with_adapter(spec.source, spec.adapter, cpu_cfg)
-            model, _ = inference_model(model, tok, self.cfg.data.system_prompt, require_merge=True)
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.to(torch.bfloat16).save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            os.replace(tmp, target)
-            del model
-            gc.collect()
-        return str(target)
-
-    def generate(self, spec: ModelSpec, work: Path, prompts, sampling: Sampling, seeds, stops, on_batch):
-        from vllm import SamplingParams
-
-        from codelora.model.sources import model_path
-
-        lora_request = None
-        if spec.adapter and self.mode == "merge":
-            llm = self._engine(self._merged(spec, work), False)
-        else:
-            llm = self._engine(model_path(spec.source), self.mode == "lora")
-            if spec.adapter:
-                from vllm.lora.request import LoRARequest
-
-                lid = self.lora_ids.setdefault(spec.adapter, len(self.lora_ids) + 1)
-                lora_request = LoRARequest(spec.name, lid, spec.adapter)
-        chunk = 256  # save progress every chunk, as the HF backend does every batch
-        results: list[Generation] = []
-        for start in range(0, len(prompts), chunk):
-            part = list(range(start, min(start + chunk, len(prompts))))
-            params = [
-                SamplingParams(
-                    temperature=0.0 if sampling.greedy else sampling.temperature,
-                    top_p=1.0 if sampling.greedy else sampling.top_p,
-                    max_tokens=sampling.max_new_tokens,
-                    seed=None if sampling.greedy else seeds[i],
-                    stop_token_ids=stops,
-                    skip_special_tokens=True,
-                )
-                for i in part
-            ]
-            outs = llm.generate(
-                [{"prompt_token_ids": prompts[i]} for i in part], params, lora_request=lora_request, use_tqdm=True
-            )
-            done = []
-            for i, o in zip(part, outs, strict=True):
-                c = o.outputs[0]
-                g = Generation(c.text, len(c.token_ids), c.finish_reason == "stop")
-                results.append(g)
-                done.append((i, g))
-            on_batch(done)
-        return results
-
-    def fingerprint(self) -> None:
-        """vLLM serves the model's own weights: its answers are keyed as the HF backend's (no extra fingerprint)."""
-        return None
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine = None
-            self.engine_for = None
-            gc.collect()
-            try:
-                import torch
-
-                torch.cuda.empty_cache()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
 
 # ---------------------------------------------------------------- one model
@@ -338,13 +159,12 @@ def _evaluate_one(
     out: Path,
     cfg,
     run_dir: Path | None,
-    backend=None,
+    backend: Backend,
 ) -> dict:
     """Generate (or reuse) every answer of one model, extract the code, grade it in memory; write the samples file,
     results.jsonl and summary.json (codelora.run.layout.write_results); return the summary.
 
-    backend: None (transformers, batched here), or a backend object (_VllmBackend, codelora.generation.backends.llamacpp's) with `name`,
-    `fingerprint()` (what besides the adapter made its answers, or None) and `generate(...)`."""
+    backend: the evaluation's generation backend (codelora.generation.backends.Backend)."""
     from codelora.benchmarks.base import Sample
     from codelora.evaluation.score import grade_samples
     from codelora.generation.extract import extract
@@ -368,7 +188,7 @@ def _evaluate_one(
         prompt_sha[p.id] = hashlib.sha256(render_prompt(tokenizer, system, ev.messages[p.id]).encode()).hexdigest()
     all_prompts = hashlib.sha256("".join(f"{p.id}\0{prompt_sha[p.id]}\n" for p in problems).encode()).hexdigest()
 
-    generator = backend.fingerprint() if backend is not None else None
+    generator = backend.fingerprint()
     fp = {**_fingerprint(spec), **(generator or {})}  # llama.cpp's answers never pass for transformers' or back
     skey = sampling.key()
     prov = runs.provenance(
@@ -417,7 +237,7 @@ def _evaluate_one(
     store = runs.GenerationStore(gen_path)
     store.append(copied)
 
-    backend_name = backend.name if backend is not None else "hf"
+    backend_name = backend.name
     gen_seconds, load_seconds, new_tokens = 0.0, 0.0, 0
     if todo:
         runs.clear_results(out)  # old results must not sit next to half-made new generations looking finished
@@ -449,22 +269,13 @@ def _evaluate_one(
 
         t_load = time.monotonic()
         try:
-            if backend is not None:
-                # engine start-up, merging and adapter conversion are counted as generation time here
-                t0 = time.monotonic()
+            # engine start-up, merging and adapter conversion inside `generate` are counted as generation time
+            backend.load(spec)
+            t0 = time.monotonic()
+            try:
                 gens = backend.generate(spec, out, ids, sampling, seeds, stop_token_ids(tokenizer), save)
-            else:
-                from codelora.generation.generate import generate_batch
-
-                model, tok = _hf_load(spec, cfg)
-                t0 = time.monotonic()
-                try:
-                    gens = generate_batch(
-                        model, tok, ids, sampling, seeds, opts.batch_size or cfg.eval.batch_size, save
-                    )
-                finally:
-                    del model
-                    gc.collect()
+            finally:
+                backend.unload()
         finally:
             store.close()
         gen_seconds = time.monotonic() - t0
@@ -545,24 +356,9 @@ def _problem_set_sha256(problems: list[Problem], messages: dict[str, str], probl
 # ---------------------------------------------------------------- entry points
 
 
-def _backend(cfg, opts: EvalOptions, adapters: list[str], source: str):
-    """The evaluation's generation backend object; None for hf (transformers, loaded per model)."""
-    backend = opts.backend or cfg.eval.backend
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if (opts.gguf or opts.threads) and backend != "llamacpp":
-        flag = "--gguf" if opts.gguf else "--threads"
-        raise UserError(f"{flag} is a llamacpp backend option; add --backend llamacpp (backend: {backend})")
-    if backend == "llamacpp":
-        from codelora.generation.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend(cfg, source, opts.gguf or cfg.eval.gguf, opts.threads or cfg.eval.threads)
-    if backend == "vllm":
-        mode = opts.vllm_mode or cfg.eval.vllm_mode
-        if mode not in VLLM_MODES:
-            raise UserError(f"unknown --vllm-mode {mode!r}; choose from {', '.join(VLLM_MODES)}")
-        return _VllmBackend(cfg, mode, adapters)
-    return None
+def _backend(cfg, opts: EvalOptions, adapters: list[str], source: str) -> Backend:
+    """The evaluation's generation backend (`--backend`, else the run config's `eval.backend`)."""
+    return backends.create(opts.backend or cfg.eval.backend, cfg, opts, adapters, source)
 
 
 def evaluate(
@@ -608,8 +404,7 @@ def evaluate(
                     _check_adapter_base(spec.adapter, spec.source)
                 results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, backend)
         finally:
-            if backend is not None:
-                backend.close()
+            backend.close()
     return results
 
 
@@ -649,8 +444,7 @@ def evaluate_model(
         try:
             return _evaluate_one(spec, ev, out, cfg, None, backend)
         finally:
-            if backend is not None:
-                backend.close()
+            backend.close()
 
 
 def print_table(results: dict[str, dict]) -> None:

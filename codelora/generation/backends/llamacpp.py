@@ -32,6 +32,7 @@ from typing import Any
 
 from codelora.errors import UserError
 from codelora.files import read_json, sha256_file
+from codelora.generation.backends import Backend, register
 
 NAME = "llamacpp"
 # HF config model_type -> (GGUF general.architecture, q/k rows permuted by convert_hf_to_gguf.py's LlamaModel)
@@ -357,14 +358,20 @@ def next_token(logits, sampling, rng) -> int:
     return int(min(np.searchsorted(np.cumsum(p), rng.random(), side="right"), len(p) - 1))
 
 
-class LlamaCppBackend:
+@register
+class LlamaCppBackend(Backend):
     """llama.cpp generation for `codelora evaluate` (CPU). One per evaluation: the base GGUF is resolved and checked
     once (`base_gguf`, `check_base_gguf`); each model then loads it with its converted adapter.
 
     `fingerprint()` is what ties an answer to these weights besides the adapter: the backend and the base GGUF's
-    sha256. `generate` has the signature of the other backends' (codelora.evaluation.evaluate)."""
+    sha256. `generate` is the Backend interface's (codelora.generation.backends)."""
 
     name = NAME
+    exclusive_options = ("gguf", "threads")
+
+    @classmethod
+    def create(cls, cfg, opts, adapters, source):
+        return cls(cfg, source, opts.gguf or cfg.eval.gguf, opts.threads or cfg.eval.threads)
 
     def __init__(self, cfg, source: str, gguf: str | None = None, threads: int = 0):
         require_llama_cpp()
