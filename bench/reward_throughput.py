@@ -8,7 +8,7 @@ reference behind a crash (`raise SystemExit(1)` first). Each is a markdown answe
 
 The rewards, on the same completions and the same tests (examples + generated), one run:
 
-- **codelora** (`codelora.reward`, the sandbox reward): extraction by codelora's rule, bubblewrap sandbox with a
+- **codelora** (`codelora.evaluation.reward`, the sandbox reward): extraction by codelora's rule, bubblewrap sandbox with a
   warm zygote per worker; `binary` (stops at a completion's first failing test, as `score`) and `fraction` (every
   test runs) are both timed.
 - **Open-R1 style** (what Open-R1's code reward runs inside its sandbox, here on the host with no sandbox): the last
@@ -50,7 +50,7 @@ def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "codelora/sandbox", "codelora/reward.py"],
+            ["git", "status", "--porcelain", "codelora/sandbox", "codelora/evaluation/reward.py"],
             cwd=ROOT,
             capture_output=True,
         )
@@ -118,12 +118,12 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print the result only")
     args = ap.parse_args()
 
-    from codelora import reward as R
     from codelora.benchmarks.heldout import reference_solutions
     from codelora.config import load_config
     from codelora.data.generated_tests import build_tests
     from codelora.data.load import load_rows
     from codelora.data.split import problem_key, split_rows, write_split_json
+    from codelora.evaluation import reward as R
     from codelora.sandbox.execution import isolation
 
     load_before = os.getloadavg()

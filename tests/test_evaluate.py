@@ -629,7 +629,7 @@ def test_heldout_test_set_is_in_the_results_provenance_and_compare(run, heldout)
     """--tests (default all) is recorded; examples-only results keep the provenance they had before the choice
     existed (their key is the old formula over problems.jsonl); compare refuses mixing test sets and evaluates
     missing models on the existing results' set."""
-    from codelora.compare import check_consistent, matching_options
+    from codelora.selection.compare import check_consistent, matching_options
 
     s = heldout["final"]
     assert s["benchmark_info"]["tests"] == "all" and s["provenance"]["tests"] == "all"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from codelora import reward as R
 from codelora.config import load_config
 from codelora.data import generated_tests as G
 from codelora.data.load import load_rows
 from codelora.data.split import split_rows, write_split_json
+from codelora.evaluation import reward as R
 from codelora.sandbox.execution import run_program
 from codelora.sandbox.grading import grade_stdio_problem, outputs_match
 
@@ -189,7 +189,7 @@ def test_tests_option_is_refused_where_it_means_nothing(sample_run, tmp_path):
     from codelora.benchmarks.base import EvalContext
     from codelora.config import EvalOptions
     from codelora.errors import UserError
-    from codelora.evaluate import evaluate_model
+    from codelora.evaluation.evaluate import evaluate_model
 
     ctx = EvalContext(
         EvalOptions(tests="generated", problems=str(tmp_path / "p.jsonl")), tmp_path, None, load_config("demo")

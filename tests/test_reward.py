@@ -1,4 +1,4 @@
-"""codelora.reward: the RL reward is score's verdict (same extraction, same sandbox, same comparison), None when the
+"""codelora.evaluation.reward: the RL reward is score's verdict (same extraction, same sandbox, same comparison), None when the
 sandbox fails, per-test verdicts for `fraction`, and the examples-only reward's hackability."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import inspect
 
 import pytest
 
-from codelora import reward as R
 from codelora.benchmarks import get
 from codelora.benchmarks.base import Problem, Sample
-from codelora.extract import extract
+from codelora.evaluation import reward as R
+from codelora.evaluation.score import grade_samples
+from codelora.generation.extract import extract
 from codelora.sandbox import execution
-from codelora.score import grade_samples
 
 EXAMPLES = [{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10"}]
 GENERATED = [

@@ -418,9 +418,9 @@ def build_tests(
     The report (also printed, one line, unless quiet) says how many problems gained how many tests and how many
     candidate inputs were dropped, by reason. Seed and candidates come from cfg.tests.
     """
-    from codelora import runs
     from codelora.benchmarks.heldout import check_examples
     from codelora.errors import UserError
+    from codelora.run import layout as runs
 
     seed, count = int(cfg.tests.seed), int(cfg.tests.candidates)
     path = tests_path(run_dir, split)
@@ -526,8 +526,8 @@ def load_problems(
     run_dir: str | Path, cfg, split: str = "train", tests: str = "generated", workers: int | None = None
 ) -> dict[str, dict]:
     """Problem id -> record (see `build_tests`) of the split's problems that have `tests` tests (generated, examples
-    or all): what `codelora.reward.make_reward` takes. Builds or reuses the cache."""
-    from codelora.reward import problem_tests
+    or all): what `codelora.evaluation.reward.make_reward` takes. Builds or reuses the cache."""
+    from codelora.evaluation.reward import problem_tests
 
     _, records, _ = build_tests(run_dir, cfg, split, workers)
     return {r["task_id"]: r for r in records if problem_tests(r, tests)}

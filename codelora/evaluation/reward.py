@@ -1,7 +1,7 @@
 """The sandbox reward for reinforcement learning: the judge that grades evaluations, as a TRL reward function.
 
 Each completion goes through what `codelora score` does to a held-out answer: the program is taken out by the same
-extraction rule (`codelora.extract`, rule "program"), and run in the same sandbox (`codelora.sandbox`: zygote
+extraction rule (`codelora.generation.extract`, rule "program"), and run in the same sandbox (`codelora.sandbox`: zygote
 workers, one thread and one warm sandbox per worker, every completion of a batch at once) against the problem's
 tests, its output compared whole (`outputs_match`: equal line counts, so a prefix of the expected output never
 passes). The reward is:
@@ -194,7 +194,7 @@ class SandboxReward:
         unknown = sorted({p for p in problem_ids if p not in self.problems})
         if unknown:
             raise ValueError(f"no {self.tests} tests for problem id(s) {', '.join(unknown[:3])} (not in the reward)")
-        from codelora.extract import extract
+        from codelora.generation.extract import extract
 
         jobs: dict[tuple[str, str], Any] = {}  # identical programs of one problem (a GRPO group) are run once
         found = []
