@@ -76,25 +76,29 @@ def test_a_reply_over_the_bound_is_cut_at_the_reply_cap(sandbox_mode):
     assert_next_program_accepted()
 
 
-def test_a_forged_reply_just_under_the_cap_decodes_to_a_wrong_answer(sandbox_mode):
-    # 60 KiB of empty lists fits under the 64 KiB floor: decoded (about 20000 objects), compared, wrong.
+def test_a_forged_reply_of_many_objects_under_the_length_cap_is_not_decoded(sandbox_mode):
+    # 60 KiB of empty lists fits under the 64 KiB floor, but holds 15000 lists where the expected value has none.
     code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('[' + '[], ' * 15000 + '[]]')\n"
     res = grade_call_problem(code, call_test(5), "f", timeout=5, header="")
-    assert res.verdict == "wrong_answer", res.failure
-    # ... and the same 60 KiB reply as the whole line, one character over the bound, is not decoded
-    chars, _ = grading.reply_bounds("5")
-    with pytest.raises(grading.ReplyTooLarge):
-        grading._loads_bounded("[" + "0," * (chars // 2) + "0]", grading.reply_bounds("5"))
+    assert res.verdict == "wrong_answer" and res.failure["got"] == "<reply not decoded>", res.failure
+    assert "lists, dicts and elements" in res.failure["detail"]
+    # ... and a reply one character over the length bound is not decoded either
+    bounds = grading.reply_bounds("5")
+    with pytest.raises(grading.ReplyTooLarge, match="characters"):
+        grading._loads_bounded('"' + "a" * bounds[0] + '"', bounds)
     assert_next_program_accepted()
 
 
 def test_a_reply_nested_too_deep_is_the_programs_failure(sandbox_mode):
-    # Returned: the harness refuses a value nested deeper than 200 (wrong_answer); forged: json stops at the
-    # interpreter's recursion limit, a reply that does not decode (runtime_error); both cost the scorer ~nothing.
+    # Returned: the harness refuses a value nested deeper than 200 (wrong_answer). Forged: more brackets than the
+    # expected value has is a wrong answer undecoded; within that count (an expected list of 2000 elements) but
+    # past the interpreter's recursion limit, json stops and the reply does not decode (runtime_error).
     code = "class Solution:\n    def f(self, n):\n        v = []\n        for _ in range(300):\n            v = [v]\n        return v\n"
     assert grade_call_problem(code, call_test(5), "f", header="").verdict == "wrong_answer"
-    code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('[' * 30000 + ']' * 30000)\n"
+    code = FORGE + "class Solution:\n    def f(self, n):\n        _forge('[' * 1500 + ']' * 1500)\n"
     res = grade_call_problem(code, call_test(5), "f", header="")
+    assert res.verdict == "wrong_answer" and res.failure["got"] == "<reply not decoded>", res.failure
+    res = grade_call_problem(code, call_test(list(range(2000))), "f", header="")
     assert res.verdict == "runtime_error", res.failure
     assert_next_program_accepted()
 
@@ -123,10 +127,12 @@ def test_correct_answers_at_the_worst_expansion_stay_accepted(sandbox_mode):
 def test_bounded_decoding_is_refused_before_json_sees_the_text(monkeypatch):
     monkeypatch.setattr(grading, "_loads", lambda text: pytest.fail("decoded"))
     bounds = grading.reply_bounds("[1, 22, 333]")
-    assert bounds == (grading.REPLY_FLOOR + grading.REPLY_FACTOR * 12, grading.INT_DIGITS_FLOOR)
-    for text in ("9" * 401, '{"value": [' + "1," * 40000 + "1]}", '{"value": "' + "7" * 500 + '"}'):
+    assert bounds == (grading.REPLY_FLOOR + grading.REPLY_FACTOR * 12, grading.INT_DIGITS_FLOOR, 3 + 64)
+    for text in ("9" * 401, '{"value": [' + "1," * 40000 + "1]}", '{"value": "' + "7" * 500 + '"}', "[" * 68):
         with pytest.raises(grading.ReplyTooLarge):
             grading._loads_bounded(text, bounds)
+    monkeypatch.undo()
+    assert grading._loads_bounded('{"value": [1, 22, 333]}', bounds) == {"value": [1, 22, 333]}
 
 
 # --------------------------------------------------------------------------- 2. times other workers cannot move

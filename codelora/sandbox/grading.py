@@ -375,13 +375,16 @@ def _loads(text: str):
 # Python's int() is quadratic in the digits). A value equal to the expected one, as the harness writes it
 # (`json.dumps`, ASCII escapes), is at most REPLY_FACTOR times as long as the expected value's JSON text (the
 # worst case, one astral character, becomes a 12-character escape pair; `0` may come back as `false`, `1e15` as
-# `1000000000000000.0`), and none of its integers has more digits than the expected value's longest integer
-# literal, or INT_DIGITS_FLOOR when that is shorter (an integer equal to a float has at most 309 digits). A reply
-# over either bound cannot be a correct answer: it is a wrong answer, decided without decoding it. The run's stdout
-# is cut at the reply bound + REPLY_SLACK bytes (output_limit_exceeded beyond that); stderr keeps the run's cap.
+# `1000000000000000.0`); none of its runs of digits is longer than the expected text's longest, or INT_DIGITS_FLOOR
+# when that is shorter (an integer equal to a float has at most 309 digits); and it has the expected value's lists,
+# dicts and elements, so no more `[`, `{` and `,` than the expected text (+ REPLY_STRUCTURE_SLACK: the reply's own
+# wrapper, a compile error's message). A reply over any bound cannot be a correct answer: it is a wrong answer,
+# decided without decoding it. The run's stdout is cut at the length bound + REPLY_SLACK bytes
+# (output_limit_exceeded beyond that); stderr keeps the run's cap.
 REPLY_FACTOR = 12
 REPLY_FLOOR = 64 * 1024  # bytes allowed whatever the expected value (a small expected value: a few KiB at most)
 REPLY_SLACK = 4096  # stdout beyond the reply itself: the nonce, newlines, what the program wrote to fd 1 itself
+REPLY_STRUCTURE_SLACK = 64
 INT_DIGITS_FLOOR = 400
 
 
@@ -389,23 +392,32 @@ class ReplyTooLarge(ValueError):
     """A call-based reply over `reply_bounds`: not decoded, a wrong answer."""
 
 
-def reply_bounds(expected_text: str) -> tuple[int, int]:
-    """(characters, digits per integer) a reply to a test whose expected value's JSON text is `expected_text` may
-    have (see REPLY_FACTOR). Linear in the expected text (trusted data)."""
+def _structure(text: str) -> int:
+    """`[`, `{` and `,` in `text`: at least the lists, dicts and elements its JSON value has, minus one."""
+    return text.count("[") + text.count("{") + text.count(",")
+
+
+def reply_bounds(expected_text: str) -> tuple[int, int, int]:
+    """(characters, digits per run of digits, `[`/`{`/`,` count) a reply to a test whose expected value's JSON text is
+    `expected_text` may have (see REPLY_FACTOR). Linear in the expected text (trusted data)."""
     longest = 0
     for m in re.finditer(r"\d+", expected_text):  # digit runs: an upper bound on its integer literals
         longest = max(longest, m.end() - m.start())
-    return REPLY_FLOOR + REPLY_FACTOR * len(expected_text), max(INT_DIGITS_FLOOR, longest + 1)
+    chars = REPLY_FLOOR + REPLY_FACTOR * len(expected_text)
+    return chars, max(INT_DIGITS_FLOOR, longest + 1), _structure(expected_text) + REPLY_STRUCTURE_SLACK
 
 
-def _loads_bounded(text: str, bounds: tuple[int, int]):
+def _loads_bounded(text: str, bounds: tuple[int, int, int]):
     """json.loads of an untrusted reply under `bounds` (reply_bounds): ReplyTooLarge before any decoding when the
-    text is too long or holds a run of more digits than an integer may have; the decoding is then linear."""
-    chars, digits = bounds
+    text is too long, holds a run of more digits than an integer may have, or more lists, dicts and elements than
+    the expected value; the decoding is then linear, and makes about as many objects as the expected value has."""
+    chars, digits, structure = bounds
     if len(text) > chars:
         raise ReplyTooLarge(f"reply of {len(text)} characters, over the {chars} a value equal to the expected one has")
     if re.search(rf"(?<!\d)\d{{{digits + 1}}}", text):  # tried at the start of each digit run only: linear
         raise ReplyTooLarge(f"reply holds a number of more than {digits} digits, more than the expected value has")
+    if _structure(text) > structure:
+        raise ReplyTooLarge(f"reply holds more lists, dicts and elements than the expected value ({structure} '[{{,')")
     return _loads(text)
 
 
@@ -414,7 +426,7 @@ def _parse_args(inp: str) -> list:
     return [_loads(line) for line in inp.split("\n") if line.strip()]
 
 
-def _harness_report(stdout: str, nonce: str, bounds: tuple[int, int] | None = None) -> tuple[dict | None, str]:
+def _harness_report(stdout: str, nonce: str, bounds: tuple[int, int, int] | None = None) -> tuple[dict | None, str]:
     """The harness's result line (the last line starting with the nonce): (decoded or None, its text).
 
     bounds (reply_bounds): the line is the program's to write; over them, ReplyTooLarge is raised, undecoded."""
