@@ -20,6 +20,7 @@ from codelora.config import (
     PrepareArgs,
     PushArgs,
     ReportArgs,
+    RLArgs,
     ScoreArgs,
     TrainArgs,
 )
@@ -76,6 +77,26 @@ def _cmd_train(a: TrainArgs) -> int:
     if result.get("interrupted"):
         print(f"interrupted at step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
         # not 0: a `set -e` script must not go on to evaluate and export an unfinished run
+        return 128 + int(result.get("signal") or signal.SIGINT)
+    return 0
+
+
+def _cmd_rl(a: RLArgs) -> int:
+    import json
+
+    from codelora.training.grpo import rl
+
+    result = rl(a.run, a.start, a.overrides, resume=a.resume, resume_from=a.resume_from)
+    if result.get("already_finished"):
+        print(
+            f"{result['rl_dir']}: already finished at RL step {result['global_step']}; nothing to do "
+            "(to train longer, raise rl.steps)",
+            file=sys.stderr,
+        )
+        return 0
+    print(json.dumps(result, indent=2, default=str))
+    if result.get("interrupted"):
+        print(f"interrupted at RL step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
         return 128 + int(result.get("signal") or signal.SIGINT)
     return 0
 
@@ -139,6 +160,7 @@ COMMANDS = [
     ("download", DownloadArgs, _cmd_download),
     ("prepare", PrepareArgs, _cmd_prepare),
     ("train", TrainArgs, _cmd_train),
+    ("rl", RLArgs, _cmd_rl),
     ("evaluate", EvaluateArgs, _cmd_evaluate),
     ("compare", CompareArgs, _cmd_compare),
     ("report", ReportArgs, _cmd_report),

@@ -164,6 +164,46 @@ class TestsConfig:
 
 
 @dataclass
+class RLConfig:
+    """`rl:` section: `codelora rl`, GRPO (TRL's GRPOTrainer) on the run's training-split problems with the sandbox's
+    verdicts as the reward. The adapter keeps the run's `lora:` shape; see docs/rl.md."""
+
+    steps: int = 20
+    """GRPO optimizer steps (each samples `prompts_per_step` problems x `num_generations` completions)."""
+    prompts_per_step: int = 2
+    """Problems per optimizer step; each is one group of completions (one micro-batch, gradients accumulated)."""
+    num_generations: int = 4
+    """Completions per problem (GRPO's group size G, >= 2): a problem's advantages are its completions' rewards
+    relative to the group's mean."""
+    max_new_tokens: int = 256
+    """Longest completion sampled (tokens); a cut-off answer is graded like any other."""
+    temperature: float = 1.0
+    """Sampling temperature of the completions (> 0: GRPO needs different completions per group)."""
+    learning_rate: float = 1.0e-5
+    """Learning rate of the LoRA weights (AdamW, constant schedule)."""
+    loss_type: Literal["dapo", "dr_grpo", "grpo"] = "dapo"
+    """TRL's loss normalisation: `dapo` (token-level, TRL's default), `dr_grpo` (Dr. GRPO: constant length
+    normaliser, rewards not scaled by the group's std) or `grpo` (the original per-sequence mean)."""
+    beta: float = 0.0
+    """KL penalty to the starting model (0: none and no reference model in memory, TRL's default)."""
+    reward: Literal["binary", "fraction"] = "binary"
+    """Reward of a completion: `binary` 1 when every test passes, else 0; `fraction` the share of tests passed."""
+    tests: Literal["generated", "examples", "all"] = "generated"
+    """Which tests reward: `generated` hidden tests made by mutating the statement's examples (the default);
+    `examples` the worked examples only, which are in the prompt, so a policy can learn to print them (hackable:
+    choose it only knowingly); `all` both."""
+    seed: int = 42
+    """Seed of the problem order and of the sampling (a resumed run draws the same completions)."""
+    save_steps: int = 10
+    """Save a checkpoint (RUN/rl/checkpoints/checkpoint-N) every N steps; every checkpoint is kept."""
+    vllm: Literal["none", "colocate"] = "none"
+    """Generation of the completions: `none` (transformers, everywhere) or `colocate` (vLLM in the training process,
+    GPU with vllm installed only)."""
+    workers: int = 0
+    """Sandbox processes grading completions concurrently (0: every CPU)."""
+
+
+@dataclass
 class RunConfig:
     """A whole run's configuration: defaults, then a preset or YAML file, then `--set` (see `load_config`)."""
 
@@ -173,6 +213,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tests: TestsConfig = field(default_factory=TestsConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
     output_dir: str = "outputs"
     """Folder that holds one sub-folder per run."""
     run_name: str | None = None
@@ -357,6 +398,14 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
     need(0 <= cfg.tests.candidates <= 1000, "tests.candidates", f"must be in [0, 1000], got {cfg.tests.candidates}")
     if e.backend not in backend_names():
         raise UserError(f"{origin}: eval.backend={e.backend!r} is not valid; choices: {', '.join(backend_names())}")
+    r = cfg.rl
+    for k in ("steps", "prompts_per_step", "max_new_tokens", "save_steps"):
+        need(getattr(r, k) > 0, f"rl.{k}", f"must be an integer > 0, got {getattr(r, k)}")
+    need(r.num_generations >= 2, "rl.num_generations", f"must be >= 2 (GRPO compares a group), got {r.num_generations}")
+    need(r.temperature > 0, "rl.temperature", f"must be > 0 (GRPO needs varied completions), got {r.temperature}")
+    need(r.learning_rate > 0, "rl.learning_rate", f"must be > 0, got {r.learning_rate}")
+    need(r.beta >= 0, "rl.beta", f"must be >= 0, got {r.beta}")
+    need(r.workers >= 0, "rl.workers", f"must be >= 0 (0: every CPU), got {r.workers}")
     need(bool(cfg.model.source), "model.source", "must not be empty")
     need(
         DEVICE_PATTERN.fullmatch(cfg.model.device) is not None,
@@ -418,6 +467,32 @@ class TrainArgs(PrepareArgs):
     """Continue from this complete checkpoint (checkpoint-N or N); later checkpoints and final/ are redone."""
     reset_optimizer: bool = False
     """Resume a checkpoint that has no optimizer state: its weights, a fresh optimizer, the schedule continues."""
+
+
+@dataclass(kw_only=True)
+class RLArgs:
+    """Train a run's adapter further by GRPO with the sandbox's verdicts as the reward (RUN/rl/)."""
+
+    run: str
+    """Run folder (outputs/<run>)."""
+    start: str = field(default="final", metadata={"flag": "--from", "metavar": "MODEL"})
+    """The run's model RL starts from: base (a fresh adapter), final or checkpoint-N (default: final)."""
+    resume: bool = False
+    """Continue the run's RL from its newest complete RL checkpoint."""
+    resume_from: str | None = field(default=None, metadata={"metavar": "CHECKPOINT"})
+    """Continue from this complete RL checkpoint (checkpoint-N, rl-checkpoint-N or N); later ones are redone."""
+    overrides: list[str] = field(
+        default_factory=list, metadata={"flag": "--set", "append": True, "metavar": "rl.KEY=VALUE"}
+    )
+    """Override one field of the `rl:` section (e.g. rl.steps=5); repeatable."""
+
+    def __post_init__(self) -> None:
+        for item in self.overrides:
+            if not item.strip().startswith("rl."):
+                raise UserError(
+                    f"--set {item!r}: `codelora rl` takes only rl.KEY=VALUE (the model, data and LoRA shape are the "
+                    "run's own)"
+                )
 
 
 @dataclass(kw_only=True)

@@ -255,6 +255,47 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
         doc.table(["step", "epoch", "train loss (last logged)", "validation loss", "test loss"], rows)
 
 
+def _rl_part(doc: _Doc, run_dir: Path) -> None:
+    """The training section's RL part (only when `codelora rl` ran): where it started, its steps, the reward plot
+    (RUN/rl/plots/reward.png) and a per-step table of reward, zero-variance groups, pass rate and verdicts."""
+    from codelora.runs import METHODS, method_dir
+
+    for method in METHODS:
+        folder = method_dir(run_dir, method)
+        rows = read_metrics(folder)
+        if not folder.is_dir():
+            continue
+        doc.raw(f"<h3>{html.escape(method.upper())} (GRPO)</h3>", f"\n### {method.upper()} (GRPO)\n")
+        final = folder / "final" / "meta.json"
+        prov = (read_json(final).get("provenance") or {}) if final.is_file() else {}
+        start = (prov.get("start") or {}).get("model")
+        if final.is_file():
+            doc.para(
+                f"finished: {method}-final at {method} step {read_json(final).get('step')}, started from {start}, "
+                f"rewarded by {prov.get('tests')} tests ({prov.get('problems')} training problems)"
+            )
+        else:
+            doc.para(f"in progress or stopped: last logged {method} step {fmt(rows[-1]['step'] if rows else None)}")
+        if not rows:
+            doc.not_yet(f"no {method}/logs/metrics.jsonl yet")
+            continue
+        doc.image(run_dir, f"{method}/plots/reward.png", f"{method} reward by step")
+        doc.table(
+            ["step", "mean reward", "groups with zero reward std", "pass rate", "completion tokens", "verdicts"],
+            [
+                [
+                    r["step"],
+                    fmt(r.get("reward")),
+                    fmt(r.get("frac_reward_zero_std"), 2),
+                    fmt(r.get("pass_rate"), 2),
+                    fmt(r.get("completion_length"), 1),
+                    ", ".join(f"{k} {v}" for k, v in (r.get("verdicts") or {}).items()),
+                ]
+                for r in rows
+            ],
+        )
+
+
 def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, str]:
     """The run's selection.json (if for the asked benchmark), else one computed now from existing results only."""
     stale = None
@@ -404,6 +445,7 @@ def build_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[str
     _config_section(doc, run_dir, cfg)
     _data_section(doc, run_dir)
     _training_section(doc, run_dir, metrics)
+    _rl_part(doc, run_dir)
     sel, why = _load_selection(run_dir, benchmark)
     _comparison_sections(doc, run_dir, sel, why)
 

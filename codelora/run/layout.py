@@ -8,6 +8,8 @@ A run folder (written by `codelora prepare` / `train`; read by evaluate, compare
     logs/metrics.jsonl                one row per logged step (`read_metrics`)
     checkpoints/checkpoint-<step>/    adapter + meta.json; complete only once meta.json exists (written last)
     final/                            the final adapter + meta.json
+    rl/                               `codelora rl` (GRPO): checkpoints/checkpoint-<step>/, final/, logs/metrics.jsonl,
+                                      problems.jsonl; its models are named rl-checkpoint-<step> and rl-final
     eval/<benchmark>/<model>/         generations.jsonl (append-only store), samples, results.jsonl, summary.json
     selection.json                    written only by a full `codelora compare` (every model, every problem)
     .lock                             held while a process writes eval/ or selection.json (`run_lock`)
@@ -210,12 +212,23 @@ def weights_sha256(adapter_dir: str | Path | None) -> str | None:
     return None
 
 
+# Training methods after SFT, each in its own folder RUN/<method>/ with the SFT layout (checkpoints/checkpoint-N/ with
+# meta.json written last, final/, logs/metrics.jsonl); their models are named <method>-checkpoint-N, <method>-final.
+METHODS = ("rl",)
+
+
+def method_dir(run_dir: str | Path, method: str) -> Path:
+    """RUN/<method>/: the folder of a training method after SFT (`codelora rl` writes RUN/rl/)."""
+    return Path(run_dir) / method
+
+
 @dataclass
 class Model:
-    """One model of a run: the base model (step 0, no adapter), a complete checkpoint, or final."""
+    """One model of a run: the base model (step 0, no adapter), a complete checkpoint, or final; or a checkpoint /
+    final of a later training method (`rl-checkpoint-N`, `rl-final`: step is then that method's own step)."""
 
     name: str
-    kind: str  # "base" | "checkpoint" | "final"
+    kind: str  # "base" | "checkpoint" | "final" | "<method>-checkpoint" | "<method>-final"
     step: int
     epoch: float | None
     path: Path | None  # the adapter folder; None for base
@@ -224,6 +237,12 @@ class Model:
     @property
     def adapter(self) -> str | None:
         return str(self.path) if self.path is not None else None
+
+    @property
+    def method(self) -> str:
+        """"sft" for base, checkpoints and final; the method (e.g. "rl") of a later method's model."""
+        head = self.kind.split("-", 1)[0]
+        return head if head in METHODS else "sft"
 
     def weights_sha256(self) -> str | None:
         return weights_sha256(self.path)
@@ -237,7 +256,8 @@ def list_models(run_dir: str | Path) -> tuple[list[Model], dict[str, Path]]:
     """(complete models in step order, incomplete folders by name).
 
     base first (step 0), then `checkpoint-<step>` with meta.json, then `final` (its own entry even when it is the
-    same step as the last checkpoint). A folder without meta.json is still being written or was interrupted.
+    same step as the last checkpoint), then each later method's (METHODS: `rl-checkpoint-<step>`, `rl-final`). A
+    folder without meta.json is still being written or was interrupted.
     """
     run_dir = Path(run_dir)
     models = [Model("base", "base", 0, 0.0, None)]
@@ -248,12 +268,22 @@ def list_models(run_dir: str | Path) -> tuple[list[Model], dict[str, Path]]:
             continue
         meta = read_json(ck / "meta.json")
         models.append(Model(ck.name, "checkpoint", int(meta.get("step", step_of(ck))), meta.get("epoch"), ck, meta))
-    final = run_dir / "final"
-    if (final / "meta.json").is_file():
-        meta = read_json(final / "meta.json")
-        models.append(Model("final", "final", int(meta.get("step") or 0), meta.get("epoch"), final, meta))
-    elif final.is_dir():
-        incomplete["final"] = final
+    for prefix, folder in [("", run_dir)] + [(f"{m}-", method_dir(run_dir, m)) for m in METHODS]:
+        if prefix:
+            for ck in all_checkpoints(folder):
+                if not (ck / "meta.json").is_file():
+                    incomplete[prefix + ck.name] = ck
+                    continue
+                meta = read_json(ck / "meta.json")
+                step = int(meta.get("step", step_of(ck)))
+                models.append(Model(prefix + ck.name, prefix + "checkpoint", step, meta.get("epoch"), ck, meta))
+        final = folder / "final"
+        if (final / "meta.json").is_file():
+            meta = read_json(final / "meta.json")
+            step = int(meta.get("step") or 0)
+            models.append(Model(prefix + "final", prefix + "final", step, meta.get("epoch"), final, meta))
+        elif final.is_dir():
+            incomplete[prefix + "final"] = final
     return models, incomplete
 
 
@@ -294,12 +324,29 @@ def run_models(run_dir: str | Path) -> tuple[list[dict], dict[str, Path]]:
     return [m.as_dict() for m in models], incomplete
 
 
+def model_name(which: str) -> str:
+    """The model name `which` stands for: `final`, `base`, `checkpoint-<step>`, `<method>-final`,
+    `<method>-checkpoint-<step>` as they are; `<step>` -> `checkpoint-<step>`, `<method>-<step>` ->
+    `<method>-checkpoint-<step>` (e.g. rl-3 -> rl-checkpoint-3)."""
+    which = str(which).strip()
+    method, _, rest = which.partition("-")
+    prefix = ""
+    if method in METHODS and rest:
+        prefix, which = method + "-", rest
+    if which == "base":
+        return which
+    if which == "final" or which.startswith("checkpoint-"):
+        return prefix + which
+    return f"{prefix}checkpoint-{which}"
+
+
 def find_model(run_dir: str | Path, which: str) -> Model:
-    """`final`, `base`, `<step>` or `checkpoint-<step>` as a complete Model, else one UserError listing choices."""
+    """`final`, `base`, `<step>`, `checkpoint-<step>`, `rl-final`, `rl-checkpoint-<step>` (see `model_name`) as a
+    complete Model, else one UserError listing choices."""
     models, incomplete = list_models(run_dir)
     by_name = {m.name: m for m in models}
     which = str(which).strip()
-    name = which if which in ("final", "base") or which.startswith("checkpoint-") else f"checkpoint-{which}"
+    name = model_name(which)
     choices = ", ".join(n for n in by_name if n != "base") or "none"
     if name in by_name:
         return by_name[name]
@@ -307,12 +354,14 @@ def find_model(run_dir: str | Path, which: str) -> Model:
         raise UserError(
             f"{incomplete[name]} is incomplete (no meta.json; it was interrupted while saving); complete: {choices}"
         )
-    if name.startswith("checkpoint-") and step_of(Path(name)) < 0:
+    method, _, rest = name.partition("-")
+    folder, name_in = (method_dir(run_dir, method), rest) if method in METHODS else (Path(run_dir), name)
+    if name_in.startswith("checkpoint-") and step_of(Path(name_in)) < 0:
         raise UserError(
-            f"--checkpoint {which!r} is not best, final, a step number or checkpoint-<step>; "
-            f"complete ones in {run_dir}: {choices}"
+            f"--checkpoint {which!r} is not best, final, a step number, checkpoint-<step>, rl-final or "
+            f"rl-checkpoint-<step>; complete ones in {run_dir}: {choices}"
         )
-    where = Path(run_dir) / ("final" if name == "final" else f"checkpoints/{name}")
+    where = folder / ("final" if name_in == "final" else f"checkpoints/{name_in}")
     raise UserError(f"{where} does not exist; complete checkpoints in {run_dir}: {choices}")
 
 

@@ -563,7 +563,15 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
     rows = []
     for m in entries:
         s = scores[m["name"]]
-        row = _table_row(m["name"], m["step"], m["epoch"], metrics, s)
+        if m["record"].method != "sft":
+            # a later method's model (rl-checkpoint-N, rl-final): its step counts that method's steps, which the SFT
+            # losses and the step tie-break know nothing of (step None: after every SFT model)
+            start = (m["record"].meta.get("provenance") or {}).get("start") or {}
+            note = f"{m['record'].method} step {m['step']} from {start.get('model', '?')}"
+            row = _table_row(m["name"], None, None, metrics, s, note)
+            row[f"{m['record'].method}_step"] = m["step"]
+        else:
+            row = _table_row(m["name"], m["step"], m["epoch"], metrics, s)
         if m["name"] == "base":
             row["train_loss"] = None  # nothing trained yet at step 0
         if m["kind"] == "final":

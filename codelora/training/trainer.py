@@ -77,12 +77,16 @@ class MetricsLog:
 
     run_dir: the run folder. keep_up_to_step: on resume, the rows of an existing metrics.jsonl up to and including
     this step are kept (the later ones belong to the trajectory being redone); None or -1 with no such rows starts
-    empty. write: False on ranks other than 0, which keep the rows in memory only.
+    empty. write: False on ranks other than 0, which keep the rows in memory only. keys: the columns (another
+    training method's, e.g. codelora.training.grpo.RL_METRIC_KEYS; `plot` draws SFT's losses only).
     """
 
-    def __init__(self, run_dir: Path, keep_up_to_step: int | None, write: bool = True):
+    def __init__(
+        self, run_dir: Path, keep_up_to_step: int | None, write: bool = True, keys: list[str] | None = None
+    ):
         self.run_dir = run_dir
         self.write = write
+        self.keys = list(keys or METRIC_KEYS)
         self.jsonl = run_dir / "logs" / "metrics.jsonl"
         self.csv = run_dir / "logs" / "metrics.csv"
         self.rows: list[dict[str, Any]] = []
@@ -96,7 +100,7 @@ class MetricsLog:
 
     def add(self, row: dict[str, Any]) -> None:
         """Append `row` (its METRIC_KEYS; missing ones are None) and rewrite both files."""
-        self.rows.append({k: row.get(k) for k in METRIC_KEYS})
+        self.rows.append({k: row.get(k) for k in self.keys})
         self._flush()
 
     def _flush(self) -> None:
@@ -104,10 +108,10 @@ class MetricsLog:
             return
         atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_KEYS)
+        w = csv.DictWriter(buf, fieldnames=self.keys)
         w.writeheader()
         for r in self.rows:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in METRIC_KEYS})
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in self.keys})
         atomic_write_text(self.csv, buf.getvalue())
 
     def plot(self) -> None:

@@ -1,0 +1,637 @@
+"""`codelora rl`: GRPO (TRL's GRPOTrainer) on a run's training-split problems, the sandbox's verdicts as the reward.
+
+`rl()` is the recipe, read top to bottom: the run's config with `--set rl.*` -> the model RL starts from (base:
+a fresh adapter of the run's `lora:` shape; final / checkpoint-N: that SFT adapter, trainable) -> the training-split
+problems that have tests (cached in RUN/rl/problems.jsonl) -> where the RL run starts (fresh, or a complete RL
+checkpoint) -> GRPOTrainer with the reward -> RUN/rl/final/.
+
+Folder (the run schema of a training method, codelora.runs.METHODS):
+  RUN/rl/problems.jsonl, problems_report.json   the problems and the tests that reward (how they were made)
+  RUN/rl/checkpoints/checkpoint-<step>/          adapter + optimizer/scheduler/RNG state; meta.json written last marks
+                                                 it complete (an interrupted save never looks whole)
+  RUN/rl/final/                                  written as final.tmp/ and renamed
+  RUN/rl/logs/metrics.jsonl, metrics.csv         one row per step (RL_METRIC_KEYS); logs/tensorboard/ TRL's scalars
+  RUN/rl/plots/reward.png                        mean reward and pass rate by step
+The models are `rl-checkpoint-<step>` and `rl-final` for evaluate / compare / report / export.
+
+Every meta.json carries `provenance`: the SFT model RL started from (name, step, weights sha256), the rl config and
+the sha256 of the tests that reward. A resume must match it (all but RESUME_FREE_KEYS) or is refused, so a resumed
+run continues the same trajectory: same problems in the same order, same sampling (the RNG state is restored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from codelora import runs
+from codelora.errors import UserError
+from codelora.files import atomic_write_text
+
+__all__ = [
+    "RESUME_FREE_KEYS",
+    "RL_METRIC_KEYS",
+    "Judge",
+    "check_backends",
+    "rl",
+    "training_problems",
+]
+
+METHOD = "rl"
+# rl keys a --resume may change: they change neither the problems, the sampling nor the updates up to the checkpoint.
+RESUME_FREE_KEYS = frozenset({"steps", "save_steps", "workers"})
+PROBLEMS_VERSION = 1  # bump when how the training problems' tests are made changes: the cache is rebuilt
+GRADE_TIMEOUT = 6.0  # seconds per test, as the held-out benchmark grades
+# The columns of RUN/rl/logs/metrics.jsonl. reward: mean sandbox reward of the step's completions (sandbox failures,
+# which get no reward, left out); reward_total: with the extra rewards added (= reward without any); reward_std: mean over groups of the within-group std; frac_reward_zero_std: share of
+# groups whose completions all got the same reward (no gradient from them); pass_rate: share of completions that
+# passed every test; completion_length: mean tokens; sandbox_seconds: wall time of the step's grading; verdicts:
+# {verdict: count} of the step's completions; no_verdict: completions the sandbox could not grade (reward None).
+RL_METRIC_KEYS = [
+    "step",
+    "learning_rate",
+    "grad_norm",
+    "loss",
+    "reward",
+    "reward_total",
+    "reward_std",
+    "frac_reward_zero_std",
+    "pass_rate",
+    "completion_length",
+    "sandbox_seconds",
+    "completions",
+    "no_verdict",
+    "verdicts",
+    "elapsed_seconds",
+]
+
+
+# --------------------------------------------------------------------------------------------------- backends
+
+
+def check_backends(rl_cfg) -> None:
+    """UserError (one line) when TRL is not installed, or rl.vllm=colocate without vLLM or a GPU."""
+    if importlib.util.find_spec("trl") is None:
+        raise UserError("codelora rl needs TRL (GRPOTrainer): pip install 'codelora[rl]' (or pip install 'trl>=1.16')")
+    if rl_cfg.vllm == "colocate":
+        if importlib.util.find_spec("vllm") is None:
+            raise UserError("rl.vllm=colocate needs vLLM (pip install 'codelora[vllm]', GPU only); set rl.vllm=none")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("rl.vllm=colocate needs a CUDA GPU (vLLM); set rl.vllm=none to generate with transformers")
+
+
+# --------------------------------------------------------------------------------------------------- problems
+
+
+def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None) -> tuple[list[dict], dict]:
+    """The run's training-split problems that have tests: ([{task_id, prompt, tests: [{input, output}]}], report).
+
+    tests: "examples" keeps the statement's worked examples that a reference solution passes (as the held-out
+    benchmark does); "generated" / "all" need the generated hidden tests (codelora.data.generated_tests). Cached
+    in RUN/rl/problems.jsonl + problems_report.json, rebuilt when the split, dataset or `tests` changes. The report
+    records how the tests were made and `tests_sha256`, the hash of the problems file (provenance of every RL
+    checkpoint). UserError when the split is unknown or no training problem has a test.
+    """
+    from codelora.benchmarks.heldout import PARSER_VERSION, check_examples, reference_solutions
+    from codelora.data.load import load_rows
+    from codelora.data.split import load_split_json, problem_key
+
+    folder = runs.method_dir(run_dir, METHOD)
+    split = load_split_json(run_dir / "split.json")
+    train = split["splits"].get("train") or {}
+    keys = list(train.get("problems") or [])
+    if not keys:
+        raise UserError(f"{run_dir}/split.json: the training split has zero problems; nothing to train RL on")
+    ident = {
+        "version": PROBLEMS_VERSION,
+        "parser_version": PARSER_VERSION,
+        "tests": tests,
+        "dataset": cfg.data.dataset,
+        "dataset_sha256": runs.dataset_sha256(cfg.data.dataset),
+        "split_train_sha256": train.get("sha256"),
+        "split_train_problems": len(keys),
+    }
+    out, report_path = folder / "problems.jsonl", folder / "problems_report.json"
+    if out.is_file() and report_path.is_file():
+        try:
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            if all(report.get(k) == v for k, v in ident.items()) and report.get("tests_sha256") == _sha(out):
+                return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line], report
+        except (ValueError, OSError):
+            pass  # unreadable cache: rebuild it
+    if tests != "examples":
+        if importlib.util.find_spec("codelora.data.generated_tests") is None:
+            raise UserError(
+                f"rl.tests={tests} needs the generated hidden tests (codelora.data.generated_tests), which this "
+                "codelora does not have; set rl.tests=examples knowingly (the examples are in the prompt: hackable)"
+            )
+        raise UserError(f"rl.tests={tests}: generated tests are not wired into codelora rl yet; use rl.tests=examples")
+    rows, _ = load_rows(cfg.data.dataset, target=cfg.data.target, skip_bad_rows=True)
+    wanted = set(keys)
+    by_key: dict[str, list[dict]] = {}
+    for row in rows:
+        k = problem_key(row["input"])
+        if k in wanted:
+            by_key.setdefault(k, []).append(row)
+    problems = [
+        {"task_id": k, "prompt": by_key[k][0]["input"], "references": reference_solutions(by_key[k])}
+        for k in keys
+        if k in by_key
+    ]
+    check_examples(problems, workers)
+    usable = [{"task_id": p["task_id"], "prompt": p["prompt"], "tests": p["tests"]} for p in problems if p["tests"]]
+    if not usable:
+        raise UserError(
+            f"none of the {len(keys)} training problems of {run_dir} has a test (no statement example passed its "
+            "reference solution); RL has nothing to reward"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.update_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
+    report = {
+        **ident,
+        "train_problems": len(keys),
+        "missing_from_dataset": len(keys) - len(problems),
+        "with_tests": len(usable),
+        "tests_total": sum(len(p["tests"]) for p in usable),
+        "tests_sha256": _sha(out),
+    }
+    runs.write_json(report_path, report, indent=1)
+    return usable, report
+
+
+def _sha(path: Path) -> str:
+    from codelora.files import sha256_file
+
+    return sha256_file(path)
+
+
+# ------------------------------------------------------------------------------------------------------ reward
+
+
+class Judge:
+    """The reward as TRL calls it: `judge(prompts, completions, problem_id=[...], **columns) -> [float | None]`.
+
+    Each completion goes through codelora's extraction (`codelora.extract`, rule "program") and the sandbox
+    (`grade_stdio_problem`, as the held-out benchmark grades), all of a batch concurrently on `workers` threads.
+    kind: "binary" (1.0 when every test passes, else 0.0) or "fraction" (share of tests accepted). A sandbox
+    failure (verdict sandbox_error, or an exception in the grader) gives None: no verdict, which TRL leaves out of
+    the advantages, rather than a 0 that would teach the policy something about the infrastructure.
+    `take_step()` returns and resets what was graded since the last call (verdict counts, seconds), for the metrics.
+    """
+
+    __name__ = "sandbox"  # TRL names a reward function's metrics after __name__
+
+    def __init__(self, problems: list[dict], kind: str = "binary", workers: int | None = None):
+        self.problems = {p["task_id"]: p for p in problems}
+        self.kind = kind
+        self.workers = workers or os.cpu_count() or 1
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.verdicts: Counter = Counter()
+        self.seconds = 0.0
+        self.graded = 0
+        self.passed = 0
+        self.none = 0
+
+    def grade(self, completion: str, problem_id: str) -> tuple[float | None, str]:
+        """(reward, verdict) of one completion."""
+        from codelora.extract import extract_code
+        from codelora.sandbox.grading import ACCEPTED, SANDBOX_ERROR, grade_stdio_problem
+
+        tests = self.problems[problem_id]["tests"]
+        code, _found = extract_code(completion)
+        try:
+            res = grade_stdio_problem(code, tests, GRADE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - a grader failure is no verdict, and training goes on
+            return None, SANDBOX_ERROR
+        if res.verdict == SANDBOX_ERROR:
+            return None, res.verdict
+        if self.kind == "fraction":
+            return sum(t.verdict == ACCEPTED for t in res.tests) / len(tests), res.verdict
+        return float(res.passed), res.verdict
+
+    def __call__(self, prompts, completions, problem_id, **kwargs) -> list[float | None]:
+        start = time.monotonic()
+        texts = [_text(c) for c in completions]
+        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(texts)))) as pool:
+            graded = list(pool.map(self.grade, texts, problem_id))
+        seconds = time.monotonic() - start
+        with self.lock:
+            self.seconds += seconds
+            for reward, verdict in graded:
+                self.verdicts[verdict] += 1
+                self.graded += 1
+                self.passed += verdict == "accepted"
+                self.none += reward is None
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):  # TRL averages these per logged step and sends them to TensorBoard too
+            log_metric("pass_rate", sum(v == "accepted" for _, v in graded) / max(1, len(graded)))
+            log_metric("sandbox_seconds", seconds)
+        return [r for r, _ in graded]
+
+    def take_step(self) -> dict[str, Any]:
+        """What was graded since the last call: {completions, pass_rate, no_verdict, sandbox_seconds, verdicts}."""
+        with self.lock:
+            out = {
+                "completions": self.graded,
+                "pass_rate": self.passed / self.graded if self.graded else None,
+                "no_verdict": self.none,
+                "sandbox_seconds": round(self.seconds, 3),
+                "verdicts": dict(sorted(self.verdicts.items())),
+            }
+            self._reset()
+        return out
+
+
+def _text(completion: Any) -> str:
+    """A completion as text: TRL passes strings for text prompts, [{role, content}] for conversational ones."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content") or "")
+    return str(completion)
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+
+
+class RLMetrics:
+    """RUN/rl/logs/metrics.{jsonl,csv} (codelora.trainer.MetricsLog with RL_METRIC_KEYS) and RUN/rl/plots/reward.png."""
+
+    def __init__(self, folder: Path, keep_up_to_step: int):
+        from codelora.trainer import MetricsLog
+
+        self.folder = folder
+        self.log = MetricsLog(folder, keep_up_to_step, keys=RL_METRIC_KEYS)
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.log.rows
+
+    def add(self, row: dict) -> None:
+        self.log.add(row)
+
+    def plot(self) -> None:
+        """Mean reward and pass rate by step (nothing without matplotlib or rows)."""
+        if not self.rows:
+            return
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        plots = self.folder / "plots"
+        plots.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for key, style in (("reward", "o-"), ("pass_rate", "s--"), ("frac_reward_zero_std", ":")):
+            pts = [(r["step"], r[key]) for r in self.rows if r.get(key) is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=key)
+        ax.set_xlabel("RL step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("GRPO: reward by step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        tmp = plots / "reward.tmp.png"
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, plots / "reward.png")
+
+
+def _callback_class():
+    from transformers import TrainerCallback
+
+    class RLCallback(TrainerCallback):
+        """Per step: a metrics row from TRL's logs and the judge's counts; meta.json last into each checkpoint;
+        stops at a step boundary (saving a checkpoint) once `stop_requested` is set by a signal handler."""
+
+        def __init__(self, folder: Path, metrics: RLMetrics, judge: Judge, meta: dict, elapsed_before: float):
+            self.folder = folder
+            self.metrics = metrics
+            self.judge = judge
+            self.base_meta = meta
+            self.start = time.time()
+            self.elapsed_before = elapsed_before
+            self.stop_requested = False
+
+        def elapsed(self) -> float:
+            return round(self.elapsed_before + time.time() - self.start, 3)
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.start = time.time()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.stop_requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "reward" not in logs:  # the end-of-training summary row
+                return
+            self.metrics.add(
+                {
+                    "step": state.global_step,
+                    "learning_rate": logs.get("learning_rate"),
+                    "grad_norm": logs.get("grad_norm"),
+                    "loss": logs.get("loss"),
+                    "reward": logs.get("rewards/sandbox/mean", logs.get("reward")),
+                    "reward_total": logs.get("reward"),
+                    "reward_std": logs.get("reward_std"),
+                    "frac_reward_zero_std": logs.get("frac_reward_zero_std"),
+                    "completion_length": logs.get("completions/mean_length"),
+                    **self.judge.take_step(),
+                    "elapsed_seconds": self.elapsed(),
+                }
+            )
+            self.metrics.plot()
+
+        def meta(self, state) -> dict[str, Any]:
+            """meta.json of an RL checkpoint or final/: step, elapsed seconds, provenance, config, metric rows."""
+            return {
+                **self.base_meta,
+                "step": state.global_step,
+                "epoch": None,
+                "elapsed_seconds": self.elapsed(),
+                "metrics": self.metrics.rows,
+            }
+
+        def on_save(self, args, state, control, **kw):
+            ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and ck.is_dir():
+                atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
+
+    return RLCallback
+
+
+# ------------------------------------------------------------------------------------------------------ the run
+
+
+def rl(
+    run_dir: str | Path,
+    start: str = "final",
+    overrides: list[str] | tuple[str, ...] = (),
+    resume: bool = False,
+    resume_from: str | None = None,
+    extra_rewards: list[Callable[..., list[float | None]]] = (),
+) -> dict[str, Any]:
+    """GRPO-train the run's adapter into RUN/rl/; return the result.
+
+    start: the run's model RL starts from (base, final, checkpoint-N). overrides: `rl.KEY=VALUE` on top of the
+    run's config. resume: continue from the newest complete RL checkpoint; resume_from (checkpoint-N,
+    rl-checkpoint-N or N, implies resume): from that one, removing later RL checkpoints and final/.
+    extra_rewards: further reward functions TRL adds to the sandbox judge's reward (TRL's signature:
+    `fn(prompts, completions, problem_id, **kw) -> [float | None]`), e.g. a format reward; the metrics' verdicts,
+    pass rate and sandbox seconds stay the judge's.
+
+    Returns {run_dir, rl_dir, start, global_step, interrupted, signal, reward_first, reward_last, pass_rate_last,
+    elapsed_seconds, final}; for a resume of a finished RL run that already covers rl.steps
+    {run_dir, rl_dir, global_step, already_finished: True}. Raises UserError (one line) for a refused value,
+    start model or resume; TrainingError for a full disk.
+    """
+    from codelora.train import resolve_resume_checkpoint
+
+    run_dir = runs.require_run(run_dir)
+    cfg = runs.load_run_config(run_dir, list(overrides))
+    check_backends(cfg.rl)
+    folder = runs.method_dir(run_dir, METHOD)
+    start_model = _start_model(run_dir, start)
+    problems, report = training_problems(run_dir, cfg, cfg.rl.tests, cfg.rl.workers or None)
+    provenance = {
+        "method": METHOD,
+        "start": {
+            "model": start_model.name,
+            "step": start_model.step,
+            "weights_sha256": start_model.weights_sha256(),
+        },
+        "tests": cfg.rl.tests,
+        "tests_sha256": report["tests_sha256"],
+        "problems": len(problems),
+        "rl": dataclasses.asdict(cfg.rl),
+    }
+    resume = resume or resume_from is not None
+    ck, ck_meta = None, {}
+    if not resume:
+        if runs.all_checkpoints(folder) or (folder / "final").exists():
+            raise UserError(
+                f"{folder} already holds an RL run; continue it with --resume, or remove {folder}/checkpoints and "
+                f"{folder}/final to start over"
+            )
+    else:
+        done = _finished_step(folder)
+        if resume_from is None and done is not None and done >= cfg.rl.steps:
+            _check_same(_read_meta(folder / "final"), provenance, folder / "final")
+            return {"run_dir": str(run_dir), "rl_dir": str(folder), "global_step": done, "already_finished": True}
+        which = None if resume_from is None else str(resume_from).removeprefix(f"{METHOD}-")
+        ck = resolve_resume_checkpoint(folder, which)
+        ck_meta = _read_meta(ck)
+        _check_same(ck_meta, provenance, ck)
+
+    from accelerate import PartialState
+
+    from codelora.models import pick_device
+
+    device = pick_device(cfg.model.device)
+    dist = PartialState(cpu=device == "cpu")
+    if ck is not None:
+        _clear_after(folder, ck)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = _policy(cfg, device, start_model)
+    dataset = _dataset(problems, tokenizer, cfg.data.system_prompt)
+    judge = Judge(problems, cfg.rl.reward, cfg.rl.workers or None)
+    metrics = RLMetrics(folder, keep_up_to_step=int(ck_meta.get("step") or 0) if ck is not None else -1)
+    meta = {
+        "provenance": provenance,
+        "config": cfg.to_dict(),
+        "git_commit": runs.git_commit(),
+    }
+    callback = _callback_class()(folder, metrics, judge, meta, float(ck_meta.get("elapsed_seconds") or 0.0))
+    trainer = _trainer(cfg, folder, model, tokenizer, dataset, [judge, *extra_rewards], callback, device)
+    from codelora.train import run_with_signal_handling, save_final
+
+    global_step, signum = run_with_signal_handling(trainer, callback, ck)
+    rows = metrics.rows
+    result = {
+        "run_dir": str(run_dir),
+        "rl_dir": str(folder),
+        "start": start_model.name,
+        "global_step": global_step,
+        "interrupted": callback.stop_requested,
+        "signal": signum,
+        "reward_first": rows[0]["reward"] if rows else None,
+        "reward_last": rows[-1]["reward"] if rows else None,
+        "pass_rate_last": rows[-1]["pass_rate"] if rows else None,
+        "elapsed_seconds": callback.elapsed(),
+    }
+    if not callback.stop_requested:
+        result["final"] = str(save_final(trainer, callback, tokenizer, folder, result, dist))
+    return result
+
+
+def _start_model(run_dir: Path, start: str) -> runs.Model:
+    """The SFT model RL starts from (base, final, checkpoint-N); an RL model as a start is refused."""
+    model = runs.find_model(run_dir, start)
+    if model.method != "sft":
+        raise UserError(
+            f"--from {start}: RL starts from an SFT model (base, final or checkpoint-N); to continue an RL run "
+            "use --resume"
+        )
+    return model
+
+
+def _read_meta(folder: Path) -> dict:
+    from codelora.files import read_json
+
+    meta = read_json(folder / "meta.json")
+    if not isinstance(meta, dict):
+        raise UserError(f"{folder / 'meta.json'}: expected a JSON object")
+    return meta
+
+
+def _finished_step(folder: Path) -> int | None:
+    if not (folder / "final" / "meta.json").is_file():
+        return None
+    return int(_read_meta(folder / "final").get("step") or 0)
+
+
+def _check_same(meta: dict, provenance: dict, where: Path) -> None:
+    """Refuse a resume whose start model, tests or rl config (but RESUME_FREE_KEYS) differ from the checkpoint's."""
+    old = meta.get("provenance") or {}
+    diffs = []
+    for key in ("start", "tests", "tests_sha256"):
+        if old.get(key) != provenance[key]:
+            diffs.append(f"{key} ({old.get(key)!r} -> {provenance[key]!r})")
+    old_rl, new_rl = old.get("rl") or {}, provenance["rl"]
+    diffs += [
+        f"rl.{k} ({old_rl.get(k)!r} -> {v!r})" for k, v in new_rl.items() if k not in RESUME_FREE_KEYS and old_rl.get(k) != v
+    ]
+    if diffs:
+        raise UserError(
+            f"cannot resume from {where}: it was trained with other settings: {'; '.join(diffs)}; resume with the "
+            "same --from and rl values, or start over"
+        )
+
+
+def _clear_after(folder: Path, ck: Path) -> None:
+    """Remove the RL checkpoints after `ck` (complete or not) and a final/ of a later step: they are redone."""
+    later = [p for p in runs.all_checkpoints(folder) if runs.step_of(p) > runs.step_of(ck)]
+    final = folder / "final"
+    if final.exists():
+        later.append(final)
+    for tmp in (folder / "final.tmp",):
+        if tmp.exists():
+            later.append(tmp)
+    done = [p.name for p in later if (p / "meta.json").is_file()]
+    if done:
+        print(f"codelora rl: resuming from {ck.name}: removing {', '.join(done)} (redone from there)", file=sys.stderr)
+    for p in later:
+        shutil.rmtree(p)
+
+
+def _policy(cfg, device: str, start_model: runs.Model):
+    """(peft model with a trainable adapter, tokenizer): the start model's adapter, or a fresh one of cfg.lora."""
+    from codelora.chat import set_pad_token
+    from codelora.models import load_model
+    from codelora.train import add_lora
+
+    m = cfg.model
+    model, tokenizer = load_model(
+        m.source, dtype=m.dtype, device=device, attn_implementation=m.attn_implementation, revision=m.revision
+    )
+    set_pad_token(tokenizer)
+    if start_model.path is None:
+        import torch
+
+        torch.manual_seed(cfg.rl.seed)  # the fresh adapter's initialisation
+        model = add_lora(model, cfg.lora, False)
+    else:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(start_model.path), is_trainable=True)
+    return model, tokenizer
+
+
+def _dataset(problems: list[dict], tokenizer, system_prompt: str):
+    """A datasets.Dataset of {prompt: the rendered chat prompt (as evaluate renders it), problem_id}."""
+    from datasets import Dataset
+
+    from codelora.chat import render_prompt
+
+    return Dataset.from_list(
+        [{"prompt": render_prompt(tokenizer, system_prompt, p["prompt"]), "problem_id": p["task_id"]} for p in problems]
+    )
+
+
+def _trainer(cfg, folder: Path, model, tokenizer, dataset, rewards: list, callback, device: str):
+    """TRL's GRPOTrainer for cfg.rl: one micro-batch per problem (num_generations completions), prompts_per_step
+    micro-batches per optimizer step, generated together once per step; checkpoints every rl.save_steps, all kept."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from codelora.chat import stop_token_ids
+
+    r = cfg.rl
+    cuda = device.startswith("cuda")
+    import torch
+
+    dtype = next(model.parameters()).dtype
+    args = GRPOConfig(
+        output_dir=str(folder / "checkpoints"),
+        max_steps=r.steps,
+        per_device_train_batch_size=r.num_generations,
+        gradient_accumulation_steps=r.prompts_per_step,
+        num_generations=r.num_generations,
+        max_completion_length=r.max_new_tokens,
+        temperature=r.temperature,
+        learning_rate=r.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        loss_type=r.loss_type,
+        scale_rewards="none" if r.loss_type == "dr_grpo" else "group",
+        beta=r.beta,
+        seed=r.seed,
+        data_seed=r.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=r.save_steps,
+        save_total_limit=None,
+        report_to=[],
+        use_cpu=device == "cpu",
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        use_vllm=r.vllm == "colocate",
+        vllm_mode="colocate",
+        generation_kwargs={"eos_token_id": stop_token_ids(tokenizer)},
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    from transformers.integrations import TensorBoardCallback
+
+    tb = TensorBoardCallback()
+    tb.logging_dir = str(folder / "logs" / "tensorboard")
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[callback, tb],
+    )
