@@ -96,7 +96,9 @@ def _cmd_rl(a: RLArgs) -> int:
         return 0
     print(json.dumps(result, indent=2, default=str))
     if result.get("interrupted"):
-        print(f"interrupted at RL step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
+        print(
+            f"interrupted at RL step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr
+        )
         return 128 + int(result.get("signal") or signal.SIGINT)
     return 0
 

@@ -240,7 +240,7 @@ class Model:
 
     @property
     def method(self) -> str:
-        """"sft" for base, checkpoints and final; the method (e.g. "rl") of a later method's model."""
+        """The training method: `sft` for base, checkpoints and final, else the method (e.g. `rl`)."""
         head = self.kind.split("-", 1)[0]
         return head if head in METHODS else "sft"
 

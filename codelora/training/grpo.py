@@ -521,7 +521,9 @@ def _check_same(meta: dict, provenance: dict, where: Path) -> None:
             diffs.append(f"{key} ({old.get(key)!r} -> {provenance[key]!r})")
     old_rl, new_rl = old.get("rl") or {}, provenance["rl"]
     diffs += [
-        f"rl.{k} ({old_rl.get(k)!r} -> {v!r})" for k, v in new_rl.items() if k not in RESUME_FREE_KEYS and old_rl.get(k) != v
+        f"rl.{k} ({old_rl.get(k)!r} -> {v!r})"
+        for k, v in new_rl.items()
+        if k not in RESUME_FREE_KEYS and old_rl.get(k) != v
     ]
     if diffs:
         raise UserError(

@@ -81,9 +81,7 @@ class MetricsLog:
     training method's, e.g. codelora.training.grpo.RL_METRIC_KEYS; `plot` draws SFT's losses only).
     """
 
-    def __init__(
-        self, run_dir: Path, keep_up_to_step: int | None, write: bool = True, keys: list[str] | None = None
-    ):
+    def __init__(self, run_dir: Path, keep_up_to_step: int | None, write: bool = True, keys: list[str] | None = None):
         self.run_dir = run_dir
         self.write = write
         self.keys = list(keys or METRIC_KEYS)
