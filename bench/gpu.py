@@ -11,9 +11,14 @@ weights' values (a random model never stops early, so generation always runs to 
    MFU against the measured bf16 matmul rate, and whether the original recipe fits in 8 GiB (the course's card).
 2. Generation: codelora's batched HF generation (`codelora.generation.generate.generate_batch`, greedy) of the course's 41
    LiveCodeBench problems (`../shared/field/lcb41/`), up to 512 new tokens each.
+3. RL: `codelora rl` (TRL's GRPOTrainer, HF generation) from a fresh adapter on a run of the bundled sample problems
+   with their generated hidden tests: 3 steps of 2 problems x 8 completions of up to 256 tokens. Steps/s (step wall
+   time as RUN/rl/logs/metrics.jsonl records it) and the reward's throughput (completions graded per second of the
+   reward calls' wall time; a random model's answers are graded like any others).
 
 --tiny: the same script end to end on CPU with a 2-layer, width-64 model of the same architecture and tokenizer,
-1 step of 2 examples and 2 prompts x 8 tokens (the test suite runs it; its numbers mean nothing).
+1 step of 2 examples, 2 prompts x 8 tokens and 1 RL step of 2 x 2 completions of 8 tokens (the test suite runs it;
+its numbers mean nothing).
 
 Usage: python bench/gpu.py [--tiny] [--out bench/results/gpu.json]
 """
@@ -26,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +107,45 @@ def generation(folder: Path, n: int, max_new_tokens: int, batch_size: int) -> di
     return res
 
 
+def rl_row(folder: Path, tiny: bool) -> dict:
+    """`codelora rl` from a fresh adapter on a run of the bundled sample set (prepared with this model's tokenizer);
+    steps/s and reward throughput from RUN/rl/logs/metrics.jsonl."""
+    from codelora.config import load_config
+    from codelora.prepare import prepare_run
+    from codelora.training.grpo import rl
+
+    steps, gens, prompts, new = (1, 2, 2, 8) if tiny else (3, 8, 2, 256)
+    with tempfile.TemporaryDirectory(prefix="codelora-gpu-rl-") as tmp:
+        run_dir = Path(tmp) / "run"
+        cfg = load_config("demo", [f"model.source={folder}", "model.dtype=auto", f"output_dir={tmp}"])
+        prepare_run(cfg, run_dir)
+        overrides = [
+            f"rl.steps={steps}", f"rl.num_generations={gens}", f"rl.prompts_per_step={prompts}",
+            f"rl.max_new_tokens={new}", "rl.save_steps=1000",
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        result = rl(run_dir, "base", overrides)
+        wall = time.perf_counter() - t0
+        rows = [json.loads(line) for line in (run_dir / "rl" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    elapsed = rows[-1]["elapsed_seconds"]
+    graded = sum(r["completions"] for r in rows)
+    reward_s = sum(r["reward_seconds"] for r in rows)
+    return {
+        "steps": result["global_step"],
+        "completions_per_step": gens * prompts,
+        "max_new_tokens": new,
+        "completion_length_mean": round(sum(r["completion_length"] for r in rows) / len(rows), 1),
+        "train_seconds": round(elapsed, 2),
+        "wall_seconds_with_setup": round(wall, 2),
+        "steps_per_second": round(result["global_step"] / elapsed, 4),
+        "completions_graded": graded,
+        "reward_seconds": round(reward_s, 3),
+        "reward_completions_per_second": round(graded / reward_s, 1) if reward_s else None,
+        "reward_share_of_step": round(reward_s / elapsed, 3),
+        "verdicts": dict(sum((Counter(r["verdicts"] or {}) for r in rows), Counter())),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model on CPU: checks the script, not the numbers")
@@ -134,6 +179,7 @@ def main() -> None:
         )  # fmt: skip
         training = tt.summarize(run_args, tt.run_all(run_args))
         gen = generation(folder, n_prompts, max_new, batch_size=n_prompts if args.tiny else 16)
+        rl_doc = rl_row(folder, args.tiny)
     runs = training["runs"]
     fits = None
     if training["memory_metric"] == "peak_cuda_allocated_mb":
@@ -150,6 +196,7 @@ def main() -> None:
         "training": training,
         "original_recipe_fits_8gib": fits,
         "generation": gen,
+        "rl": rl_doc,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +212,11 @@ def main() -> None:
         )
     print(f"original recipe fits in 8 GiB: {fits}")
     print(f"generation: {gen}")
+    print(
+        f"| RL (GRPO, {rl_doc['completions_per_step']} completions/step) | {rl_doc['steps_per_second']} steps/s | "
+        f"reward {rl_doc['reward_completions_per_second']} completions/s ({rl_doc['reward_share_of_step']:.0%} of "
+        "the step) |"
+    )
     print(f"wrote {out} ({doc['wall_seconds']} s)", file=sys.stderr)
 
 

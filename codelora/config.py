@@ -601,7 +601,7 @@ class EvaluateArgs(EvalOptions):
     benchmark: str = field(metadata=BENCHMARK_FLAG)
     """Benchmark to generate for and grade."""
     models: str | None = None
-    """With --run: comma list of base, final, checkpoint-N, or all (default: base,final)."""
+    """With --run: comma list of base, final, checkpoint-N, rl-final, rl-checkpoint-N, or all (default: base,final)."""
     model: str | None = None
     """Without --run: model source to evaluate."""
     adapter: str | None = None
@@ -716,7 +716,7 @@ class CompareArgs:
     benchmark: str = field(default="heldout", metadata=BENCHMARK_FLAG)
     """Benchmark of the comparison."""
     models: list[str] | None = field(default=None, metadata={"nargs": "+", "metavar": "NAME"})
-    """base, checkpoint-<step>, final, or all; spaces or commas (default: all)."""
+    """base, checkpoint-<step>, final, rl-checkpoint-<step>, rl-final, or all; spaces or commas (default: all)."""
     force: bool = False
     """Compare despite different base/problems/sampling (marked)."""
     out: str | None = None
@@ -765,7 +765,7 @@ class ExportArgs:
     run: str
     """Run folder (outputs/<run>)."""
     checkpoint: str = "best"
-    """best (the run's selection.json), final, a step number or checkpoint-<step> (default: best)."""
+    """best (the run's selection.json), final, a step number, checkpoint-<step>, rl-final or rl-checkpoint-<step> (default: best)."""
     merge: bool = False
     """Merge the adapter into the base weights (checked on logits)."""
     dtype: Literal["bf16", "fp16", "fp32"] | None = None

@@ -37,3 +37,7 @@ def test_gpu_bench_tiny_runs_end_to_end_on_cpu(tmp_path):
     gen = doc["generation"]
     assert gen["prompts"] == 2 and 2 <= gen["new_tokens"] <= 16 and gen["tokens_per_second"] > 0
     assert "| codelora default" in proc.stdout
+    rl = doc["rl"]  # codelora rl: 1 GRPO step of 2 problems x 2 completions, every one graded by the sandbox
+    assert rl["steps"] == 1 and rl["completions_graded"] == 4 and sum(rl["verdicts"].values()) == 4
+    assert rl["steps_per_second"] > 0 and rl["reward_completions_per_second"] > 0
+    assert "| RL (GRPO" in proc.stdout

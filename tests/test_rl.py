@@ -1,10 +1,10 @@
-"""codelora rl: GRPO (TRL) on a tiny run with the sandbox judge; weights move, an interrupted run resumes to the same
+"""codelora rl: GRPO (TRL) on a tiny run with the sandbox reward (generated hidden tests); weights move, an interrupted run resumes to the same
 state as an uninterrupted one, RL models go through evaluate / compare / export by name, bad values are one line.
 
 A random tiny model never writes a passing program, so every group's sandbox reward is 0 and GRPO has no gradient
 from it; the runs here add a reward on the completion's text length (even/odd characters, varied across a group)
-through `extra_rewards`, which TRL sums with the judge's. The judge still grades every completion (its verdicts are
-asserted below); the length reward gives the update something to follow.
+through `extra_rewards`, which TRL sums with the sandbox's. The sandbox still grades every completion (its verdicts
+are asserted below); the length reward gives the update something to follow.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from codelora import runs  # noqa: E402
 from codelora.config import load_config  # noqa: E402
 from codelora.errors import UserError  # noqa: E402
 from codelora.train import train  # noqa: E402
-from codelora.training.grpo import rl  # noqa: E402
+from codelora.training.grpo import rl, training_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SFT = [
@@ -37,8 +37,7 @@ SFT = [
     "eval.max_new_tokens=8",
     "eval.batch_size=8",
 ]
-RL = [
-    "rl.tests=examples",
+RL = [  # rl.tests: the default, generated hidden tests
     "rl.steps=3",
     "rl.save_steps=2",
     "rl.num_generations=2",
@@ -76,7 +75,9 @@ def sft(tmp_path_factory) -> Path:
     """A tiny SFT run with final/ (step 1), copied per test that writes RL into it."""
     tmp = tmp_path_factory.mktemp("rl-sft")
     run_dir = tmp / "run"
-    train(load_config("demo", [*SFT, f"output_dir={tmp}"]), run_dir)
+    cfg = load_config("demo", [*SFT, f"output_dir={tmp}"])
+    train(cfg, run_dir)
+    training_problems(run_dir, cfg, "generated")  # RUN/tests/train.jsonl, built once and copied with the run
     return run_dir
 
 
@@ -94,7 +95,7 @@ def uninterrupted(sft, tmp_path_factory) -> tuple[Path, dict]:
     return run, result
 
 
-def test_rl_writes_the_run_schema_and_the_judges_verdicts(uninterrupted):
+def test_rl_writes_the_run_schema_and_the_sandbox_verdicts(uninterrupted):
     run, result = uninterrupted
     folder = run / "rl"
     assert result["global_step"] == 3 and not result["interrupted"]
@@ -106,9 +107,13 @@ def test_rl_writes_the_run_schema_and_the_judges_verdicts(uninterrupted):
         "step": 1,
         "weights_sha256": runs.weights_sha256(run / "final"),
     }
-    report = json.loads((folder / "problems_report.json").read_text())
-    assert prov["tests_sha256"] == report["tests_sha256"] == runs.sha256_file(folder / "problems.jsonl")
-    assert prov["rl"]["steps"] == 3 and prov["rl"]["tests"] == "examples"
+    records = [json.loads(line) for line in (run / "tests" / "train.jsonl").read_text().splitlines()]
+    chosen = {r["task_id"]: r["generated"] for r in records if r["generated"]}
+    assert prov["file"] == "tests/train.jsonl" and prov["tests"] == "generated" and prov["problems"] == len(chosen)
+    assert prov["tests_sha256"] == runs.canonical_sha256(
+        {pid: [{"input": t["input"], "output": t["output"]} for t in tests] for pid, tests in chosen.items()}
+    )
+    assert prov["rl"]["steps"] == 3 and prov["rl"]["tests"] == "generated"
     rows = [json.loads(line) for line in (folder / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:
@@ -184,6 +189,9 @@ def test_rl_checkpoints_go_through_evaluate_compare_export(uninterrupted, tmp_pa
     out = tmp_path / "export"
     meta = export(run, out, checkpoint="rl-final")
     assert meta["checkpoint"] == "rl-final" and meta["weights_sha256"] == runs.weights_sha256(run / "rl" / "final")
+    card = (out / "README.md").read_text()
+    assert "`rl-final` (RL (GRPO) step 3 after final (SFT step 1))" in card
+    assert "Fine-tuned for 1 optimizer steps" in card and "Then trained by GRPO (`codelora rl`) for 3 steps" in card
     exported = _adapter(out)
     for k, v in _adapter(run / "rl" / "final").items():
         assert (exported[k] == v).all()

@@ -123,6 +123,7 @@ def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error
         "meta": model.meta,
         "selection": selection,
         "weights_sha256": model.weights_sha256(),
+        "method": model.method,  # "sft", or "rl" for rl-checkpoint-N / rl-final (step: its RL step)
     }
 
 

@@ -238,6 +238,15 @@ def _eval_folders(run_dir: Path) -> list[str]:
     return [folder.name for _, _, folder in runs.evaluated(run_dir)]
 
 
+def step_text(ck: dict[str, Any]) -> str:
+    """The exported model's step in words: `optimizer step N` (SFT), or for an RL model `GRPO step N after <start>
+    (SFT step S)` from its meta.json provenance."""
+    if ck.get("method", "sft") == "sft":
+        return f"optimizer step {ck['step']}"
+    start = ((ck.get("meta") or {}).get("provenance") or {}).get("start") or {}
+    return f"{ck['method'].upper()} (GRPO) step {ck['step']} after {start.get('model', '?')} (SFT step {start.get('step', '?')})"
+
+
 def _evaluated_as(bdir: Path, ck: dict[str, Any]) -> str:
     """The model folder holding the exported checkpoint's results: its own, or for `final` the checkpoint of the
     same step (evaluate reuses identical weights' answers, and compare evaluates checkpoints)."""
@@ -374,7 +383,7 @@ def _recipe_section(cfg, ck: dict[str, Any]) -> str:
         ["max length", f"{d.max_length} tokens ({d.overlong} longer examples)"],
         ["loss", f"completion only (target: {d.target})"],
         ["seed", t.seed],
-        ["exported", f"`{ck['name']}` (optimizer step {ck['step']})"],
+        ["exported", f"`{ck['name']}` ({step_text(ck)})"],
         ["evaluation decoding", "greedy" if e.greedy else f"temperature {e.temperature}, top_p {e.top_p}"],
     ]
     return "## Training recipe\n\n" + _table(["setting", "value"], rows)
@@ -445,7 +454,7 @@ def _loss_section(run_dir: Path, ck: dict[str, Any], plots: list[str]) -> str:
                         r["step"],
                         r.get("valid_loss"),
                         r.get("test_loss"),
-                        "← exported" if r["step"] == ck["step"] else "",
+                        "← exported" if r["step"] == ck["step"] and ck.get("method", "sft") == "sft" else "",
                     ]
                     for r in rows
                 ],
@@ -589,10 +598,22 @@ def _merge_section(meta: dict[str, Any]) -> str:
 def _limitations_section(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], evaluated: bool) -> str:
     report = _json(run_dir / "data_report.json") or {}
     train_rows = ((report.get("splits") or {}).get("train") or {}).get("examples")
+    sft_steps = ck["step"]
+    if ck.get("method", "sft") != "sft":
+        sft_steps = (((ck.get("meta") or {}).get("provenance") or {}).get("start") or {}).get("step", "?")
     items = [
-        f"Fine-tuned for {ck['step']} optimizer steps on {train_rows if train_rows is not None else 'an unknown number of'} "
+        f"Fine-tuned for {sft_steps} optimizer steps on {train_rows if train_rows is not None else 'an unknown number of'} "
         f"training examples of `{cfg.data.dataset}`; competitive-programming problems answered in Python "
         "(stdin/stdout). Other languages and tasks were not trained or tested.",
+        *(
+            [
+                f"Then trained by GRPO (`codelora rl`) for {ck['step']} steps on the training problems, rewarded by "
+                "the sandbox's verdict on "
+                f"{((ck.get('meta') or {}).get('provenance') or {}).get('tests', '?')} tests."
+            ]
+            if ck.get("method", "sft") != "sft"
+            else []
+        ),
         "Generated code is untrusted: run it in a sandbox (as `codelora score` does), never directly.",
         "pass@1 on a few dozen problems has a wide interval; a difference of a few problems between checkpoints "
         "is often noise (see the interval and the paired test in the selection reasons).",
@@ -622,7 +643,7 @@ def _provenance_section(run_dir: Path, ck: dict[str, Any], meta: dict[str, Any])
 
     rows = [
         ["run", f"`{run_dir.name}`"],
-        ["checkpoint", f"`{ck['name']}` (step {ck['step']})"],
+        ["checkpoint", f"`{ck['name']}` ({step_text(ck)})"],
         ["chosen by", meta.get("selected_by")],
         ["training commit", meta.get("git_commit")],
         ["export commit", meta.get("export_git_commit")],
@@ -682,7 +703,7 @@ def build_card(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], pro
     intro = (
         f"A LoRA fine-tune of {linked}"
         + " for writing Python solutions to competitive-programming problems, trained with codelora on "
-        f"`{cfg.data.dataset}`. This folder is the **{form}** of `{ck['name']}` (optimizer step {ck['step']}) of run "
+        f"`{cfg.data.dataset}`. This folder is the **{form}** of `{ck['name']}` ({step_text(ck)}) of run "
         f"`{run_dir.name}`."
     )
     parts = [

@@ -2,11 +2,11 @@
 
 `rl()` is the recipe, read top to bottom: the run's config with `--set rl.*` -> the model RL starts from (base:
 a fresh adapter of the run's `lora:` shape; final / checkpoint-N: that SFT adapter, trainable) -> the training-split
-problems that have tests (cached in RUN/rl/problems.jsonl) -> where the RL run starts (fresh, or a complete RL
-checkpoint) -> GRPOTrainer with the reward -> RUN/rl/final/.
+problems that have tests of the kind `rl.tests` chooses (codelora.data.generated_tests, cached in
+RUN/tests/train.jsonl) -> where the RL run starts (fresh, or a complete RL checkpoint) -> GRPOTrainer with the
+sandbox reward (codelora.reward: score's extraction, sandbox and verdict) -> RUN/rl/final/.
 
 Folder (the run schema of a training method, codelora.runs.METHODS):
-  RUN/rl/problems.jsonl, problems_report.json   the problems and the tests that reward (how they were made)
   RUN/rl/checkpoints/checkpoint-<step>/          adapter + optimizer/scheduler/RNG state; meta.json written last marks
                                                  it complete (an interrupted save never looks whole)
   RUN/rl/final/                                  written as final.tmp/ and renamed
@@ -31,7 +31,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from codelora.files import atomic_write_text
 __all__ = [
     "RESUME_FREE_KEYS",
     "RL_METRIC_KEYS",
-    "Judge",
+    "StepVerdicts",
     "check_backends",
     "rl",
     "training_problems",
@@ -51,13 +50,13 @@ __all__ = [
 METHOD = "rl"
 # rl keys a --resume may change: they change neither the problems, the sampling nor the updates up to the checkpoint.
 RESUME_FREE_KEYS = frozenset({"steps", "save_steps", "workers"})
-PROBLEMS_VERSION = 1  # bump when how the training problems' tests are made changes: the cache is rebuilt
-GRADE_TIMEOUT = 6.0  # seconds per test, as the held-out benchmark grades
-# The columns of RUN/rl/logs/metrics.jsonl. reward: mean sandbox reward of the step's completions (sandbox failures,
-# which get no reward, left out); reward_total: with the extra rewards added (= reward without any); reward_std: mean over groups of the within-group std; frac_reward_zero_std: share of
-# groups whose completions all got the same reward (no gradient from them); pass_rate: share of completions that
-# passed every test; completion_length: mean tokens; sandbox_seconds: wall time of the step's grading; verdicts:
-# {verdict: count} of the step's completions; no_verdict: completions the sandbox could not grade (reward None).
+# The columns of RUN/rl/logs/metrics.jsonl, one row per step. reward: mean sandbox reward of the step's completions
+# (sandbox failures, which get no reward, left out); reward_total: with the extra rewards added (= reward without
+# any); reward_std: TRL's std of the rewards; frac_reward_zero_std: share of groups whose completions all got the same
+# reward (no gradient from them); pass_rate: share of the completions with a verdict that passed every test;
+# completion_length: mean tokens; sandbox_seconds: the step's programs' run times, summed; reward_seconds: wall time
+# of the step's reward call (its completions graded concurrently); completions: how many were graded; no_verdict:
+# how many the sandbox could not grade (reward None); verdicts: {verdict: count}.
 RL_METRIC_KEYS = [
     "step",
     "learning_rate",
@@ -70,6 +69,7 @@ RL_METRIC_KEYS = [
     "pass_rate",
     "completion_length",
     "sandbox_seconds",
+    "reward_seconds",
     "completions",
     "no_verdict",
     "verdicts",
@@ -96,108 +96,47 @@ def check_backends(rl_cfg) -> None:
 # --------------------------------------------------------------------------------------------------- problems
 
 
-def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None) -> tuple[list[dict], dict]:
-    """The run's training-split problems that have tests: ([{task_id, prompt, tests: [{input, output}]}], report).
+def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None) -> tuple[dict[str, dict], dict]:
+    """The run's training-split problems that have `tests` tests (generated, examples or all): (problem id ->
+    record as codelora.data.generated_tests writes it, what `codelora.reward.make_reward` takes; info).
 
-    tests: "examples" keeps the statement's worked examples that a reference solution passes (as the held-out
-    benchmark does); "generated" / "all" need the generated hidden tests (codelora.data.generated_tests). Cached
-    in RUN/rl/problems.jsonl + problems_report.json, rebuilt when the split, dataset or `tests` changes. The report
-    records how the tests were made and `tests_sha256`, the hash of the problems file (provenance of every RL
-    checkpoint). UserError when the split is unknown or no training problem has a test.
+    The tests are built (or reused) in RUN/tests/train.jsonl by codelora.data.generated_tests, from the cfg.tests
+    seed. info: {tests, tests_sha256 (the chosen tests of every problem, canonical JSON), problems, tests_total,
+    split_problems, generator {seed, candidates_per_problem, generator_version}, file}: the provenance of every RL
+    checkpoint. UserError when no training problem has such a test.
     """
-    from codelora.benchmarks.heldout import PARSER_VERSION, check_examples, reference_solutions
-    from codelora.data.load import load_rows
-    from codelora.data.split import load_split_json, problem_key
+    from codelora.data.generated_tests import build_tests
+    from codelora.reward import problem_tests
 
-    folder = runs.method_dir(run_dir, METHOD)
-    split = load_split_json(run_dir / "split.json")
-    train = split["splits"].get("train") or {}
-    keys = list(train.get("problems") or [])
-    if not keys:
-        raise UserError(f"{run_dir}/split.json: the training split has zero problems; nothing to train RL on")
-    ident = {
-        "version": PROBLEMS_VERSION,
-        "parser_version": PARSER_VERSION,
-        "tests": tests,
-        "dataset": cfg.data.dataset,
-        "dataset_sha256": runs.dataset_sha256(cfg.data.dataset),
-        "split_train_sha256": train.get("sha256"),
-        "split_train_problems": len(keys),
-    }
-    out, report_path = folder / "problems.jsonl", folder / "problems_report.json"
-    if out.is_file() and report_path.is_file():
-        try:
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-            if all(report.get(k) == v for k, v in ident.items()) and report.get("tests_sha256") == _sha(out):
-                return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line], report
-        except (ValueError, OSError):
-            pass  # unreadable cache: rebuild it
-    if tests != "examples":
-        if importlib.util.find_spec("codelora.data.generated_tests") is None:
-            raise UserError(
-                f"rl.tests={tests} needs the generated hidden tests (codelora.data.generated_tests), which this "
-                "codelora does not have; set rl.tests=examples knowingly (the examples are in the prompt: hackable)"
-            )
-        raise UserError(f"rl.tests={tests}: generated tests are not wired into codelora rl yet; use rl.tests=examples")
-    rows, _ = load_rows(cfg.data.dataset, target=cfg.data.target, skip_bad_rows=True)
-    wanted = set(keys)
-    by_key: dict[str, list[dict]] = {}
-    for row in rows:
-        k = problem_key(row["input"])
-        if k in wanted:
-            by_key.setdefault(k, []).append(row)
-    problems = [
-        {"task_id": k, "prompt": by_key[k][0]["input"], "references": reference_solutions(by_key[k])}
-        for k in keys
-        if k in by_key
-    ]
-    check_examples(problems, workers)
-    usable = [{"task_id": p["task_id"], "prompt": p["prompt"], "tests": p["tests"]} for p in problems if p["tests"]]
-    if not usable:
+    path, records, report = build_tests(run_dir, cfg, "train", workers)
+    chosen = {r["task_id"]: problem_tests(r, tests) for r in records}
+    problems = {r["task_id"]: r for r in records if chosen[r["task_id"]]}
+    if not problems:
         raise UserError(
-            f"none of the {len(keys)} training problems of {run_dir} has a test (no statement example passed its "
-            "reference solution); RL has nothing to reward"
+            f"none of the {len(records)} training problems of {run_dir} has a {tests} test "
+            f"({runs.relative_to_run(path, run_dir)}); RL has nothing to reward"
+            + ("; rl.tests=examples or all uses the statement examples too" if tests == "generated" else "")
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    runs.update_text(out, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in usable))
-    report = {
-        **ident,
-        "train_problems": len(keys),
-        "missing_from_dataset": len(keys) - len(problems),
-        "with_tests": len(usable),
-        "tests_total": sum(len(p["tests"]) for p in usable),
-        "tests_sha256": _sha(out),
+    info = {
+        "tests": tests,
+        "tests_sha256": runs.canonical_sha256({pid: chosen[pid] for pid in problems}),
+        "problems": len(problems),
+        "tests_total": sum(len(chosen[pid]) for pid in problems),
+        "split_problems": len(records),
+        "generator": {k: report.get(k) for k in ("seed", "candidates_per_problem", "generator_version")},
+        "file": runs.relative_to_run(path, run_dir),
     }
-    runs.write_json(report_path, report, indent=1)
-    return usable, report
-
-
-def _sha(path: Path) -> str:
-    from codelora.files import sha256_file
-
-    return sha256_file(path)
+    return problems, info
 
 
 # ------------------------------------------------------------------------------------------------------ reward
 
 
-class Judge:
-    """The reward as TRL calls it: `judge(prompts, completions, problem_id=[...], **columns) -> [float | None]`.
+class StepVerdicts:
+    """What the sandbox reward graded since the last `take_step()`: `on_grade` is codelora.reward's hook, called with
+    each batch's RewardResults (reward None: no verdict, the sandbox failed)."""
 
-    Each completion goes through codelora's extraction (`codelora.extract`, rule "program") and the sandbox
-    (`grade_stdio_problem`, as the held-out benchmark grades), all of a batch concurrently on `workers` threads.
-    kind: "binary" (1.0 when every test passes, else 0.0) or "fraction" (share of tests accepted). A sandbox
-    failure (verdict sandbox_error, or an exception in the grader) gives None: no verdict, which TRL leaves out of
-    the advantages, rather than a 0 that would teach the policy something about the infrastructure.
-    `take_step()` returns and resets what was graded since the last call (verdict counts, seconds), for the metrics.
-    """
-
-    __name__ = "sandbox"  # TRL names a reward function's metrics after __name__
-
-    def __init__(self, problems: list[dict], kind: str = "binary", workers: int | None = None):
-        self.problems = {p["task_id"]: p for p in problems}
-        self.kind = kind
-        self.workers = workers or os.cpu_count() or 1
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self._reset()
 
@@ -207,64 +146,50 @@ class Judge:
         self.graded = 0
         self.passed = 0
         self.none = 0
+        self.wall = 0.0
 
-    def grade(self, completion: str, problem_id: str) -> tuple[float | None, str]:
-        """(reward, verdict) of one completion."""
-        from codelora.extract import extract_code
-        from codelora.sandbox.grading import ACCEPTED, SANDBOX_ERROR, grade_stdio_problem
+    def timed(self, reward):
+        """`reward` (an async TRL reward function) as one whose wall time per call adds to `reward_seconds`."""
+        verdicts = self
 
-        tests = self.problems[problem_id]["tests"]
-        code, _found = extract_code(completion)
-        try:
-            res = grade_stdio_problem(code, tests, GRADE_TIMEOUT)
-        except Exception:  # noqa: BLE001 - a grader failure is no verdict, and training goes on
-            return None, SANDBOX_ERROR
-        if res.verdict == SANDBOX_ERROR:
-            return None, res.verdict
-        if self.kind == "fraction":
-            return sum(t.verdict == ACCEPTED for t in res.tests) / len(tests), res.verdict
-        return float(res.passed), res.verdict
+        class Timed:
+            __name__ = reward.__name__
 
-    def __call__(self, prompts, completions, problem_id, **kwargs) -> list[float | None]:
-        start = time.monotonic()
-        texts = [_text(c) for c in completions]
-        with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(texts)))) as pool:
-            graded = list(pool.map(self.grade, texts, problem_id))
-        seconds = time.monotonic() - start
+            async def __call__(self, *args, **kwargs):
+                t0 = time.monotonic()
+                try:
+                    return await reward(*args, **kwargs)
+                finally:
+                    with verdicts.lock:
+                        verdicts.wall += time.monotonic() - t0
+
+        return Timed()
+
+    def on_grade(self, results: list) -> None:
         with self.lock:
-            self.seconds += seconds
-            for reward, verdict in graded:
-                self.verdicts[verdict] += 1
+            for r in results:
+                self.verdicts[r.verdict] += 1
                 self.graded += 1
-                self.passed += verdict == "accepted"
-                self.none += reward is None
-        log_metric = kwargs.get("log_metric")
-        if callable(log_metric):  # TRL averages these per logged step and sends them to TensorBoard too
-            log_metric("pass_rate", sum(v == "accepted" for _, v in graded) / max(1, len(graded)))
-            log_metric("sandbox_seconds", seconds)
-        return [r for r, _ in graded]
+                self.passed += r.reward is not None and r.verdict == "accepted"
+                self.none += r.reward is None
+                self.seconds += r.seconds
 
     def take_step(self) -> dict[str, Any]:
-        """What was graded since the last call: {completions, pass_rate, no_verdict, sandbox_seconds, verdicts}."""
+        """{completions, pass_rate (accepted among those with a verdict), no_verdict, sandbox_seconds (summed over
+        the completions' programs), reward_seconds (wall time of the reward calls, `timed`), verdicts} since the
+        last call, then reset."""
         with self.lock:
+            judged = self.graded - self.none
             out = {
                 "completions": self.graded,
-                "pass_rate": self.passed / self.graded if self.graded else None,
+                "pass_rate": self.passed / judged if judged else None,
                 "no_verdict": self.none,
                 "sandbox_seconds": round(self.seconds, 3),
+                "reward_seconds": round(self.wall, 3),
                 "verdicts": dict(sorted(self.verdicts.items())),
             }
             self._reset()
         return out
-
-
-def _text(completion: Any) -> str:
-    """A completion as text: TRL passes strings for text prompts, [{role, content}] for conversational ones."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content") or "")
-    return str(completion)
 
 
 # --------------------------------------------------------------------------------------------------- metrics
@@ -323,10 +248,19 @@ def _callback_class():
         """Per step: a metrics row from TRL's logs and the judge's counts; meta.json last into each checkpoint;
         stops at a step boundary (saving a checkpoint) once `stop_requested` is set by a signal handler."""
 
-        def __init__(self, folder: Path, metrics: RLMetrics, judge: Judge, meta: dict, elapsed_before: float):
+        def __init__(
+            self,
+            folder: Path,
+            metrics: RLMetrics,
+            verdicts: StepVerdicts,
+            reward_name: str,
+            meta: dict,
+            elapsed_before: float,
+        ):
             self.folder = folder
             self.metrics = metrics
-            self.judge = judge
+            self.verdicts = verdicts
+            self.reward_name = reward_name
             self.base_meta = meta
             self.start = time.time()
             self.elapsed_before = elapsed_before
@@ -353,12 +287,12 @@ def _callback_class():
                     "learning_rate": logs.get("learning_rate"),
                     "grad_norm": logs.get("grad_norm"),
                     "loss": logs.get("loss"),
-                    "reward": logs.get("rewards/sandbox/mean", logs.get("reward")),
+                    "reward": logs.get(f"rewards/{self.reward_name}/mean", logs.get("reward")),
                     "reward_total": logs.get("reward"),
                     "reward_std": logs.get("reward_std"),
                     "frac_reward_zero_std": logs.get("frac_reward_zero_std"),
                     "completion_length": logs.get("completions/mean_length"),
-                    **self.judge.take_step(),
+                    **self.verdicts.take_step(),
                     "elapsed_seconds": self.elapsed(),
                 }
             )
@@ -398,9 +332,9 @@ def rl(
     start: the run's model RL starts from (base, final, checkpoint-N). overrides: `rl.KEY=VALUE` on top of the
     run's config. resume: continue from the newest complete RL checkpoint; resume_from (checkpoint-N,
     rl-checkpoint-N or N, implies resume): from that one, removing later RL checkpoints and final/.
-    extra_rewards: further reward functions TRL adds to the sandbox judge's reward (TRL's signature:
-    `fn(prompts, completions, problem_id, **kw) -> [float | None]`), e.g. a format reward; the metrics' verdicts,
-    pass rate and sandbox seconds stay the judge's.
+    extra_rewards: further reward functions TRL adds to the sandbox reward (TRL's signature:
+    `fn(prompts, completions, problem_id, **kw) -> [float | None]`), e.g. a format reward; the metrics' reward,
+    verdicts, pass rate and sandbox seconds stay the sandbox's.
 
     Returns {run_dir, rl_dir, start, global_step, interrupted, signal, reward_first, reward_last, pass_rate_last,
     elapsed_seconds, final}; for a resume of a finished RL run that already covers rl.steps
@@ -414,7 +348,7 @@ def rl(
     check_backends(cfg.rl)
     folder = runs.method_dir(run_dir, METHOD)
     start_model = _start_model(run_dir, start)
-    problems, report = training_problems(run_dir, cfg, cfg.rl.tests, cfg.rl.workers or None)
+    problems, info = training_problems(run_dir, cfg, cfg.rl.tests, cfg.rl.workers or None)
     provenance = {
         "method": METHOD,
         "start": {
@@ -422,9 +356,7 @@ def rl(
             "step": start_model.step,
             "weights_sha256": start_model.weights_sha256(),
         },
-        "tests": cfg.rl.tests,
-        "tests_sha256": report["tests_sha256"],
-        "problems": len(problems),
+        **info,
         "rl": dataclasses.asdict(cfg.rl),
     }
     resume = resume or resume_from is not None
@@ -456,18 +388,29 @@ def rl(
     folder.mkdir(parents=True, exist_ok=True)
     model, tokenizer = _policy(cfg, device, start_model)
     dataset = _dataset(problems, tokenizer, cfg.data.system_prompt)
-    judge = Judge(problems, cfg.rl.reward, cfg.rl.workers or None)
+    from codelora.reward import make_reward
+
+    verdicts = StepVerdicts()
+    reward = make_reward(
+        problems, tests=cfg.rl.tests, kind=cfg.rl.reward, workers=cfg.rl.workers or None, on_grade=verdicts.on_grade
+    )
     metrics = RLMetrics(folder, keep_up_to_step=int(ck_meta.get("step") or 0) if ck is not None else -1)
     meta = {
         "provenance": provenance,
         "config": cfg.to_dict(),
         "git_commit": runs.git_commit(),
     }
-    callback = _callback_class()(folder, metrics, judge, meta, float(ck_meta.get("elapsed_seconds") or 0.0))
-    trainer = _trainer(cfg, folder, model, tokenizer, dataset, [judge, *extra_rewards], callback, device)
+    callback = _callback_class()(
+        folder, metrics, verdicts, reward.__name__, meta, float(ck_meta.get("elapsed_seconds") or 0.0)
+    )
+    rewards = [verdicts.timed(reward), *extra_rewards]
+    trainer = _trainer(cfg, folder, model, tokenizer, dataset, rewards, callback, device)
     from codelora.train import run_with_signal_handling, save_final
 
-    global_step, signum = run_with_signal_handling(trainer, callback, ck)
+    try:
+        global_step, signum = run_with_signal_handling(trainer, callback, ck)
+    finally:
+        reward.close()
     rows = metrics.rows
     result = {
         "run_dir": str(run_dir),
@@ -571,14 +514,17 @@ def _policy(cfg, device: str, start_model: runs.Model):
     return model, tokenizer
 
 
-def _dataset(problems: list[dict], tokenizer, system_prompt: str):
+def _dataset(problems: dict[str, dict], tokenizer, system_prompt: str):
     """A datasets.Dataset of {prompt: the rendered chat prompt (as evaluate renders it), problem_id}."""
     from datasets import Dataset
 
     from codelora.chat import render_prompt
 
     return Dataset.from_list(
-        [{"prompt": render_prompt(tokenizer, system_prompt, p["prompt"]), "problem_id": p["task_id"]} for p in problems]
+        [
+            {"prompt": render_prompt(tokenizer, system_prompt, p["prompt"]), "problem_id": pid}
+            for pid, p in problems.items()
+        ]
     )
 
 
