@@ -111,7 +111,7 @@ def rl_row(folder: Path, tiny: bool) -> dict:
     """`codelora rl` from a fresh adapter on a run of the bundled sample set (prepared with this model's tokenizer);
     steps/s and reward throughput from RUN/rl/logs/metrics.jsonl."""
     from codelora.config import load_config
-    from codelora.prepare import prepare_run
+    from codelora.data.prepare import prepare_run
     from codelora.training.grpo import rl
 
     steps, gens, prompts, new = (1, 2, 2, 8) if tiny else (3, 8, 2, 256)

@@ -20,11 +20,11 @@ import pytest
 
 pytest.importorskip("trl")
 
-from codelora import runs  # noqa: E402
 from codelora.config import load_config  # noqa: E402
 from codelora.errors import UserError  # noqa: E402
-from codelora.train import train  # noqa: E402
+from codelora.run import layout as runs  # noqa: E402
 from codelora.training.grpo import rl, training_problems  # noqa: E402
+from codelora.training.sft import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SFT = [
@@ -171,9 +171,9 @@ def test_rl_models_are_listed_and_found_by_name(uninterrupted):
 
 
 def test_rl_checkpoints_go_through_evaluate_compare_export(uninterrupted, tmp_path):
-    from codelora.compare import compare_run
-    from codelora.evaluate import evaluate
-    from codelora.export import export
+    from codelora.evaluation.evaluate import evaluate
+    from codelora.publish.export import export
+    from codelora.selection.compare import compare_run
 
     run, _ = uninterrupted
     evaluate(run, "heldout", "base,final,rl-checkpoint-2,rl-final")

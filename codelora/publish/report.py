@@ -258,7 +258,7 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
 def _rl_part(doc: _Doc, run_dir: Path) -> None:
     """The training section's RL part (only when `codelora rl` ran): where it started, its steps, the reward plot
     (RUN/rl/plots/reward.png) and a per-step table of reward, zero-variance groups, pass rate and verdicts."""
-    from codelora.runs import METHODS, method_dir
+    from codelora.run.layout import METHODS, method_dir
 
     for method in METHODS:
         folder = method_dir(run_dir, method)

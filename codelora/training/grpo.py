@@ -4,9 +4,9 @@
 a fresh adapter of the run's `lora:` shape; final / checkpoint-N: that SFT adapter, trainable) -> the training-split
 problems that have tests of the kind `rl.tests` chooses (codelora.data.generated_tests, cached in
 RUN/tests/train.jsonl) -> where the RL run starts (fresh, or a complete RL checkpoint) -> GRPOTrainer with the
-sandbox reward (codelora.reward: score's extraction, sandbox and verdict) -> RUN/rl/final/.
+sandbox reward (codelora.evaluation.reward: score's extraction, sandbox and verdict) -> RUN/rl/final/.
 
-Folder (the run schema of a training method, codelora.runs.METHODS):
+Folder (the run schema of a training method, codelora.run.layout.METHODS):
   RUN/rl/checkpoints/checkpoint-<step>/          adapter + optimizer/scheduler/RNG state; meta.json written last marks
                                                  it complete (an interrupted save never looks whole)
   RUN/rl/final/                                  written as final.tmp/ and renamed
@@ -34,9 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from codelora import runs
 from codelora.errors import UserError
 from codelora.files import atomic_write_text
+from codelora.run import layout as runs
 
 __all__ = [
     "RESUME_FREE_KEYS",
@@ -98,7 +98,7 @@ def check_backends(rl_cfg) -> None:
 
 def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None) -> tuple[dict[str, dict], dict]:
     """The run's training-split problems that have `tests` tests (generated, examples or all): (problem id ->
-    record as codelora.data.generated_tests writes it, what `codelora.reward.make_reward` takes; info).
+    record as codelora.data.generated_tests writes it, what `codelora.evaluation.reward.make_reward` takes; info).
 
     The tests are built (or reused) in RUN/tests/train.jsonl by codelora.data.generated_tests, from the cfg.tests
     seed. info: {tests, tests_sha256 (the chosen tests of every problem, canonical JSON), problems, tests_total,
@@ -106,7 +106,7 @@ def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None
     checkpoint. UserError when no training problem has such a test.
     """
     from codelora.data.generated_tests import build_tests
-    from codelora.reward import problem_tests
+    from codelora.evaluation.reward import problem_tests
 
     path, records, report = build_tests(run_dir, cfg, "train", workers)
     chosen = {r["task_id"]: problem_tests(r, tests) for r in records}
@@ -133,7 +133,7 @@ def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None
 
 
 class StepVerdicts:
-    """What the sandbox reward graded since the last `take_step()`: `on_grade` is codelora.reward's hook, called with
+    """What the sandbox reward graded since the last `take_step()`: `on_grade` is codelora.evaluation.reward's hook, called with
     each batch's RewardResults (reward None: no verdict, the sandbox failed)."""
 
     def __init__(self) -> None:
@@ -196,10 +196,10 @@ class StepVerdicts:
 
 
 class RLMetrics:
-    """RUN/rl/logs/metrics.{jsonl,csv} (codelora.trainer.MetricsLog with RL_METRIC_KEYS) and RUN/rl/plots/reward.png."""
+    """RUN/rl/logs/metrics.{jsonl,csv} (codelora.training.trainer.MetricsLog with RL_METRIC_KEYS) and RUN/rl/plots/reward.png."""
 
     def __init__(self, folder: Path, keep_up_to_step: int):
-        from codelora.trainer import MetricsLog
+        from codelora.training.trainer import MetricsLog
 
         self.folder = folder
         self.log = MetricsLog(folder, keep_up_to_step, keys=RL_METRIC_KEYS)
@@ -341,7 +341,7 @@ def rl(
     {run_dir, rl_dir, global_step, already_finished: True}. Raises UserError (one line) for a refused value,
     start model or resume; TrainingError for a full disk.
     """
-    from codelora.train import resolve_resume_checkpoint
+    from codelora.training.sft import resolve_resume_checkpoint
 
     run_dir = runs.require_run(run_dir)
     cfg = runs.load_run_config(run_dir, list(overrides))
@@ -379,7 +379,7 @@ def rl(
 
     from accelerate import PartialState
 
-    from codelora.models import pick_device
+    from codelora.model.sources import pick_device
 
     device = pick_device(cfg.model.device)
     dist = PartialState(cpu=device == "cpu")
@@ -388,7 +388,7 @@ def rl(
     folder.mkdir(parents=True, exist_ok=True)
     model, tokenizer = _policy(cfg, device, start_model)
     dataset = _dataset(problems, tokenizer, cfg.data.system_prompt)
-    from codelora.reward import make_reward
+    from codelora.evaluation.reward import make_reward
 
     verdicts = StepVerdicts()
     reward = make_reward(
@@ -405,7 +405,7 @@ def rl(
     )
     rewards = [verdicts.timed(reward), *extra_rewards]
     trainer = _trainer(cfg, folder, model, tokenizer, dataset, rewards, callback, device)
-    from codelora.train import run_with_signal_handling, save_final
+    from codelora.training.sft import run_with_signal_handling, save_final
 
     try:
         global_step, signum = run_with_signal_handling(trainer, callback, ck)
@@ -493,9 +493,9 @@ def _clear_after(folder: Path, ck: Path) -> None:
 
 def _policy(cfg, device: str, start_model: runs.Model):
     """(peft model with a trainable adapter, tokenizer): the start model's adapter, or a fresh one of cfg.lora."""
-    from codelora.chat import set_pad_token
-    from codelora.models import load_model
-    from codelora.train import add_lora
+    from codelora.model.chat import set_pad_token
+    from codelora.model.sources import load_model
+    from codelora.training.sft import add_lora
 
     m = cfg.model
     model, tokenizer = load_model(
@@ -518,7 +518,7 @@ def _dataset(problems: dict[str, dict], tokenizer, system_prompt: str):
     """A datasets.Dataset of {prompt: the rendered chat prompt (as evaluate renders it), problem_id}."""
     from datasets import Dataset
 
-    from codelora.chat import render_prompt
+    from codelora.model.chat import render_prompt
 
     return Dataset.from_list(
         [
@@ -533,7 +533,7 @@ def _trainer(cfg, folder: Path, model, tokenizer, dataset, rewards: list, callba
     micro-batches per optimizer step, generated together once per step; checkpoints every rl.save_steps, all kept."""
     from trl import GRPOConfig, GRPOTrainer
 
-    from codelora.chat import stop_token_ids
+    from codelora.model.chat import stop_token_ids
 
     r = cfg.rl
     cuda = device.startswith("cuda")
