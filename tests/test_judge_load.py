@@ -1,5 +1,6 @@
 """The judge under load (issue #24): bounded scorer work on replies, times no other worker can move, nothing a
-program made surviving it (in flight in unix sockets included), no lock channel between concurrent sandboxes.
+program made surviving it (in flight in unix sockets included), no lock, futex or notification channel between
+concurrent sandboxes.
 
 Each test runs in both sandbox modes (per-worker zygote, and one sandbox per program with CODELORA_NO_ZYGOTE=1),
 and is followed by a correct program in the same worker (thread) that must be judged correctly.
@@ -365,4 +366,95 @@ def test_no_inotify_watch_on_shared_files(sandbox_mode):
     assert lines[0] == "-1 True" and lines[2] == "-1 True", r.stdout + r.stderr
     if os.uname().machine == "x86_64":
         assert lines[1] == "-1 True", r.stdout
+    assert_next_program_accepted()
+
+
+# A word of a host file under /usr that every sandbox maps (read-only): a futex on it that is not private to the
+# process has the inode's key, the same in every sandbox (red team of issue #24: a receiver's FUTEX_WAIT was woken
+# by another sandbox's FUTEX_WAKE, in both modes).
+FUTEX_ON_SHARED_FILE = (
+    "import ctypes, os, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall.restype = libc.mmap.restype = ctypes.c_long\n"
+    "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]\n"
+    f"addr = libc.mmap(None, 4096, 1, 1, os.open({os.path.realpath(os.__file__)!r}, os.O_RDONLY), 0)  # MAP_SHARED\n"
+    "val = ctypes.c_uint32.from_address(addr).value\n"
+    "class TS(ctypes.Structure):\n    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]\n"
+    "def futex(op, v, ts=None):\n"
+    "    r = libc.syscall(202, ctypes.c_void_p(addr), op, ctypes.c_uint32(v), ts and ctypes.byref(ts), None, 0)\n"
+    "    return r, ctypes.get_errno() if r < 0 else 0\n"
+)
+
+
+@needs_seccomp
+def test_shared_futexes_on_shared_files_are_no_channel_between_concurrent_sandboxes(sandbox_mode):
+    receiver = FUTEX_ON_SHARED_FILE + (
+        "print('ready', flush=True)\n"
+        "woken, errors, t = 0, set(), time.monotonic()\n"
+        "while time.monotonic() - t < 3:\n"
+        "    r, e = futex(0, val, TS(0, 100_000_000))  # FUTEX_WAIT, shared\n"
+        "    woken += r == 0\n"
+        "    errors.add(e)\n"
+        "print('woken', woken, sorted(errors))\n"
+    )
+    sender = FUTEX_ON_SHARED_FILE + (
+        "n, t = 0, time.monotonic()\n"
+        "while time.monotonic() - t < 2:\n"
+        "    n += max(futex(1, 0x7FFFFFFF)[0], 0)  # FUTEX_WAKE, shared: how many it woke\n"
+        "    time.sleep(0.005)\n"
+        "print('sent', n)\n"
+    )
+    out = {}
+    th = threading.Thread(target=lambda: out.setdefault("receiver", run_program(receiver, timeout=10)))
+    th.start()
+    time.sleep(1.0)  # the receiver waits
+    sent = run_program(sender, timeout=10)
+    th.join()
+    got = out["receiver"]
+    assert got.stdout.startswith("ready\nwoken 0 ["), got.stdout + got.stderr[-2000:]
+    assert "110" not in got.stdout  # never slept until its timeout either: a shared wait returns EAGAIN (11) at once
+    assert sent.stdout == "sent 0\n", sent.stdout + sent.stderr[-2000:]
+    assert_next_program_accepted()
+
+
+@needs_seccomp
+def test_private_and_process_shared_synchronisation_still_work(sandbox_mode):
+    # Threads (private futexes: CPython's locks, conditions, the GIL) sleep as before; processes synchronised
+    # through shared memory (multiprocessing's semaphores, in /dev/shm) spin instead of sleeping, and still agree.
+    code = (
+        "import multiprocessing as mp, threading, queue\n"
+        "q, total = queue.Queue(), []\n"
+        "def work():\n    while (x := q.get()) is not None:\n        total.append(x)\n"
+        "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [q.put(i) for i in range(1000)]; [q.put(None) for _ in ts]; [t.join() for t in ts]\n"
+        "print(sum(total))\n"
+        "def add(v, lock):\n    for _ in range(200):\n        with lock:\n            v.value += 1\n"
+        "if __name__ == '__main__':\n"
+        "    v, lock = mp.Value('i', 0, lock=False), mp.Lock()\n"
+        "    ps = [mp.Process(target=add, args=(v, lock)) for _ in range(3)]\n"
+        "    [p.start() for p in ps]; [p.join() for p in ps]\n"
+        "    print(v.value)\n"
+        "    with mp.Pool(2) as pool:\n        print(sum(pool.map(abs, range(-50, 50))))\n"
+    )
+    r = run_program(code, timeout=20)
+    assert r.stdout == "499500\n600\n2500\n", r.stdout + r.stderr[-2000:]
+    assert_next_program_accepted()
+
+
+@needs_seccomp
+def test_no_directory_notification_or_lease_on_shared_files(sandbox_mode):
+    # dnotify (fcntl F_NOTIFY) on a shared host folder saw other sandboxes read its files (red team of issue #24);
+    # a lease on a shared file would be broken by another sandbox opening it.
+    folder = os.path.dirname(os.path.realpath(os.__file__))
+    code = (
+        "import fcntl, os\n"
+        f"d = os.open({folder!r}, os.O_RDONLY)\n"
+        "try:\n    fcntl.fcntl(d, fcntl.F_NOTIFY, fcntl.DN_ACCESS | fcntl.DN_MULTISHOT)\n    print('notify')\n"
+        "except OSError as e:\n    print('notify', e.errno)\n"
+        "f = os.open('lease', os.O_RDWR | os.O_CREAT)\n"
+        "try:\n    fcntl.fcntl(f, fcntl.F_SETLEASE, fcntl.F_WRLCK)\n    print('lease')\n"
+        "except OSError as e:\n    print('lease', e.errno)\n"
+    )
+    r = run_program(code, timeout=5)
+    assert r.stdout == "notify 1\nlease 1\n", r.stdout + r.stderr[-2000:]
     assert_next_program_accepted()

@@ -33,6 +33,19 @@ Denied, and why:
   prefix and site-packages are the host's inodes, shared by every sandbox, so a lock taken on one was seen by
   every concurrent sandbox (a channel between programs, red team of issue #24). F_GETLK still reports the real
   state, in which no sandbox holds a lock; a program's own processes cannot exclude each other with locks;
+- futexes not private to the process (FUTEX_PRIVATE_FLAG clear), whose key is the page's inode and offset when the
+  word lies in a file mapping: every sandbox maps the same host files under /usr read-only, so a FUTEX_WAIT on a word
+  of one was woken by another sandbox's FUTEX_WAKE on it (a channel between concurrent programs, red team of issue
+  #24). A shared FUTEX_WAIT or FUTEX_WAIT_BITSET returns EAGAIN at once (a spurious wake-up, which every futex user
+  handles by checking its word again: such a wait spins instead of sleeping), a shared FUTEX_WAKE or
+  FUTEX_WAKE_BITSET returns 0 (no one woken), every other shared operation (requeue, wake-op, priority
+  inheritance) EPERM. Private futexes (glibc's default mutexes, condition variables, semaphores, CPython's locks
+  and GIL) are untouched; so is the kernel's own wake-up on thread exit (CLONE_CHILD_CLEARTID, robust lists),
+  which no waiter in a sandbox can receive since none can wait on a shared key. The futex2 calls (futex_waitv,
+  futex_wait, futex_wake, futex_requeue; flags in memory or per call) answer ENOSYS, as on a kernel without them;
+- directory notifications and leases (`fcntl` F_NOTIFY, F_SETLEASE): EPERM. A dnotify watch on a shared host
+  folder saw concurrent sandboxes read its files (the same channel as inotify); a lease taken on a shared file
+  would be broken by another sandbox's open;
 - Linux AIO (io_setup, io_submit, io_getevents, io_pgetevents, io_cancel, io_destroy): its event
   count (fs.aio-nr) is host-wide;
 - sockets other than AF_UNIX (EAFNOSUPPORT): contest programs need no network, and cgroup v1 does not
@@ -87,6 +100,15 @@ PRIO_PROCESS, IOPRIO_WHO_PROCESS = 0, 1
 NO_OPS = ("sync", "syncfs", "fsync", "fdatasync", "sync_file_range", "msync", "fadvise64")  # return 0, do nothing
 MADV_COLD, MADV_PAGEOUT = 20, 21
 F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW = 6, 7, 37, 38  # fcntl commands that take a lock: return 0, do nothing
+F_SETLEASE, F_NOTIFY = 1024, 1026  # refused (EPERM)
+FUTEX_PRIVATE_FLAG = 128
+FUTEX_OP_MASK = 0xFF  # the command (low 7 bits) and FUTEX_PRIVATE_FLAG; FUTEX_CLOCK_REALTIME (256) is not looked at
+FUTEX_SHARED_WAITS = (0, 9)  # FUTEX_WAIT, FUTEX_WAIT_BITSET: EAGAIN when shared
+FUTEX_SHARED_WAKES = (1, 10)  # FUTEX_WAKE, FUTEX_WAKE_BITSET: 0 when shared
+FUTEX_SHARED_OTHERS = (2, 3, 4, 5, 6, 7, 8, 11, 12, 13)  # FD, REQUEUE, CMP_REQUEUE, WAKE_OP, *_PI: EPERM when shared
+# futex_waitv, futex_wake, futex_wait, futex_requeue (Linux 5.16, 6.7): ENOSYS. By number, the same on every
+# architecture (the unified table), so that a libseccomp older than the call still filters it.
+FUTEX2 = (449, 454, 455, 456)
 AF_UNIX = 1  # the only socket family programs may create
 TIOCLINUX = 0x541C
 
@@ -123,6 +145,17 @@ def build() -> bytes:
         f.add_rule(sc.ERRNO(0), "flock")
         for cmd in (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):  # the kernel reads cmd as a 32-bit int
             f.add_rule(sc.ERRNO(0), "fcntl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd))
+        for cmd in (F_SETLEASE, F_NOTIFY):
+            f.add_rule(deny, "fcntl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, cmd))
+        for cmds, action in (
+            (FUTEX_SHARED_WAITS, sc.ERRNO(errno.EAGAIN)),
+            (FUTEX_SHARED_WAKES, sc.ERRNO(0)),
+            (FUTEX_SHARED_OTHERS, deny),
+        ):
+            for cmd in cmds:  # the kernel reads op as a 32-bit int; shared: FUTEX_PRIVATE_FLAG clear
+                f.add_rule(action, "futex", sc.Arg(1, sc.MASKED_EQ, FUTEX_OP_MASK, cmd))
+        for nr in FUTEX2:
+            f.add_rule(sc.ERRNO(errno.ENOSYS), nr)
         for advice in (MADV_COLD, MADV_PAGEOUT):
             f.add_rule(sc.ERRNO(0), "madvise", sc.Arg(2, sc.EQ, advice))
         for call in SELF_ONLY:
