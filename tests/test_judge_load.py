@@ -458,3 +458,45 @@ def test_no_directory_notification_or_lease_on_shared_files(sandbox_mode):
     r = run_program(code, timeout=5)
     assert r.stdout == "notify 1\nlease 1\n", r.stdout + r.stderr[-2000:]
     assert_next_program_accepted()
+
+
+# --------------------------------------------------------------------------- 5. the compile step
+
+
+def test_a_compile_starved_by_the_machine_is_no_verdict(sandbox_mode, monkeypatch):
+    # Red team of issue #24: at load ~25 on 2 cores, two small correct programs were graded compile_error ("time
+    # limit exceeded while compiling"). Starved: the compile harness's wall clock runs out while it gets no CPU
+    # (here it sleeps first, as if the machine never ran it); the source is not at fault.
+    monkeypatch.setattr(execution, "_COMPILE_HARNESS", "import time\ntime.sleep(30)\n" + execution._COMPILE_HARNESS)
+    res = grade_stdio_problem("print(int(input()) * 2)", [{"input": "21", "output": "42"}], timeout=1.0)
+    assert res.verdict == "sandbox_error", res.failure
+    assert res.failure["detail"].startswith(execution.COMPILE_SANDBOX_ERROR) and "overloaded" in res.failure["detail"]
+    monkeypatch.undo()
+    assert_next_program_accepted()
+
+
+def test_a_compile_that_used_its_cpu_time_is_still_the_programs_failure(monkeypatch):
+    # What decides: the CPU time the compiler got while the wall clock ran (a compile bomb uses it all).
+    for cpu, verdict in ((0.9, "compile_error"), (0.2, "sandbox_error")):
+        got = execution.ExecResult(None, "", "", True, False, False, 1.0, limit="time", cpu=cpu)
+        monkeypatch.setattr(execution, "run_program", lambda *a, got=got, **k: got)
+        res = grade_stdio_problem("print(1)", [{"input": "", "output": "1"}], timeout=1.0)
+        assert res.verdict == verdict, (cpu, res.failure)
+    monkeypatch.undo()
+    assert grade_stdio_problem("print(1", [{"input": "", "output": "1"}]).verdict == "compile_error"
+    assert_next_program_accepted()
+
+
+def test_a_sandbox_failure_while_compiling_is_no_verdict(sandbox_mode, monkeypatch):
+    real = execution.run_program
+
+    def failing_compile(program, *a, **kw):
+        if "solution.py" in (kw.get("extra_files") or {}):  # the compile step's run
+            return execution.ExecResult(None, "", "", False, False, False, 0.0, sandbox_error="injected")
+        return real(program, *a, **kw)
+
+    monkeypatch.setattr(execution, "run_program", failing_compile)
+    res = grade_stdio_problem("print(int(input()) * 2)", [{"input": "21", "output": "42"}], timeout=5)
+    assert res.verdict == "sandbox_error" and "injected" in res.failure["detail"], res.failure
+    monkeypatch.undo()
+    assert_next_program_accepted()

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from codelora.sandbox.execution import run_program
+from codelora.sandbox.execution import COMPILE_SANDBOX_ERROR, run_program
 from codelora.sandbox.grading import (
     ACCEPTED,
     COMPILE_ERROR,
@@ -64,7 +64,7 @@ TESTS = ("generated", "examples", "all")
 KINDS = ("binary", "fraction")
 TIMEOUT = 6.0  # seconds per test: the held-out benchmark's (codelora.benchmarks.heldout.REFERENCE_TIMEOUT)
 MEMORY_MB = 1024  # MiB per program: the held-out benchmark's
-_SANDBOX_COMPILE = "sandbox error while compiling"  # compile_in_sandbox's text when the sandbox, not the code, failed
+_SANDBOX_COMPILE = COMPILE_SANDBOX_ERROR  # compile_in_sandbox's text when the sandbox, not the code, failed
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ class ExecResult:
     # "file_size" (a writable tmpfs filled up, or the file-size rlimit was reached); None
     # otherwise. Never derived from an exit status: a program that exits 137 or kills itself gets None.
     limit: str | None = None
+    cpu: float | None = None  # CPU seconds of the program's main process (user + system), None when not known
 
     @property
     def signal(self) -> int | None:
@@ -497,7 +498,9 @@ def _pump(
     return bufs[out_fd], err, hit
 
 
-def _result(stdout, stderr_b, rc: int | None, limit: str | None, elapsed: float, error: str | None = None):
+def _result(
+    stdout, stderr_b, rc: int | None, limit: str | None, elapsed: float, error: str | None = None, cpu=None
+) -> ExecResult:
     stderr = stderr_b.decode("utf-8", errors="replace")
     if limit in ("time", "output", "memory") and rc is not None and rc < 0:
         rc = None  # killed by us (or by the kernel for the limit)
@@ -512,6 +515,7 @@ def _result(stdout, stderr_b, rc: int | None, limit: str | None, elapsed: float,
         elapsed=elapsed,
         sandbox_error=error,
         limit=limit,
+        cpu=cpu if isinstance(cpu, float) else None,
     )
 
 
@@ -806,7 +810,7 @@ def _run_sandboxed(sb: _Sandbox, files, stdin: bytes, timeout, memory_mb, output
     # that waits for the interpreter lock cannot lengthen it. The scorer's own clock only when pid 1 did not
     # answer (the sandbox was killed for its output or memory).
     elapsed = report["wall"] if isinstance(report.get("wall"), float) else time.monotonic() - start
-    return _result(stdout, stderr, rc, limit, elapsed)
+    return _result(stdout, stderr, rc, limit, elapsed, cpu=report.get("cpu"))
 
 
 # --------------------------------------------------------------------------- process isolation only
@@ -888,7 +892,8 @@ def _run_process(program, stdin, timeout, memory_mb, output_limit, extra_files, 
             proc.returncode = os.waitstatus_to_exitcode(status)
         after = cg.counters() if cg else before
         limit = hit or _observed_limit(status, usage.ru_utime + usage.ru_stime, cpu, False, before, after)
-        return _result(stdout, stderr, proc.returncode, limit, time.monotonic() - start)
+        cpu_used = usage.ru_utime + usage.ru_stime
+        return _result(stdout, stderr, proc.returncode, limit, time.monotonic() - start, cpu=cpu_used)
     finally:
         if cg is not None:
             cg.remove()
@@ -954,17 +959,32 @@ except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as 
 """
 
 
+# compile_in_sandbox's reason when the sandbox or the machine, not the source, failed: no verdict on the program.
+COMPILE_SANDBOX_ERROR = "sandbox error while compiling"
+# A compile whose wall clock ran out after less CPU time than this share of it was starved by the machine (the
+# harness only compiles: it never sleeps or waits), not slowed by its source.
+STARVED_SHARE = 0.5
+
+
 def compile_in_sandbox(code: str, timeout: float = 6.0, memory_mb: int = 1024) -> str | None:
     """Compile `code` (nothing is executed) inside the sandbox, under its time and memory limits.
 
     Returns None if it compiles, else a one-line reason: the compiler's error as
     "SyntaxError: ..." (the same text as `compile()` on the host), or "... limit exceeded while
-    compiling" / "the compiler died (...)". Use it instead of compiling untrusted source in the
-    scorer's own process, where a deeply nested expression costs unbounded CPU time and memory.
+    compiling" / "the compiler died (...)"; a reason starting with COMPILE_SANDBOX_ERROR when the
+    sandbox failed, or the wall clock ran out while the compiler had less than STARVED_SHARE of it as
+    CPU time (an overloaded machine): then the source is not at fault. Use it instead of compiling
+    untrusted source in the scorer's own process, where a deeply nested expression costs unbounded
+    CPU time and memory.
     """
     res = run_program(_COMPILE_HARNESS, timeout=timeout, memory_mb=memory_mb, extra_files={"solution.py": code})
     if res.sandbox_error:
-        return f"sandbox error while compiling: {res.sandbox_error}"
+        return f"{COMPILE_SANDBOX_ERROR}: {res.sandbox_error}"
+    if res.limit == "time" and res.cpu is not None and res.cpu < STARVED_SHARE * timeout:
+        return (
+            f"{COMPILE_SANDBOX_ERROR}: the machine gave the compiler {res.cpu:.2f} s of CPU time in"
+            f" {res.elapsed:.1f} s (overloaded)"
+        )
     if res.limit:
         return f"{res.limit} limit exceeded while compiling"
     if res.returncode != 0:

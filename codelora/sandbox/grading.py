@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from codelora.sandbox.execution import ExecResult, compile_in_sandbox, run_program
+from codelora.sandbox.execution import COMPILE_SANDBOX_ERROR, ExecResult, compile_in_sandbox, run_program
 
 ACCEPTED = "accepted"
 WRONG_ANSWER = "wrong_answer"
@@ -278,8 +278,9 @@ def grade_stdio_problem(
     output_limit_exceeded); comparison: "decimal" or "exact" (see `outputs_match`).
     """
     syntax = check_syntax(code, timeout, memory_mb)
-    if syntax:
-        return GradeResult(COMPILE_ERROR, [], _fail(COMPILE_ERROR, "", "", "", syntax))
+    if syntax:  # the sandbox failing, or starved by the machine, while compiling is no verdict on the program
+        verdict = SANDBOX_ERROR if syntax.startswith(COMPILE_SANDBOX_ERROR) else COMPILE_ERROR
+        return GradeResult(verdict, [], _fail(verdict, "", "", "", syntax))
     program = header + code
     outcomes: list[TestOutcome] = []
     for t in tests:
