@@ -32,6 +32,7 @@ from codelora.config import RunConfig
 from codelora.errors import TrainingError
 from codelora.files import DISK_FULL_ERRNOS, atomic_write_text
 from codelora.run.layout import complete_checkpoints, git_commit
+from codelora.training.label_loss import accepts_logits_to_keep, label_loss, logits_to_keep, supports_mask
 
 __all__ = [
     "DISK_FULL_ERRNOS",
@@ -190,6 +191,10 @@ class CodeloraTrainer(Trainer):
       weights batch losses, so eval losses stay comparable only on padded batches.
     reset_optimizer / resume_step: resume from a checkpoint without optimizer.pt with fresh AdamW moments, the
       learning-rate schedule continuing at resume_step (from scheduler.pt when present).
+    The loss (train and eval) is codelora.training.label_loss's: the LM head runs only at the positions whose next
+    token is labelled (`logits_to_keep`), normalised per label token of the optimizer step (num_items_in_batch);
+    `logits_mode` says how ("mask", "positions", or None: full logits, for a model without `logits_to_keep`).
+    Passing another compute_loss_func turns this off.
     A full disk while saving a checkpoint removes the partial folder and raises TrainingError (one line).
     """
 
@@ -199,6 +204,19 @@ class CodeloraTrainer(Trainer):
     reset_optimizer = False
     resume_step = 0
     _evaluating = False
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("compute_loss_func", label_loss)
+        super().__init__(*a, **kw)
+        self.logits_mode = None
+        if self.compute_loss_func is label_loss and accepts_logits_to_keep(self.model):
+            self.logits_mode = "mask" if supports_mask() else "positions"
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.logits_mode is not None and "labels" in inputs:
+            keep = logits_to_keep(inputs["labels"], mask=self.logits_mode == "mask")
+            inputs = {**inputs, "logits_to_keep": keep}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if checkpoint is None or not self.reset_optimizer:
