@@ -38,6 +38,8 @@ class ModelConfig:
     """`auto` (cuda if available, else cpu), `cpu`, `cuda`, `cuda:1`, ..."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) for hub ids."""
+    quantization: Literal["none", "nf4", "int8"] = "none"
+    """QLoRA: load the frozen base quantised by bitsandbytes (`nf4`: 4-bit NormalFloat with double quantisation, compute in model.dtype; `int8`: LLM.int8) for training, its eval losses and `evaluate`; the adapter stays in full precision and `export --merge` merges it into the unquantised base. Needs `pip install 'codelora[qlora]'`."""
 
 
 @dataclass
@@ -119,8 +121,8 @@ class TrainConfig:
     """Seed of data order, dropout and initialisation."""
     gradient_checkpointing: bool = True
     """Trade compute for memory (use_reentrant=False)."""
-    packing: bool = False
-    """Pack each micro-batch into one row (position_ids restart per example, no padding); a start-of-training probe refuses it where the attention kernel cannot keep examples apart."""
+    packing: bool = True
+    """Train each optimizer step's examples (per_device_batch_size x gradient_accumulation_steps, the same examples and order as unpacked) packed into rows of at most per_device_batch_size x data.max_length tokens (position_ids restart per example, no padding); the loss is normalised per label token of the step either way, so the gradient is the padded one's. A start-of-training probe refuses it where the attention kernel cannot keep examples apart; `false`: padded micro-batches."""
     group_by_length: bool = True
     """Batch examples of similar length to cut padding."""
     report_to: Literal["none", "tensorboard"] = "none"

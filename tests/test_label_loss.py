@@ -1,6 +1,7 @@
 """The LM head only at labelled positions (codelora.training.label_loss) gives the full-logit loss and LoRA gradients
-(fp32 rounding), padded and packed, and a step over accumulated micro-batches is normalised per label token of the
-whole step, as transformers' own causal-LM loss does with num_items_in_batch."""
+(fp32 rounding), padded and packed, and a step over accumulated micro-batches (padded) or packed rows trained in
+pieces (packing) is normalised per label token of the whole step, as transformers' own causal-LM loss does with
+num_items_in_batch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from codelora.config import load_config
-from codelora.data.format import collate, collate_packed
+from codelora.data.format import collate, collate_packed, split_packed
 from codelora.model.sources import load_model
 from codelora.training.label_loss import label_loss, logits_to_keep
 from codelora.training.sft import add_lora, training_arguments
@@ -111,14 +112,18 @@ def _trainer(model, tok, rows, run_dir, packing: bool, accum: int, **kw) -> Code
             f"train.gradient_accumulation_steps={accum}",
             "train.logging_steps=1",
             "train.group_by_length=false",
+            f"train.packing={str(packing).lower()}",
         ],
     )
     args = training_arguments(cfg, run_dir, "cpu", torch.float32, len(rows), evaluate=False)
     args.save_strategy = "no"
     padded = functools.partial(collate, pad_id=tok.pad_token_id)
-    return CodeloraTrainer(
+    trainer = CodeloraTrainer(
         model=model, args=args, train_dataset=rows, data_collator=collate_packed if packing else padded, **kw
     )
+    if packing:  # the step's examples come as one packed row; train it in pieces of one example each
+        trainer.pack_max_tokens = max(len(r["input_ids"]) for r in rows)
+    return trainer
 
 
 class _GradsBeforeStep:
@@ -154,6 +159,11 @@ def test_accumulated_step_is_normalised_per_label_token(lora_model, packed, tmp_
 
     trainer, loss, grads = one_step()
     assert trainer.logits_mode == "mask"
+    if packed:  # packing: one batch per step (no accumulation in the Trainer), trained as two rows
+        assert (trainer.args.gradient_accumulation_steps, trainer.args.per_device_train_batch_size) == (1, 2)
+        assert len(split_packed(collate_packed(rows), trainer.pack_max_tokens)) == 2
+    else:
+        assert (trainer.args.gradient_accumulation_steps, trainer.args.per_device_train_batch_size) == (2, 1)
     # the reference by hand: every label token of the step weighted alike
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)

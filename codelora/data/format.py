@@ -15,6 +15,7 @@ __all__ = [
     "collate",
     "collate_packed",
     "fit_example",
+    "split_packed",
     "tokenize_example",
 ]
 
@@ -88,3 +89,22 @@ def collate_packed(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
     feats = [{"input_ids": list(ex["input_ids"]), "labels": list(ex["labels"])} for ex in batch]
     out = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)(feats, return_tensors="pt")
     return {k: out[k] for k in ("input_ids", "labels", "position_ids")}
+
+
+def split_packed(row: dict[str, Any], max_tokens: int) -> list[dict[str, Any]]:
+    """Split a packed row (collate_packed's output, one row) at example boundaries (position_ids == 0) into
+    consecutive rows of at most `max_tokens` tokens each (an example longer than that stays whole, alone).
+    Returns [row] when it already fits. Every piece keeps input_ids, labels and position_ids; no label moves."""
+    import torch
+
+    n = row["input_ids"].shape[1]
+    if n <= max_tokens:
+        return [row]
+    starts = torch.nonzero(row["position_ids"][0] == 0).squeeze(-1).tolist() + [n]
+    pieces, begin = [], 0
+    for end, nxt in zip(starts[1:], starts[2:] + [None], strict=True):
+        # close the piece at `end` when the next example would not fit
+        if nxt is None or nxt - begin > max_tokens:
+            pieces.append({k: v[:, begin:end] for k, v in row.items()})
+            begin = end
+    return pieces

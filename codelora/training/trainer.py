@@ -13,6 +13,7 @@ transformers is imported at the top: codelora.training.sft imports this module o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -29,6 +30,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from codelora.config import RunConfig
+from codelora.data.format import split_packed
 from codelora.errors import TrainingError
 from codelora.files import DISK_FULL_ERRNOS, atomic_write_text
 from codelora.run.layout import complete_checkpoints, git_commit
@@ -189,6 +191,8 @@ class CodeloraTrainer(Trainer):
     eval_seconds: seconds spent in evaluate(), which tokens_per_second leaves out.
     eval_collator: the collator for eval batches (padded) when training packs rows: packing changes how the Trainer
       weights batch losses, so eval losses stay comparable only on padded batches.
+    pack_max_tokens: with train.packing a batch is a whole optimizer step packed into one row (see
+      codelora.training.sft.training_arguments); it is trained as rows of at most this many tokens, split between examples.
     reset_optimizer / resume_step: resume from a checkpoint without optimizer.pt with fresh AdamW moments, the
       learning-rate schedule continuing at resume_step (from scheduler.pt when present).
     The loss (train and eval) is codelora.training.label_loss's: the LM head runs only at the positions whose next
@@ -199,6 +203,7 @@ class CodeloraTrainer(Trainer):
     """
 
     tokens_seen = 0
+    pack_max_tokens: int | None = None
     eval_seconds = 0.0
     eval_collator = None
     reset_optimizer = False
@@ -264,7 +269,18 @@ class CodeloraTrainer(Trainer):
         if self.args.world_size > 1:
             n = int(self.accelerator.reduce(torch.tensor(n, device=self.accelerator.device), "sum").item())
         self.tokens_seen += n
-        return super().training_step(model, inputs, num_items_in_batch)
+        if self.pack_max_tokens is None or "position_ids" not in inputs:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # a packed step: rows of at most pack_max_tokens, each loss over the whole step's label tokens, so the sum
+        # of their gradients is the step's gradient (gradients synchronised after the last row only)
+        rows = split_packed(inputs, self.pack_max_tokens)
+        total = None
+        for i, row in enumerate(rows):
+            last = i == len(rows) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                loss = super().training_step(model, row, num_items_in_batch)
+            total = loss if total is None else total + loss
+        return total
 
     def _save_checkpoint(self, model, trial, *a, **kw):
         ck = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
@@ -381,8 +397,11 @@ class RunCallback(TrainerCallback):
 
     def meta(self, state) -> dict[str, Any]:
         """The meta.json of a checkpoint or final/ at `state`: step, epoch, tokens_seen, elapsed_seconds, the metric
-        rows so far, the config and the codelora commit."""
-        return {
+        rows so far, the config and the codelora commit; for a QLoRA run (model.quantization) `base_quantization`
+        says the base was quantised during training (see codelora.model.sources.base_quantization_note)."""
+        from codelora.model.sources import base_quantization_note
+
+        meta = {
             "step": state.global_step,
             "epoch": state.epoch,
             "tokens_seen": self.trainer.tokens_seen,
@@ -391,6 +410,10 @@ class RunCallback(TrainerCallback):
             "config": self.cfg.to_dict(),
             "git_commit": self.commit,
         }
+        note = base_quantization_note(self.cfg.model.quantization)
+        if note is not None:
+            meta["base_quantization"] = note
+        return meta
 
     def on_save(self, args, state, control, **kw):
         # every rank has written its part (rng_state_<rank>.pth) before rank 0 marks the checkpoint complete
