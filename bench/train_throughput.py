@@ -1,15 +1,22 @@
-"""Training throughput: the original project's recipe vs codelora's default, same steps, model, data and machine.
+"""Training throughput: codelora's default against TRL, the tool a user would pick instead, and the original
+project's recipe; same steps, model, data and machine, one invocation.
 
-(a) original: every example padded to max_length 1024 with pad = eos, labels = input_ids (loss on the prompt and
-    on the padding), random order, batch 1 x accumulation A (the recipe's 1 x 16, scaled down);
-(b) codelora: `codelora.training.sft.train` as shipped (dynamic padding, completion-only labels, length-grouped batches),
-    with the same batch shape 1 x A;
-(c) codelora with train.packing=true and batch A x 1 (the same A examples per step packed into one row),
-    unless --no-packed;
-(d) TRL's `SFTTrainer`, as a user would pick it instead: the same rows given as conversational prompt/completion
-    pairs (TRL applies the chat template itself), `completion_only_loss=True`, batch 1 x A;
+Rows (keys of `runs`; the `label` of codelora's default starts with "codelora default", TRL's name TRL):
+(b) codelora: `codelora.training.sft.train` as shipped: batch 1 x A, each step's A examples packed into one row
+    (train.packing, default), completion-only labels, the LM head only at the labelled positions;
+(d) TRL's `SFTTrainer`: the same rows given as conversational prompt/completion pairs (TRL applies the chat template
+    itself), `completion_only_loss=True`, batch 1 x A;
 (e) TRL with `padding_free=True`, batch A x 1 (the A examples of a step in one row, position ids restarting per
-    example; transformers turns those into a block-diagonal SDPA mask), unless --no-trl (which skips d and e).
+    example; transformers turns those into a block-diagonal SDPA mask);
+--levers, each lever of codelora's default off, in the same run (before/after against b):
+(c) train.packing=false: padded 1 x A micro-batches, length-grouped; (f) the LM head at every position;
+(h) both off: codelora's default before issue #25;
+--original: (a) every example padded to max_length 1024 with pad = eos, labels = input_ids (loss on the prompt and
+    on the padding), random order, batch 1 x A (the recipe's 1 x 16, scaled down);
+--qlora: (g) codelora's default with model.quantization=nf4 (bitsandbytes).
+The same rows again on a model with the real Qwen2.5 head (keys q*: a random 2-layer Qwen2 of Qwen2.5-Coder-1.5B's
+width, 1536, with the real Qwen2.5 tokenizer from ../shared/field/qwen25_tokenizer, vocabulary 151,936; the group
+is skipped with a reason when that folder is absent; --no-qwen skips it), --qwen-steps optimizer steps each.
 
 All runs train the same number of optimizer steps on the same prepared training rows (the bundled sample set,
 prepared by codelora), with the same LoRA config, learning rate, gradient checkpointing and dtype. Each runs in
@@ -19,17 +26,21 @@ data preparation, evaluation and saving excluded).
 
 Compute limit: the parent measures the machine's best square-matmul rate (--matmul-size, in the run's dtype,
 best of several) before and after the runs; each run reports model-FLOPs utilisation
-MFU = 4 * N * real tokens/s / matmul rate, N = the base model's parameters (tied embedding counted once: the
+MFU = 4 * N * real tokens/s / matmul rate, N = the row's base model's parameters (tied embedding counted once: the
 lm_head is a matmul, the embedding lookup is not). 4N per trained token = forward 2N + backward through the
 activations 2N; the frozen base weights need no weight gradients. LoRA's own FLOPs (<1%), attention's
-length-dependent term and gradient checkpointing's recomputed forward are not counted (they are overhead).
+length-dependent term and gradient checkpointing's recomputed forward are not counted (they are overhead), and
+neither is the head's saving: a row that projects fewer positions onto the vocabulary gets credit for all of them.
 
 Label tokens: each run counts its label tokens (labels != -100). TRL's labels for the same rows are compared
 with codelora's, and the first optimizer step's examples are scored by the untrained model under both labelings
 (token-weighted mean cross-entropy, as the Trainer averages a step), to show what the difference does to the loss.
+`vs_fastest_trl` holds, per group, codelora's default against the faster TRL row (targets: >= 1.25x real tokens/s on
+SmolLM2, >= 1.5x on the Qwen2.5 vocabulary, peak memory not higher). Earlier results are kept under `history`.
 
-Usage: flock /tmp/codelora-bench.lock .venv/bin/python bench/train_throughput.py [--model SOURCE] [--steps N]
-       [--accum A] [--no-packed] [--no-trl]
+Usage (on a shared machine: CPU priority, see the README):
+  setsid bench/priority.sh .venv/bin/python bench/train_throughput.py [--levers] [--original] [--qlora]
+       [--model SOURCE] [--steps N] [--qwen-steps N] [--accum A] [--no-trl] [--no-qwen]
 """
 
 from __future__ import annotations
@@ -114,6 +125,10 @@ def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path,
             f"train.gradient_checkpointing={str(gc).lower()}",
             f"train.packing={str(packing).lower()}",
             f"output_dir={out}",
+            # every training row, no eval splits (no step-0 evaluation: outside the timed window, but minutes)
+            "data.split=by_problem",
+            "data.valid_fraction=0",
+            "data.test_fraction=0",
             *EXTRA_SET,
         ],
     )
@@ -176,15 +191,26 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
     return {"train_loss": out.training_loss, "batch": f"1 x {accum}", "examples_per_step": accum}
 
 
-def run_codelora(model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter, packing: bool) -> dict:
+def run_codelora(
+    model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter, packing: bool, full_logits: bool = False
+) -> dict:
     import codelora.training.sft as tr
     import codelora.training.trainer
 
-    batch, acc = (accum, 1) if packing else (1, accum)
+    batch, acc = 1, accum  # the recipe's shape; train.packing packs each step's examples (codelora.training.sft)
     cfg = _config(model, steps, batch, acc, gc, work, packing=packing)
     # train() looks CodeloraTrainer up in codelora.training.trainer when it builds the trainer: meter that class, this run only
     shipped = codelora.training.trainer.CodeloraTrainer
-    codelora.training.trainer.CodeloraTrainer = _metered(shipped, meter)
+    metered = _metered(shipped, meter)
+    if full_logits:  # the lever's "before": the same loss (label_loss), but the head projects every position
+
+        class FullLogits(metered):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, **kw)
+                self.logits_mode = None
+
+        metered = FullLogits
+    codelora.training.trainer.CodeloraTrainer = metered
     try:
         result = tr.train(cfg, work / ("c" if packing else "b"))
     finally:
@@ -310,12 +336,18 @@ def child(args) -> None:
 
     meter = Meter()
     work = Path(args.work)
-    if args.child == "a":
-        info = run_original(args.model, args.steps, args.accum, not args.no_gc, work, meter)
-    elif args.child in ("d", "e"):
-        info = run_trl(args.model, args.steps, args.accum, not args.no_gc, work, meter, args.child == "e")
+    kind = ROWS[args.child][1]
+    gc = not args.no_gc
+    if kind == "original":
+        info = run_original(args.model, args.steps, args.accum, gc, work, meter)
+    elif kind in ("trl", "trl-padding-free"):
+        info = run_trl(args.model, args.steps, args.accum, gc, work, meter, kind == "trl-padding-free")
     else:
-        info = run_codelora(args.model, args.steps, args.accum, not args.no_gc, work, meter, args.child == "c")
+        if kind == "qlora":
+            EXTRA_SET.append("model.quantization=nf4")
+        packing = kind not in ("padded", "before")
+        full_logits = kind in ("full-logits", "before")
+        info = run_codelora(args.model, args.steps, args.accum, gc, work, meter, packing, full_logits=full_logits)
     seconds = meter.t1 - meter.t0
     res = {
         **info,
@@ -338,11 +370,56 @@ def child(args) -> None:
 
 LABELS = {
     "a": "original recipe (pad to 1024, labels = input_ids, pad = eos)",
-    "b": "codelora default (dynamic padding, completion-only labels, length-grouped)",
-    "c": "codelora + packing",
+    "b": "codelora default (each step's examples packed into one row, completion-only labels, LM head at labelled "
+    "positions only)",
+    "c": "lever: codelora default with train.packing=false (padded 1 x A micro-batches, length-grouped)",
     "d": "TRL SFTTrainer (prompt/completion, completion_only_loss)",
     "e": "TRL SFTTrainer + padding_free",
+    "f": "lever: codelora default with the LM head at every position",
+    "g": "codelora + QLoRA (model.quantization=nf4, bitsandbytes)",
+    "h": "before #25: train.packing=false and the LM head at every position (the previous default)",
 }
+QWEN_SUFFIX = " [Qwen2.5 vocabulary, 2 layers]"
+# row key -> (group, kind). Group "smollm2": --model (SmolLM2-135M by default); group "qwen25-vocab": a 2-layer
+# model of Qwen2.5-Coder-1.5B's width with the real Qwen2.5 tokenizer (vocabulary 151,936: the real head).
+# Kinds: codelora (the default), padded / full-logits / before (levers off), packing-free lever rows, trl, qlora.
+ROWS = {
+    "a": ("smollm2", "original"),
+    "b": ("smollm2", "codelora"),
+    "c": ("smollm2", "padded"),
+    "f": ("smollm2", "full-logits"),
+    "h": ("smollm2", "before"),
+    "d": ("smollm2", "trl"),
+    "e": ("smollm2", "trl-padding-free"),
+    "g": ("smollm2", "qlora"),
+    "qb": ("qwen25-vocab", "codelora"),
+    "qc": ("qwen25-vocab", "padded"),
+    "qf": ("qwen25-vocab", "full-logits"),
+    "qh": ("qwen25-vocab", "before"),
+    "qd": ("qwen25-vocab", "trl"),
+    "qe": ("qwen25-vocab", "trl-padding-free"),
+}
+for _k in [k for k in ROWS if k.startswith("q")]:
+    LABELS[_k] = LABELS[_k[1:]] + QWEN_SUFFIX
+QWEN_FOLDER = ROOT.parent / "shared" / "field" / "qwen25_tokenizer"
+QWEN_LAYERS = 2
+
+
+def build_qwen_vocab_model(folder: str | Path, layers: int = QWEN_LAYERS) -> dict:
+    """Save a randomly initialised Qwen2 of Qwen2.5-Coder-1.5B's width (hidden 1536, its MLP, heads, tied 151,936 x
+    1536 head) with `layers` blocks, and the real Qwen2.5 tokenizer, into `folder` (fp32). Speed does not depend on
+    the weights' values."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    values = json.loads((QWEN_FOLDER / "config.json").read_text())
+    values.update(num_hidden_layers=layers, max_window_layers=layers)
+    config = AutoConfig.for_model(**values)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(QWEN_FOLDER).save_pretrained(folder)
+    return {"layers": layers, "hidden_size": config.hidden_size, "vocab_size": config.vocab_size}
 
 
 def matmul_rate(dtype_name: str, size: int, repeats: int = 5) -> float:
@@ -379,16 +456,21 @@ def base_params(source: str) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="embedded:smollm2-135m-instruct")
-    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per run (default 4)")
+    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per SmolLM2 run (default 4)")
+    ap.add_argument("--qwen-steps", type=int, default=2, help="optimizer steps per Qwen2.5-vocabulary run (default 2)")
     ap.add_argument("--accum", type=int, default=4, help="examples per optimizer step (default 4; the recipe: 16)")
     ap.add_argument("--no-gc", action="store_true", help="without gradient checkpointing (both recipes use it)")
-    ap.add_argument("--no-packed", action="store_true", help="skip run (c)")
-    ap.add_argument("--no-trl", action="store_true", help="skip the TRL runs (d, e)")
-    ap.add_argument("--no-original", action="store_true", help="skip run (a), the slowest")
+    ap.add_argument(
+        "--levers", action="store_true", help="add the lever rows: packing off (c), head everywhere (f), both (h)"
+    )
+    ap.add_argument("--no-trl", action="store_true", help="skip the TRL rows (d, e, qd, qe)")
+    ap.add_argument("--original", action="store_true", help="add row (a), the original recipe (slow: ~3 minutes)")
+    ap.add_argument("--no-qwen", action="store_true", help="skip the Qwen2.5-vocabulary rows")
+    ap.add_argument("--qlora", action="store_true", help="add row (g): codelora with model.quantization=nf4")
     ap.add_argument("--matmul-size", type=int, default=2048)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_throughput.json"))
-    ap.add_argument("--child", choices=sorted(LABELS), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=sorted(ROWS), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     EXTRA_SET[:] = args.set
@@ -400,17 +482,60 @@ def main() -> None:
     write_results(args, results)
 
 
+def selected_rows(args) -> list[str]:
+    """The row keys this invocation runs, in order: SmolLM2 group, then the Qwen2.5-vocabulary group."""
+    only = getattr(args, "only", None)  # bench/gpu.py names its rows
+    if only:
+        return [k for k in ROWS if k in only]
+    picked = []
+    for key, (group, kind) in ROWS.items():
+        if group == "qwen25-vocab" and getattr(args, "no_qwen", False):
+            continue
+        if kind == "original" and not getattr(args, "original", not getattr(args, "no_original", True)):
+            continue
+        if kind in ("padded", "full-logits", "before") and not getattr(args, "levers", False):
+            continue
+        if kind == "qlora" and not getattr(args, "qlora", False):
+            continue
+        if kind.startswith("trl") and args.no_trl:
+            continue
+        picked.append(key)
+    return picked
+
+
 def run_all(args) -> dict:
-    runs = [] if args.no_original else ["a"]
-    runs += ["b"] + ([] if args.no_packed else ["c"]) + ([] if args.no_trl else ["d", "e"])
-    results = {}
+    """Run every selected row in its own process; returns {key: row} plus "_groups": {group: {model, ...}} and
+    "_skipped": {group: reason}."""
+    results: dict = {}
+    groups = {"smollm2": {"model": args.model, "optimizer_steps": args.steps}}
+    skipped = {}
+    keys = selected_rows(args)
     with tempfile.TemporaryDirectory(prefix="codelora-bench-") as tmp:
-        for name in runs:
+        if any(ROWS[k][0] == "qwen25-vocab" for k in keys):
+            if not (QWEN_FOLDER / "config.json").is_file():
+                skipped["qwen25-vocab"] = (
+                    f"{QWEN_FOLDER} not found (the Qwen2.5 tokenizer and config beside the checkout)"
+                )
+                keys = [k for k in keys if ROWS[k][0] != "qwen25-vocab"]
+            else:
+                folder = Path(tmp) / "qwen25-vocab"
+                # in a process of its own: a child inherits its parent's peak RSS as the floor of its own ru_maxrss
+                code = (
+                    "import sys, json, train_throughput as t; print(json.dumps(t.build_qwen_vocab_model(sys.argv[1])))"
+                )
+                built = subprocess.run(
+                    [sys.executable, "-c", code, str(folder)], check=True, capture_output=True, text=True,
+                    cwd=Path(__file__).parent, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                )  # fmt: skip
+                info = json.loads(built.stdout.strip().splitlines()[-1])
+                groups["qwen25-vocab"] = {"model": str(folder), "optimizer_steps": args.qwen_steps, **info}
+        for name in keys:
+            group = groups[ROWS[name][0]]
             out = Path(tmp) / f"{name}.json"
             work = Path(tmp) / f"work-{name}"
             work.mkdir()
             cmd = [sys.executable, __file__, "--child", name, "--work", str(work), "--out", str(out),
-                   "--model", args.model, "--steps", str(args.steps), "--accum", str(args.accum)]  # fmt: skip
+                   "--model", group["model"], "--steps", str(group["optimizer_steps"]), "--accum", str(args.accum)]  # fmt: skip
             if args.no_gc:
                 cmd.append("--no-gc")
             for kv in getattr(args, "set", []):
@@ -424,29 +549,82 @@ def run_all(args) -> dict:
                 f"peak RSS {r['peak_rss_mb']} MB, {r['seconds']} s",
                 file=sys.stderr,
             )
+        # parameters counted (on the meta device: no weights) while the temporary Qwen folder still exists
+        for g in groups.values():
+            g["base_model_parameters"] = base_params(g["model"])
+    for name, g in groups.items():
+        if name != "smollm2":
+            g["model"] = f"random Qwen2 ({g['layers']} layers, hidden {g['hidden_size']}, vocabulary {g['vocab_size']})"
+    results["_groups"] = groups
+    results["_skipped"] = skipped
     return results
 
 
+def _group_summary(group: str, runs: dict, mem: str, target: float) -> dict:
+    """The done-when comparison of one group: codelora's default against the fastest TRL configuration."""
+    keys = [k for k in runs if ROWS[k][0] == group]
+    default = next((k for k in keys if ROWS[k][1] == "codelora"), None)
+    trl = [k for k in keys if ROWS[k][1].startswith("trl")]
+    if default is None or not trl:
+        return {}
+    fastest = max(trl, key=lambda k: runs[k]["real_tokens_per_second"])
+    b, t = runs[default], runs[fastest]
+    out = {
+        "codelora_default": default,
+        "fastest_trl": fastest,
+        "real_tokens_per_second_vs_fastest_trl": round(b["real_tokens_per_second"] / t["real_tokens_per_second"], 3),
+        "peak_memory_vs_fastest_trl": round(b[mem] / t[mem], 3),
+        "peak_memory_vs_lowest_trl": round(b[mem] / min(runs[k][mem] for k in trl), 3),
+        "target_speed_ratio": target,
+    }
+    out["targets_met"] = {
+        f"speed_at_least_{target}x_fastest_trl": out["real_tokens_per_second_vs_fastest_trl"] >= target,
+        "peak_memory_not_higher_than_fastest_trl": b[mem] <= t[mem],
+    }
+    for kind, lever in (("padded", "packing"), ("full-logits", "head_at_labels_only"), ("before", "both")):
+        off = next((k for k in keys if ROWS[k][1] == kind), None)
+        if off is not None:  # before (the lever off) / after (codelora's default), in this run
+            out[f"lever_{lever}"] = {
+                "before": off,
+                "after": default,
+                "speed_ratio": round(b["real_tokens_per_second"] / runs[off]["real_tokens_per_second"], 3),
+                "peak_memory_ratio": round(b[mem] / runs[off][mem], 3),
+                "train_loss_before": runs[off]["train_loss"],
+                "train_loss_after": b["train_loss"],
+            }
+    return out
+
+
 def summarize(args, results: dict) -> dict:
-    """The results document: runs, ratios to the original recipe and to codelora, the compute-limit line."""
+    """The results document: runs, ratios to the original recipe, to codelora and to the fastest TRL per group,
+    the compute-limit line."""
     import datetime
 
     import torch
     import transformers
 
+    results = dict(results)
+    groups = results.pop("_groups", {"smollm2": {"model": args.model, "optimizer_steps": args.steps}})
+    skipped = results.pop("_skipped", {})
+    for g in groups.values():
+        if "base_model_parameters" not in g:
+            g["base_model_parameters"] = base_params(g["model"])
     dtype_name = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     # the machine is shared: take the best of two measurements (before the report, after all runs)
     rate = max(matmul_rate(dtype_name, args.matmul_size), matmul_rate(dtype_name, args.matmul_size))
-    n_params = base_params(args.model)
-    mem = "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in results["b"] else "peak_rss_mb"
-    a, b = results.get("a"), results["b"]
-    for r in results.values():
+    mem = "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in next(iter(results.values())) else "peak_rss_mb"
+    for name, r in results.items():
+        group = ROWS[name][0]
+        n_params = groups[group]["base_model_parameters"]
+        ref = results.get("b" if group == "smollm2" else "qb") or r
+        r["group"] = group
         r["mfu"] = round(4 * n_params * r["real_tokens_per_second"] / rate, 4)
-        r["real_tokens_per_second_vs_codelora"] = round(r["real_tokens_per_second"] / b["real_tokens_per_second"], 2)
-        r["peak_memory_vs_codelora"] = round(r[mem] / b[mem], 3)
+        r["real_tokens_per_second_vs_codelora"] = round(r["real_tokens_per_second"] / ref["real_tokens_per_second"], 2)
+        r["peak_memory_vs_codelora"] = round(r[mem] / ref[mem], 3)
+    a = results.get("a")
     ratios = {}
     for name in results if a else []:
-        if name == "a":
+        if name == "a" or ROWS[name][0] != "smollm2":
             continue
         r = results[name]
         ratios[name] = {
@@ -458,6 +636,11 @@ def summarize(args, results: dict) -> dict:
                 "peak_memory_not_higher": r[mem] <= a[mem],
             },
         }
+    vs_trl = {
+        g: s
+        for g, target in (("smollm2", 1.25), ("qwen25-vocab", 1.5))
+        if (s := _group_summary(g, results, mem, target))
+    }
     doc = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
@@ -475,16 +658,20 @@ def summarize(args, results: dict) -> dict:
         "transformers": transformers.__version__,
         "trl": _version("trl"),
         "memory_metric": mem,
+        "groups": groups,
+        "skipped": skipped,
         "compute_limit": {
             "matmul": f"{args.matmul_size}x{args.matmul_size} {dtype_name}, best of 5, best of two measurements",
             "matmul_flops_per_second": round(rate),
-            "base_model_parameters": n_params,
-            "flops_per_real_token": 4 * n_params,
+            "base_model_parameters": groups["smollm2"]["base_model_parameters"],
+            "flops_per_real_token": 4 * groups["smollm2"]["base_model_parameters"],
             "formula": "MFU = 4 * N * real tokens/s / matmul rate (forward 2N + activation gradients 2N; "
-            "frozen weights: no weight gradients; LoRA, attention and recomputation not counted)",
+            "frozen weights: no weight gradients; LoRA, attention and recomputation not counted; N of the row's "
+            "group model, see groups)",
         },
         "runs": {k: {"label": LABELS[k], **v} for k, v in results.items()},
         "vs_original": ratios,
+        "vs_fastest_trl": vs_trl,
     }
     return doc
 
@@ -492,25 +679,39 @@ def summarize(args, results: dict) -> dict:
 def write_results(args, results: dict) -> None:
     doc = summarize(args, results)
     mem, limit = doc["memory_metric"], doc["compute_limit"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = Path(args.out).with_suffix(".json.tmp")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    history = []
+    if out.is_file():  # earlier runs are kept, oldest first, each as it was written
+        try:
+            old = json.loads(out.read_text())
+            history = old.pop("history", []) + [old]
+        except ValueError:
+            history = []
+    doc["history"] = history
+    tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    os.replace(tmp_out, out)
     print(
-        f"matmul {limit['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s ({limit['matmul']}), "
-        f"N = {limit['base_model_parameters'] / 1e6:.1f}M, 4N FLOPs per real token"
+        f"matmul {limit['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s ({limit['matmul']}); load average "
+        f"{', '.join(f'{x:.1f}' for x in doc['load_average'])}"
     )
     print(
         f"| run | batch | real tokens/s | vs codelora | real-token share | label tokens | {mem} | vs codelora | MFU |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for k, r in doc["runs"].items():
+    for r in doc["runs"].values():
         print(
-            f"| {LABELS[k]} | {r['batch']} | {r['real_tokens_per_second']} | {r['real_tokens_per_second_vs_codelora']}x | "
+            f"| {r['label']} | {r['batch']} | {r['real_tokens_per_second']} | {r['real_tokens_per_second_vs_codelora']}x | "
             f"{r['real_share']:.1%} | {r['label_tokens']} | {r[mem]} | {r['peak_memory_vs_codelora']} | {r['mfu']:.1%} |"
         )
-    if "d" in doc["runs"]:
-        print("labels, TRL vs codelora:", json.dumps(doc["runs"]["d"]["labels_vs_codelora"]))
+    for g, s in doc["vs_fastest_trl"].items():
+        print(f"{g}: codelora default vs fastest TRL ({s['fastest_trl']}): {json.dumps(s)}")
+    for k in ("d", "qd"):
+        if k in doc["runs"]:
+            print(f"labels, TRL vs codelora ({k}):", json.dumps(doc["runs"][k]["labels_vs_codelora"]))
+    for g, why in doc["skipped"].items():
+        print(f"skipped {g}: {why}")
     print(f"wrote {args.out}", file=sys.stderr)
 
 
