@@ -39,7 +39,7 @@ embedded: $(STAMP)
 # checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
 demo: $(STAMP) sandbox-deps embedded
 	rm -rf outputs/demo
-	$(VENV)/bin/codelora train --config demo
+	$(VENV)/bin/codelora train --config demo --set train.execution_eval=heldout
 	$(VENV)/bin/codelora rl --run outputs/demo
 	$(VENV)/bin/codelora generate --config demo --adapter outputs/demo/final --problem-file examples/sum_of_two.txt
 	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \

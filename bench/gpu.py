@@ -17,6 +17,10 @@ weights' values (a random model never stops early, so generation always runs to 
    with their generated hidden tests: 3 steps of 2 problems x 8 completions of up to 256 tokens. Steps/s (step wall
    time as RUN/rl/logs/metrics.jsonl records it) and the reward's throughput (completions graded per second of the
    reward calls' wall time; a random model's answers are graded like any others).
+4. Generation at a checkpoint while training (train.execution_eval), the two ways it could be done: in-process,
+   with the live training model (LoRA unmerged, no second copy of the base; what codelora does) vs a separate
+   process on the saved checkpoint (start, load base + adapter, merge, generate; wall time, its peak memory being a
+   second model beside the training one). Same prompts as 2; `in_process_vs_separate` > 1 means in-process is faster.
 
 --tiny: the same script end to end on CPU with a 2-layer, width-64 model of the same architecture and tokenizer,
 1 step of 2 examples, 2 prompts x 8 tokens and 1 RL step of 2 x 2 completions of 8 tokens (the test suite runs it;
@@ -148,6 +152,68 @@ def rl_row(folder: Path, tiny: bool) -> dict:
     }
 
 
+SEPARATE = """
+import json, sys, time
+t0 = time.perf_counter()
+from peft import PeftModel
+from codelora.generate import Sampling, generate_batch
+from codelora.models import load_model
+folder, adapter, n, max_new, bs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+prompts = json.loads(sys.argv[6])
+model, tok = load_model(folder, dtype="auto", device="auto")
+model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+t1 = time.perf_counter()
+gens = generate_batch(model, tok, prompts, Sampling(greedy=True, max_new_tokens=max_new), batch_size=bs, progress=False)
+print(json.dumps({"load_seconds": t1 - t0, "generate_seconds": time.perf_counter() - t1,
+                  "new_tokens": sum(g.new_tokens for g in gens)}))
+"""
+
+
+def checkpoint_generation(folder: Path, n: int, max_new_tokens: int, batch_size: int) -> dict:
+    """train.execution_eval at one checkpoint: the live PEFT model in this process vs a separate process."""
+    import subprocess
+
+    import torch
+
+    from codelora.chat import prompt_ids
+    from codelora.config import SYSTEM_PROMPT, LoraConfig
+    from codelora.generate import Sampling, generate_batch
+    from codelora.models import load_model
+    from codelora.train import add_lora
+
+    model, tok = load_model(str(folder), dtype="auto", device="auto")
+    model = add_lora(model, LoraConfig(), gradient_checkpointing=True)  # as training holds it
+    adapter = folder.parent / "adapter"
+    model.save_pretrained(adapter)
+    prompts = [prompt_ids(tok, SYSTEM_PROMPT, p) for p in lcb_prompts(n)]
+    sampling = Sampling(greedy=True, max_new_tokens=max_new_tokens)
+    model.eval()
+    generate_batch(model, tok, prompts[:1], Sampling(max_new_tokens=4), batch_size=1, progress=False)  # warm-up
+    t0 = time.perf_counter()
+    generate_batch(model, tok, prompts, sampling, batch_size=batch_size, progress=False)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    in_process = time.perf_counter() - t0
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    t0 = time.perf_counter()
+    args = [str(folder), str(adapter), str(n), str(max_new_tokens), str(batch_size), json.dumps(prompts)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", SEPARATE, *args], capture_output=True, text=True, env=env, check=True)
+    separate = time.perf_counter() - t0
+    inner = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "prompts": len(prompts),
+        "max_new_tokens": max_new_tokens,
+        "in_process_seconds": round(in_process, 2),
+        "separate_process_seconds": round(separate, 2),
+        "separate_process_load_seconds": round(inner["load_seconds"], 2),
+        "separate_process_generate_seconds": round(inner["generate_seconds"], 2),
+        "in_process_vs_separate": round(separate / in_process, 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model on CPU: checks the script, not the numbers")
@@ -182,6 +248,7 @@ def main() -> None:
         training = tt.summarize(run_args, tt.run_all(run_args))
         gen = generation(folder, n_prompts, max_new, batch_size=n_prompts if args.tiny else 16)
         rl_doc = rl_row(folder, args.tiny)
+        at_checkpoint = checkpoint_generation(folder, n_prompts, max_new, batch_size=n_prompts if args.tiny else 16)
     runs = training["runs"]
     fits = qlora_fits = None
     if training["memory_metric"] == "peak_cuda_allocated_mb":
@@ -207,6 +274,7 @@ def main() -> None:
         "qlora_fits_8gib": qlora_fits,
         "generation": gen,
         "rl": rl_doc,
+        "checkpoint_generation": at_checkpoint,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +296,7 @@ def main() -> None:
         f"reward {rl_doc['reward_completions_per_second']} completions/s ({rl_doc['reward_share_of_step']:.0%} of "
         "the step) |"
     )
+    print(f"generation at a checkpoint (train.execution_eval), in-process vs separate process: {at_checkpoint}")
     print(f"wrote {out} ({doc['wall_seconds']} s)", file=sys.stderr)
 
 

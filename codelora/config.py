@@ -89,6 +89,18 @@ class LoraConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """`train.early_stopping:` stop training when pass@1 (train.execution_eval) stops improving."""
+
+    metric: Literal["pass@1"] = "pass@1"
+    """The execution metric watched (per saved checkpoint)."""
+    patience: int = 0
+    """Stop after this many evaluations in a row without an improvement of more than min_delta (0: off)."""
+    min_delta: float = 0.0
+    """An improvement counts only when the metric rises by more than this (pass@1 is a fraction, 0..1)."""
+
+
+@dataclass
 class TrainConfig:
     """`train:` section: optimisation, logging and checkpointing (transformers.TrainingArguments, in codelora's
     names; steps are optimizer steps)."""
@@ -127,6 +139,12 @@ class TrainConfig:
     """Batch examples of similar length to cut padding."""
     report_to: Literal["none", "tensorboard"] = "none"
     """Extra logging backend besides metrics.jsonl/csv; `tensorboard` writes events to outputs/<run>/logs/tensorboard."""
+    execution_eval: str = "none"
+    """Grade every saved checkpoint by running its code while training: `none`, or a benchmark (`heldout`, `humaneval`, `livecodebench`, ...), evaluated exactly as `codelora evaluate --run RUN --models checkpoint-N --backend hf` would (same results, reused by compare); pass@1 goes to metrics.jsonl and the loss plot (docs: training, pass@1 while training)."""
+    execution_eval_limit: int | None = None
+    """Only the first K problems of train.execution_eval (null: all); compare then matches that limit."""
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    """Stop when train.execution_eval's metric has not improved for `patience` evaluations (patience 0: never); no checkpoint is deleted."""
 
 
 @dataclass
@@ -386,6 +404,22 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
         t.eval_steps % t.logging_steps == 0,
         "train.eval_steps",
         f"({t.eval_steps}) must be a multiple of train.logging_steps ({t.logging_steps}) so curves share steps",
+    )
+    ex_eval = t.execution_eval
+    need(
+        ex_eval == "none" or ex_eval in benchmarks.names(),
+        "train.execution_eval",
+        f"is {ex_eval!r}; allowed: none or a benchmark ({', '.join(benchmarks.names())})",
+    )
+    lim = t.execution_eval_limit
+    need(lim is None or lim > 0, "train.execution_eval_limit", f"must be > 0 or null, got {lim}")
+    es = t.early_stopping
+    need(es.patience >= 0, "train.early_stopping.patience", f"must be >= 0 (0: off), got {es.patience}")
+    need(0 <= es.min_delta < 1, "train.early_stopping.min_delta", f"must be in [0, 1), got {es.min_delta}")
+    need(
+        es.patience == 0 or ex_eval != "none",
+        "train.early_stopping.patience",
+        f"is {es.patience}, which needs train.execution_eval (a benchmark, e.g. heldout) to measure {es.metric}",
     )
     need(d.max_length >= 16, "data.max_length", f"must be >= 16, got {d.max_length}")
     need(0 <= d.valid_fraction < 1, "data.valid_fraction", f"must be in [0, 1), got {d.valid_fraction}")

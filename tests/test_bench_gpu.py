@@ -37,6 +37,8 @@ def test_gpu_bench_tiny_runs_end_to_end_on_cpu(tmp_path):
     assert doc["original_recipe_fits_8gib"] is None and doc["qlora_fits_8gib"] is None  # no GPU memory on CPU
     gen = doc["generation"]
     assert gen["prompts"] == 2 and 2 <= gen["new_tokens"] <= 16 and gen["tokens_per_second"] > 0
+    ck = doc["checkpoint_generation"]  # train.execution_eval: live model in-process vs a separate process
+    assert ck["in_process_seconds"] > 0 and ck["separate_process_seconds"] > ck["separate_process_generate_seconds"]
     assert "| codelora default" in proc.stdout
     rl = doc["rl"]  # codelora rl: 1 GRPO step of 2 problems x 2 completions, every one graded by the sandbox
     assert rl["steps"] == 1 and rl["completions_graded"] == 4 and sum(rl["verdicts"].values()) == 4

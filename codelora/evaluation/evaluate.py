@@ -160,11 +160,14 @@ def _evaluate_one(
     cfg,
     run_dir: Path | None,
     backend: Backend,
+    grade: bool = True,
 ) -> dict:
     """Generate (or reuse) every answer of one model, extract the code, grade it in memory; write the samples file,
     results.jsonl and summary.json (codelora.run.layout.write_results); return the summary.
 
-    backend: the evaluation's generation backend (codelora.generation.backends.Backend)."""
+    backend: the evaluation's generation backend (codelora.generation.backends.Backend). grade=False stops
+    once every answer is in the generation store and returns {model, step, graded: False, generation: {generated,
+    reused, new_tokens, seconds}} without writing results (a later call grades them and generates nothing)."""
     from codelora.benchmarks.base import Sample
     from codelora.evaluation.score import grade_samples
     from codelora.generation.extract import extract
@@ -283,6 +286,18 @@ def _evaluate_one(
         new_tokens = sum(g.new_tokens for g in gens)
 
     store.close()
+    if not grade:
+        return {
+            "model": spec.name,
+            "step": spec.step,
+            "graded": False,
+            "generation": {
+                "generated": len(todo),
+                "reused": len(wanted) - len(todo),
+                "new_tokens": new_tokens,
+                "seconds": round(gen_seconds, 3),
+            },
+        }
     # a reused answer is graded by this evaluation's extraction rule, whatever rule stored its code (the store
     # itself is never rewritten: its records keep the code their own evaluation graded)
     records = []
@@ -366,9 +381,15 @@ def evaluate(
     benchmark: str,
     models: list[str] | str | None = None,
     opts: EvalOptions | None = None,
+    generator: Any = None,
+    grade: bool = True,
     **options: Any,
 ) -> dict[str, dict]:
     """Evaluate models of a run on a benchmark; returns model name -> summary dict (see `_evaluate_one`).
+
+    generator: a backend object to generate with instead of the configured one (codelora.training.execution_eval's
+    live training model: same keys, same results as `--backend hf`); it is not closed here. grade=False: generate
+    the missing answers only (each model's dict then says graded: False); a later call grades without generating.
 
     models: names (base, final, checkpoint-<step>, all) as a list or comma string; default base,final.
     opts: `codelora.config.EvalOptions` (sampling, problem selection, protocol, grading; fields documented
@@ -395,16 +416,20 @@ def evaluate(
     eval_dir = runs.eval_dir(run_dir, benchmark, protocol and protocol.name)
     with runs.run_lock(run_dir, f"evaluate {benchmark}"):
         ev = _Evaluation.make(bench, EvalContext(opts, eval_dir, run_dir, cfg, split_doc, protocol), cfg)
-        backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]], cfg.model.source)
+        if generator is not None:
+            backend = generator
+        else:
+            backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]], cfg.model.source)
         results: dict[str, dict] = {}
         try:
             for m in chosen:
                 spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
                 if spec.adapter:
                     _check_adapter_base(spec.adapter, spec.source)
-                results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, backend)
+                results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, backend, grade)
         finally:
-            backend.close()
+            if generator is None:  # a caller's generator is the caller's to close
+                backend.close()
     return results
 
 

@@ -27,6 +27,7 @@ from codelora.run.layout import (
     evaluated,
     load_run_config,
     read_metrics,
+    read_provisional_best,
     read_selection,
     require_run,
     run_models,
@@ -253,6 +254,49 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
     ]
     if rows:
         doc.table(["step", "epoch", "train loss (last logged)", "validation loss", "test loss"], rows)
+    _execution_eval_rows(doc, run_dir, metrics, train_by)
+
+
+def _execution_eval_rows(doc: _Doc, run_dir: Path, metrics: list[dict], train_by: dict) -> None:
+    """pass@1 of each checkpoint graded while training (train.execution_eval) beside its losses, and the
+    provisional best it gave, confirmed or replaced by compare's selection.json."""
+    graded = [r for r in metrics if r.get("eval_pass@1") is not None]
+    if not graded:
+        return
+    valid_at = {r["step"]: r for r in metrics if r.get("valid_loss") is not None}
+    rows = [
+        [
+            r["step"],
+            r.get("eval_model") or "",
+            fmt(r["eval_pass@1"], 3),
+            fmt(train_by.get(r["step"]) if r["step"] else None),
+            fmt((valid_at.get(r["step"]) or {}).get("valid_loss")),
+            fmt(r.get("eval_generation_seconds"), 1),
+            fmt(r.get("eval_grading_seconds"), 1),
+        ]
+        for r in graded
+    ]
+    bench = graded[0].get("eval_benchmark") or ""
+    doc.para(f"pass@1 while training (train.execution_eval: {bench}), one row per graded checkpoint:")
+    doc.table(
+        ["step", "model", "pass@1", "train loss (last logged)", "validation loss", "generation s", "grading s"], rows
+    )
+    prov = read_provisional_best(run_dir)
+    if not prov:
+        return
+    text = f"provisional best (during training, {prov.get('metric')} on {prov.get('benchmark')}): {prov.get('best')}"
+    text += f" ({fmt(prov.get('value'), 3)})"
+    if prov.get("stopped_early"):
+        text += f"; training stopped early at step {prov.get('stopped_at_step')}"
+    sel = read_selection(run_dir, check=False)
+    if isinstance(sel, dict) and sel.get("best") and sel.get("benchmark") == prov.get("benchmark"):
+        if sel["best"] == prov.get("best"):
+            text += f"; confirmed by codelora compare (selection.json: {sel['best']})"
+        else:
+            text += f"; replaced by codelora compare (selection.json: {sel['best']})"
+    else:
+        text += "; not yet confirmed: codelora compare records the selection (selection.json)"
+    doc.para(text)
 
 
 def _rl_part(doc: _Doc, run_dir: Path) -> None:

@@ -12,6 +12,8 @@ A run folder (written by `codelora prepare` / `train`; read by evaluate, compare
                                       problems.jsonl; its models are named rl-checkpoint-<step> and rl-final
     eval/<benchmark>/<model>/         generations.jsonl (append-only store), samples, results.jsonl, summary.json
     selection.json                    written only by a full `codelora compare` (every model, every problem)
+    provisional_best.json             the best by pass@1 while training (train.execution_eval); compare confirms
+                                      or replaces it in selection.json (`read_provisional_best`)
     .lock                             held while a process writes eval/ or selection.json (`run_lock`)
 
 Provenance: every evaluation summary carries `provenance` (benchmark, protocol, base model, the sha256 of the
@@ -764,6 +766,21 @@ class GenerationStore:
 
 
 # --------------------------------------------------------------------------------------------------- selection
+
+
+PROVISIONAL_BEST = "provisional_best.json"
+
+
+def read_provisional_best(run_dir: str | Path) -> dict | None:
+    """RUN/provisional_best.json (None if absent or unreadable), written by codelora.training.execution_eval:
+    {benchmark, metric, best, step, value, evaluations: [{model, step, value, result_key}], early_stopping,
+    stopped_early, stopped_at_step, note}."""
+    path = Path(run_dir) / PROVISIONAL_BEST
+    try:
+        doc = read_json(path) if path.is_file() else None
+    except UserError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def selection_path(run_dir: str | Path) -> Path:

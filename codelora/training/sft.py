@@ -76,6 +76,11 @@ RESUME_FREE_KEYS = frozenset(
         "train.report_to",
         "train.gradient_checkpointing",
         "train.packing",
+        "train.execution_eval",  # pass@1 while training: measured, never changes the updates
+        "train.execution_eval_limit",
+        "train.early_stopping.metric",
+        "train.early_stopping.patience",
+        "train.early_stopping.min_delta",
     }
 )
 RESUME_CHECKED_SECTIONS = ("model", "data", "lora", "train")
@@ -133,6 +138,9 @@ def train(
     result = run_result(run_dir, global_step, trainer, callback, signum)
     if not callback.stop_requested:  # stopped by a signal: --resume continues from the checkpoint just saved
         result["final"] = str(save_final(trainer, callback, tokenizer, run_dir, result, dist))
+    from codelora.training import execution_eval
+
+    execution_eval.finish(trainer, result)  # pass@1 of final/ (train.execution_eval), usually nothing to generate
     return result
 
 
@@ -386,6 +394,12 @@ def build_trainer(
         tb = TensorBoardCallback()
         tb.logging_dir = str(run_dir / "logs" / "tensorboard")
         callbacks.append(tb)
+    if cfg.train.execution_eval != "none" and dist.is_main_process:  # after RunCallback: meta.json is written
+        from codelora.training import execution_eval
+
+        tensorboard = callbacks[1] if len(callbacks) > 1 else None
+        ex = execution_eval.ExecutionEvalCallback(run_dir, cfg, metrics, callback, tokenizer, start.step, tensorboard)
+        callbacks.insert(1, ex)
     padded = functools.partial(collate, pad_id=tokenizer.pad_token_id)
     trainer = CodeloraTrainer(
         model=model,

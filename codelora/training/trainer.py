@@ -59,7 +59,14 @@ METRIC_KEYS = [
     "tokens_seen",
     "tokens_per_second",
     "elapsed_seconds",
+    "eval_pass@1",
+    "eval_model",
+    "eval_benchmark",
+    "eval_generation_seconds",
+    "eval_grading_seconds",
 ]
+# A pass@1 row (train.execution_eval, codelora.training.execution_eval) sets the eval_* keys at the step of the
+# checkpoint it graded; pass@k for k > 1 (eval_pass@5, ...) are added as extra columns when the sampling has n > 1.
 
 
 def disk_full_error(e: OSError, what: str) -> TrainingError:
@@ -68,6 +75,10 @@ def disk_full_error(e: OSError, what: str) -> TrainingError:
         f"disk full ({os.strerror(e.errno)}) while writing {what}; earlier checkpoints are intact; "
         "free space and run again with --resume"
     )
+
+
+def _is_pass_at_k(key: str) -> bool:
+    return key.startswith("eval_pass@") and key[len("eval_pass@") :].isdigit()
 
 
 def _is_nan(x: Any) -> bool:
@@ -100,19 +111,26 @@ class MetricsLog:
         self._flush()
 
     def add(self, row: dict[str, Any]) -> None:
-        """Append `row` (its METRIC_KEYS; missing ones are None) and rewrite both files."""
-        self.rows.append({k: row.get(k) for k in self.keys})
+        """Append `row` (its keys and any eval_pass@k; missing ones are None) and rewrite both files."""
+        extra = {k: v for k, v in row.items() if k not in self.keys and _is_pass_at_k(k)}
+        self.rows.append({**{k: row.get(k) for k in self.keys}, **extra})
         self._flush()
+
+    def columns(self) -> list[str]:
+        """The log's keys (METRIC_KEYS for SFT), then the eval_pass@k columns some row has."""
+        extra = sorted({k for r in self.rows for k in r if k not in self.keys and _is_pass_at_k(k)})
+        return self.keys + sorted(extra, key=lambda k: int(k.rsplit("@", 1)[1]))
 
     def _flush(self) -> None:
         if not self.write:
             return
         atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.keys)
+        cols = self.columns()
+        w = csv.DictWriter(buf, fieldnames=cols)
         w.writeheader()
         for r in self.rows:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in self.keys})
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in cols})
         atomic_write_text(self.csv, buf.getvalue())
 
     def plot(self) -> None:
@@ -148,7 +166,19 @@ class MetricsLog:
         ax.set_ylabel("loss")
         ax.set_title("loss")
         ax.grid(alpha=0.3)
-        ax.legend()
+        handles, labels = ax.get_legend_handles_labels()
+        xs, ys = series("eval_pass@1")
+        if xs:  # train.execution_eval: pass@1 of each graded checkpoint on its own axis
+            bench = next((r["eval_benchmark"] for r in self.rows if r.get("eval_benchmark")), "")
+            ax2 = ax.twinx()
+            pts = sorted(zip(xs, ys, strict=True))
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], "D-", color="tab:green", label=f"pass@1 {bench}")
+            ax2.set_ylabel("pass@1")
+            ax2.set_ylim(-0.02, max(1.0, max(ys)) + 0.02)
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+            ax.set_title("loss and pass@1")
+        ax.legend(handles, labels)
         fig.tight_layout()
         save(fig, "loss")
 
