@@ -292,8 +292,8 @@ class ExecutionEvalCallback(TrainerCallback):
         for m in models:
             if m.kind == "final" or m.step > self.start_step or m.name in done or not self.enabled:
                 continue
-            if m.kind == "base" and self.start_step == 0:
-                self._start("base", 0, 0.0, self._live(model))  # a fresh run: the live model with its adapter off
+            if m.kind == "base":  # the live model with its adapter off is exactly the base model
+                self._start("base", 0, 0.0, self._live(model))
             else:  # pending from before an interrupt: generated from the saved checkpoint (it may be another one)
                 print(f"codelora: {m.name}: evaluating on {self.benchmark} (pending from before the resume)",
                       file=sys.stderr)  # fmt: skip
