@@ -156,8 +156,8 @@ SEPARATE = """
 import json, sys, time
 t0 = time.perf_counter()
 from peft import PeftModel
-from codelora.generate import Sampling, generate_batch
-from codelora.models import load_model
+from codelora.generation.generate import Sampling, generate_batch
+from codelora.model.sources import load_model
 folder, adapter, n, max_new, bs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 prompts = json.loads(sys.argv[6])
 model, tok = load_model(folder, dtype="auto", device="auto")
@@ -175,11 +175,11 @@ def checkpoint_generation(folder: Path, n: int, max_new_tokens: int, batch_size:
 
     import torch
 
-    from codelora.chat import prompt_ids
     from codelora.config import SYSTEM_PROMPT, LoraConfig
-    from codelora.generate import Sampling, generate_batch
-    from codelora.models import load_model
-    from codelora.train import add_lora
+    from codelora.generation.generate import Sampling, generate_batch
+    from codelora.model.chat import prompt_ids
+    from codelora.model.sources import load_model
+    from codelora.training.sft import add_lora
 
     model, tok = load_model(str(folder), dtype="auto", device="auto")
     model = add_lora(model, LoraConfig(), gradient_checkpointing=True)  # as training holds it

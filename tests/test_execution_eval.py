@@ -12,7 +12,7 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.train import train
+from codelora.training.sft import train
 
 FAST = [
     "model.source=tiny-random:qwen2",
@@ -60,7 +60,7 @@ def test_every_checkpoint_has_pass_at_1_in_metrics_and_summary(run4):
         assert row["eval_benchmark"] == "heldout"
         assert row["eval_generation_seconds"] > 0 and row["eval_grading_seconds"] > 0
         # the result is tied to the checkpoint's weights on disk
-        from codelora.runs import weights_sha256
+        from codelora.run.layout import weights_sha256
 
         assert s["provenance"]["weights_sha256"] == weights_sha256(run_dir / "checkpoints" / name)
         assert s["provenance"]["limit"] == 2 and s["problems"] == 2
@@ -77,7 +77,7 @@ def test_every_checkpoint_has_pass_at_1_in_metrics_and_summary(run4):
 def test_separate_evaluate_gives_the_same_result(run4, tmp_path):
     """The same checkpoints evaluated from disk in a copy of the run without its results: same result key, same
     answers, same pass@1 (the live training model generated exactly what the saved adapter generates)."""
-    from codelora.evaluate import evaluate
+    from codelora.evaluation.evaluate import evaluate
 
     run_dir, _ = run4
     copy = tmp_path / "copy"
@@ -103,16 +103,16 @@ def test_separate_evaluate_gives_the_same_result(run4, tmp_path):
 
 
 def test_later_compare_and_evaluate_generate_nothing(run4, monkeypatch, capsys):
-    import codelora.generate
-    from codelora.compare import compare_run
-    from codelora.evaluate import evaluate
+    import codelora.generation.generate
+    from codelora.evaluation.evaluate import evaluate
+    from codelora.selection.compare import compare_run
 
     run_dir, _ = run4
 
     def no_generation(*a, **kw):
         raise AssertionError("generated again")
 
-    monkeypatch.setattr(codelora.generate, "generate_batch", no_generation)
+    monkeypatch.setattr(codelora.generation.generate, "generate_batch", no_generation)
     before = {p: p.stat().st_mtime_ns for p in (run_dir / "eval" / "heldout").rglob("summary.json")}
     doc = compare_run(run_dir, "heldout")
     assert {r["model"] for r in doc["table"]} == {"base", "checkpoint-2", "checkpoint-4", "final"}
@@ -124,7 +124,7 @@ def test_later_compare_and_evaluate_generate_nothing(run4, monkeypatch, capsys):
 def test_tensorboard_plot_and_report_show_pass_at_1(run4):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from codelora.report import build_report
+    from codelora.publish.report import build_report
 
     run_dir, _ = run4
     acc = EventAccumulator(str(next((run_dir / "logs" / "tensorboard").rglob("events.out.tfevents.*")).parent))
@@ -139,16 +139,16 @@ def test_tensorboard_plot_and_report_show_pass_at_1(run4):
 
 def _scripted(monkeypatch, values: dict[str, float]):
     """grade_samples with a scripted pass@1 per model (the real grading runs; its pass@1 is replaced)."""
-    import codelora.score
+    import codelora.evaluation.score
 
-    real = codelora.score.grade_samples
+    real = codelora.evaluation.score.grade_samples
 
     def fake(*a, **kw):
         results, summary = real(*a, **kw)
         summary["pass@1"] = values[Path(kw["source"]).parent.name]
         return results, summary
 
-    monkeypatch.setattr(codelora.score, "grade_samples", fake)
+    monkeypatch.setattr(codelora.evaluation.score, "grade_samples", fake)
 
 
 def test_early_stopping_on_a_scripted_metric(tmp_path, monkeypatch):
@@ -203,9 +203,9 @@ def test_should_stop_counts_evaluations_without_improvement():
 
 
 def test_resume_after_an_interrupt_during_a_pending_evaluation_finishes_it(tmp_path, monkeypatch):
-    import codelora.generate
+    import codelora.generation.generate
 
-    real = codelora.generate.generate_batch
+    real = codelora.generation.generate.generate_batch
     calls = []
 
     def sigterm_during_checkpoint_2(model, tok, prompts, sampling, seeds, batch_size, on_batch, **kw):
@@ -218,7 +218,7 @@ def test_resume_after_an_interrupt_during_a_pending_evaluation_finishes_it(tmp_p
 
         return real(model, tok, prompts, sampling, seeds, batch_size, saved, **kw)
 
-    monkeypatch.setattr(codelora.generate, "generate_batch", sigterm_during_checkpoint_2)
+    monkeypatch.setattr(codelora.generation.generate, "generate_batch", sigterm_during_checkpoint_2)
     cfg = _cfg(tmp_path, "train.max_steps=4", "train.save_steps=2")
     run_dir = tmp_path / "run"
     result = train(cfg, run_dir)
@@ -229,7 +229,7 @@ def test_resume_after_an_interrupt_during_a_pending_evaluation_finishes_it(tmp_p
     kept = (ck2 / "generations.jsonl").read_text().splitlines()
     assert len(kept) == 1  # what was generated before the signal is stored
 
-    monkeypatch.setattr(codelora.generate, "generate_batch", real)
+    monkeypatch.setattr(codelora.generation.generate, "generate_batch", real)
     result = train(cfg, run_dir, resume=True)
     assert result["global_step"] == 4 and not result["interrupted"]
     graded = _graded(run_dir)

@@ -3,7 +3,8 @@
 At each checkpoint save (and for the base model at the start of a fresh run) the checkpoint is evaluated through the
 evaluation library exactly as `codelora evaluate --run RUN --models checkpoint-N --backend hf` would: the same
 eval/<benchmark>/checkpoint-N/ folder, generation store, provenance and summary.json, so `codelora compare` later
-finds every result current and generates nothing. The evaluation is split in two calls of `codelora.evaluate.evaluate`:
+finds every result current and generates nothing. The evaluation is split in two calls of
+`codelora.evaluation.evaluate.evaluate`:
 
 1. generation (`grade=False`), on the training thread between two optimizer steps, with the *live* training model
    (`LiveGenerator`: the adapter weights exactly as just saved, no second copy of the base model in memory; the base
@@ -38,10 +39,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from codelora import runs
 from codelora.config import EvalOptions, RunConfig
 from codelora.errors import UserError
 from codelora.files import read_json
+from codelora.generation.backends import Backend
+from codelora.run import layout as runs
 
 __all__ = [
     "PROVISIONAL_BEST",
@@ -60,9 +62,9 @@ class GenerationInterrupted(Exception):
     """A stop was requested (SIGINT/SIGTERM) while the training model generated; the answers so far are stored."""
 
 
-class LiveGenerator:
-    """An evaluation backend (the interface of codelora.evaluate's backends) that generates with the model being
-    trained, between optimizer steps.
+class LiveGenerator(Backend):
+    """A generation backend (codelora.generation.backends.Backend, not registered: only training makes one) that
+    generates with the model being trained, between optimizer steps.
 
     model: the PEFT model of the Trainer (its adapter is the checkpoint just saved; for the base model, spec.adapter
     None, the adapter is disabled while generating). tokenizer: the training tokenizer (pad token set).
@@ -77,13 +79,14 @@ class LiveGenerator:
     def __init__(self, model: Any, tokenizer: Any, batch_size: int, should_stop=lambda: False):
         self.model, self.tokenizer, self.batch_size, self.should_stop = model, tokenizer, batch_size, should_stop
 
-    def fingerprint(self) -> None:
-        return None
+    @classmethod
+    def create(cls, cfg, opts, adapters, source):
+        raise TypeError("LiveGenerator is made by the training loop around its own model, not from options")
 
     def generate(self, spec, work, prompts, sampling, seeds, stops, on_batch):
         import torch
 
-        from codelora.generate import generate_batch
+        from codelora.generation import generate as batched  # looked up here: tests replace generate_batch
 
         def saved(done):
             on_batch(done)
@@ -98,7 +101,7 @@ class LiveGenerator:
         model.eval()
         try:
             with off if off is not None else contextlib.nullcontext():
-                return generate_batch(model, self.tokenizer, prompts, sampling, seeds, self.batch_size, saved)
+                return batched.generate_batch(model, self.tokenizer, prompts, sampling, seeds, self.batch_size, saved)
         finally:
             model.train(was_training)
             torch.random.set_rng_state(cpu_rng)
@@ -106,6 +109,9 @@ class LiveGenerator:
                 torch.cuda.set_rng_state_all(cuda_rng)
 
     def close(self) -> None:
+        """Nothing to free: the model belongs to the Trainer."""
+
+    def unload(self) -> None:
         """Nothing to free: the model belongs to the Trainer."""
 
 
@@ -116,8 +122,8 @@ def _metric_of(summary: dict, metric: str) -> float:
 class ExecutionEvalCallback(TrainerCallback):
     """Runs `train.execution_eval` at each checkpoint save (see the module docstring).
 
-    run_dir, cfg: the run; metrics: the run's codelora.trainer.MetricsLog (rows are added on the training thread
-    only); run_callback: the RunCallback (its stop_requested and trainer); tokenizer: the training tokenizer;
+    run_dir, cfg: the run; metrics: the run's codelora.training.trainer.MetricsLog (rows are added on the training
+    thread only); run_callback: the RunCallback (its stop_requested and trainer); tokenizer: the training tokenizer;
     start_step: the step training continues after (0: a fresh run); tensorboard: the TensorBoardCallback or None.
     """
 
@@ -159,7 +165,7 @@ class ExecutionEvalCallback(TrainerCallback):
 
     def _generate(self, name: str, step: int, generator: Any) -> float | None:
         """Phase 1 on the training thread; the seconds it took, None when it did not finish (pending)."""
-        from codelora.evaluate import evaluate
+        from codelora.evaluation.evaluate import evaluate
 
         t0 = time.monotonic()
         try:
@@ -180,7 +186,7 @@ class ExecutionEvalCallback(TrainerCallback):
 
     def _grade(self, name: str) -> dict:
         """Phase 2 (background thread): every answer is stored, so this extracts and runs them only."""
-        from codelora.evaluate import evaluate
+        from codelora.evaluation.evaluate import evaluate
 
         t0 = time.monotonic()
         summary = evaluate(self.run_dir, self.benchmark, models=[name], opts=self.opts)[name]
