@@ -26,6 +26,7 @@ from codelora.config import (
 )
 from codelora.errors import UserError
 from codelora.flags import add_flags, from_args
+from codelora.run.layout import RunFolder
 from codelora.safetext import terminal_safe
 
 
@@ -56,7 +57,8 @@ def _cmd_prepare(a: PrepareArgs) -> None:
 
     cfg, run_dir = _run_config(a)
     print_report(prepare_run(cfg, run_dir))
-    print(f"wrote {run_dir}/split.json, data_report.json, plots/lengths.png")
+    run = RunFolder(run_dir)
+    print(f"wrote {run.split_file}, {run.data_report_file.name}, {run.plot('lengths').relative_to(run.root)}")
 
 
 def _cmd_train(a: TrainArgs) -> int:

@@ -14,7 +14,8 @@ from codelora.cli import main
 from codelora.config import load_config, save_config
 from codelora.errors import UserError
 from codelora.generation.generate import Sampling
-from codelora.run import layout as runs
+from codelora.run import results as run_results
+from codelora.run import selection as run_selection
 from codelora.selection import compare as cmp
 from codelora.selection.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
@@ -80,17 +81,17 @@ def write_eval(run: Path, model: str, outcomes: dict, benchmark="heldout", sampl
         "pass@1": sum(r["passed"] for r in res) / len(res),
     }
     # the hand-made adapters have no weights file, so every model's weights hash is None (as for base)
-    summary["provenance"] = runs.provenance(
+    summary["provenance"] = run_results.provenance(
         benchmark=benchmark,
         source=summary["source"],
         revision=None,
         weights_sha256=None,
         prompts_sha256=prompts_sha,
         sampling={**Sampling(**{k: v for k, v in summary["sampling"].items() if k != "n"}).key(), "n": 1},
-        problems_sha256=runs.canonical_sha256(sorted(outcomes)),
+        problems_sha256=run_results.canonical_sha256(sorted(outcomes)),
         limit=None,
     )
-    summary["result_key"] = runs.canonical_sha256(summary["provenance"])
+    summary["result_key"] = run_results.canonical_sha256(summary["provenance"])
     (d / "summary.json").write_text(json.dumps(summary))
 
 
@@ -526,7 +527,7 @@ def test_selection_json_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cmp.os, "fdopen", lambda fd, *a, **k: Broken(real_fdopen(fd, *a, **k)))
     with pytest.raises(OSError, match="disk full"):
-        runs.write_selection(tmp_path, {"best": "new", "pad": "x" * 1000})
+        run_selection.write_selection(tmp_path, {"best": "new", "pad": "x" * 1000})
     assert json.loads(target.read_text()) == {"best": "old"}
     assert list(tmp_path.iterdir()) == [target]
 

@@ -20,6 +20,7 @@ from codelora.data.load import load_rows
 from codelora.data.split import problem_key
 from codelora.errors import UserError
 from codelora.run import layout as runs
+from codelora.run import results as run_results
 from codelora.training.sft import train
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,10 +58,10 @@ def _lines(path: Path) -> list[dict]:
 
 
 def test_list_run_models(run):
-    models = E.list_run_models(run)
-    assert [m["name"] for m in models] == ["base", "checkpoint-2", "final"]
-    assert [m["step"] for m in models] == [0, 2, 2]
-    assert models[0]["adapter"] is None and models[2]["adapter"] == str(run / "final")
+    models, _ = runs.select_models(run, "all")  # the one resolver evaluate's --models reads
+    assert [m.name for m in models] == ["base", "checkpoint-2", "final"]
+    assert [m.step for m in models] == [0, 2, 2]
+    assert models[0].adapter is None and models[2].adapter == str(run / "final")
 
 
 def test_heldout_writes_contract_files(run, heldout):
@@ -235,8 +236,8 @@ def test_identical_weights_reuse_another_models_answers(run, heldout, monkeypatc
     monkeypatch.setattr("codelora.generation.backends.hf.load_model", no_load)
     s = E.evaluate(run, "heldout", ["checkpoint-2"], **FAST)["checkpoint-2"]
     assert s["generation"]["generated"] == 0 and s["generation"]["reused"] == heldout["final"]["samples"]
-    mine = runs.read_answers(run / "eval" / "heldout" / "checkpoint-2", s)
-    assert mine == runs.read_answers(run / "eval" / "heldout" / "final", heldout["final"]) and mine
+    mine = run_results.read_answers(run / "eval" / "heldout" / "checkpoint-2", s)
+    assert mine == run_results.read_answers(run / "eval" / "heldout" / "final", heldout["final"]) and mine
     finals = _lines(run / "eval" / "heldout" / "final" / "generations.jsonl")
     # the base model has other weights: nothing of final's may count as its answers
     base_fp = _lines(run / "eval" / "heldout" / "base" / "generations.jsonl")[0]["model"]
@@ -637,7 +638,7 @@ def test_heldout_test_set_is_in_the_results_provenance_and_compare(run, heldout)
     try:
         ex = E.evaluate(run, "heldout", ["final"], tests="examples", **FAST)["final"]
         assert ex["benchmark_info"]["tests"] == "examples" and "tests" not in ex["provenance"]
-        assert ex["result_key"] == runs.canonical_sha256(ex["provenance"]) != s["result_key"]
+        assert ex["result_key"] == run_results.canonical_sha256(ex["provenance"]) != s["result_key"]
         assert ex["generation"]["generated"] == 0  # the answers are reused: only the grading differs
         assert ex["provenance"]["problems_sha256"] != s["provenance"]["problems_sha256"]
         problems = sorted(r["task_id"] for r in _lines(run / "eval" / "heldout" / "problems.jsonl"))

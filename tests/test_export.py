@@ -15,6 +15,7 @@ from codelora.errors import UserError
 from codelora.publish.export import TOLERANCE, ExportError, export, resolve_checkpoint
 from codelora.publish.model_card import REPO_PLACEHOLDER, check_front_matter, front_matter
 from codelora.run import layout as runs
+from codelora.run import results as run_results
 from codelora.training.sft import train
 
 OVERRIDES = [
@@ -63,7 +64,7 @@ def run(tmp_path_factory) -> Path:
         s = _summary(model, step, p)
         # results record the weights they were computed from (the card shows a mismatch as stale)
         weights = runs.weights_sha256(run_dir / "checkpoints" / model) if model != "base" else None
-        s["provenance"] = runs.provenance(
+        s["provenance"] = run_results.provenance(
             benchmark="heldout",
             source="tiny-random:qwen2",
             revision=None,
@@ -73,7 +74,7 @@ def run(tmp_path_factory) -> Path:
             problems_sha256="p",
             limit=None,
         )
-        s["result_key"] = runs.canonical_sha256(s["provenance"])
+        s["result_key"] = run_results.canonical_sha256(s["provenance"])
         (d / "summary.json").write_text(json.dumps(s))
     return run_dir
 

@@ -249,7 +249,7 @@ def _evaluate(tmp_path: Path, *extra: str) -> tuple[int, dict]:
 
 def test_evaluate_records_the_backend_and_hf_never_reuses_its_answers(adapter_dir, tmp_path):
     from codelora.files import sha256_file
-    from codelora.run import layout as runs
+    from codelora.run import results as run_results
 
     gguf_sha = sha256_file(embedded_gguf("smollm2-135m-instruct"))
     rc, lc = _evaluate(tmp_path, "--adapter", str(adapter_dir), "--backend", "llamacpp")
@@ -271,8 +271,8 @@ def test_evaluate_records_the_backend_and_hf_never_reuses_its_answers(adapter_di
     }
     assert answers["hf"] != answers["llamacpp"]
     # each summary shows its own backend's answers (the HF ones, stored last, would otherwise win for both)
-    assert runs.read_answers(tmp_path / "eval", lc) == answers["llamacpp"]
-    assert runs.read_answers(tmp_path / "eval", hf) == answers["hf"]
+    assert run_results.read_answers(tmp_path / "eval", lc) == answers["llamacpp"]
+    assert run_results.read_answers(tmp_path / "eval", hf) == answers["hf"]
 
     rc, again = _evaluate(tmp_path, "--adapter", str(adapter_dir), "--backend", "llamacpp")
     assert rc == 0 and (again["generation"]["generated"], again["generation"]["reused"]) == (0, 2)

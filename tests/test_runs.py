@@ -25,6 +25,7 @@ from codelora.config import load_config
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, sha256_file
 from codelora.run import layout as runs
+from codelora.run import results as run_results
 from codelora.selection import compare as cmp
 from codelora.training.sft import train
 
@@ -109,7 +110,7 @@ def test_results_store_paths_relative_to_the_run(trained):
     s = json.loads((run / "eval" / "heldout" / "final" / "summary.json").read_text())
     assert s["adapter"] == "final" and "run" not in s
     assert s["provenance"]["weights_sha256"] == sha256_file(run / "final" / "adapter_model.safetensors")
-    assert s["result_key"] == runs.canonical_sha256(s["provenance"])
+    assert s["result_key"] == run_results.canonical_sha256(s["provenance"])
 
 
 # ---------------------------------------------------------------------------------------------------- safe reruns
@@ -173,9 +174,9 @@ def test_results_of_replaced_weights_are_stale_never_current(trained, tmp_path):
     train(runs.load_run_config(run, ["train.max_steps=4"]), run, resume=True)  # final/ is now the step-4 adapter
     models = {m.name: m for m in runs.list_models(run)[0]}
     assert models["final"].step == 4
-    ev = runs.read_result(run, "heldout", models["final"])
+    ev = run_results.read_result(run, "heldout", models["final"])
     assert ev.stale and "changed since" in ev.stale
-    assert runs.read_result(run, "heldout", models["base"]).stale is None
+    assert run_results.read_result(run, "heldout", models["base"]).stale is None
     doc = cmp.compare_run(run, evaluate_missing=False)
     assert "final" not in [r["model"] for r in doc["table"]]
     assert any(n.startswith("left out final: stale") for n in doc["notes"])

@@ -109,7 +109,7 @@ def build_heldout(
     from codelora.data.split import check_not_in_train, load_split_json, problem_key
 
     run_dir = Path(run_dir)
-    split_path = run_dir / "split.json"
+    split_path = runs.RunFolder(run_dir).split_file
     if not split_path.is_file():
         raise UserError(
             f"{run_dir} has no split.json (written by `codelora prepare`/`train`): without it the held-out "
@@ -122,7 +122,7 @@ def build_heldout(
         raise UserError(f"{split_path}: the test split has zero problems; nothing to evaluate on")
     check_not_in_train(keys, doc, allow_contamination)
 
-    out, report_path = folder / "problems.jsonl", folder / "problems_report.json"
+    out, report_path = runs.ResultFolder(folder).problems_file, runs.ResultFolder(folder).problems_report_file
     ident = {
         "parser_version": PARSER_VERSION,
         "dataset": cfg.data.dataset,

@@ -455,7 +455,7 @@ class LiveCodeBench(Benchmark):
 
             keys = [problem_key(p.raw["question_content"]) for p in decoded]
             check_not_in_train(keys, ctx.split, opts.allow_contamination)
-        problems_file = ctx.folder / "problems.jsonl"
+        problems_file = runs.ResultFolder(ctx.folder).problems_file
         ctx.folder.mkdir(parents=True, exist_ok=True)
         runs.update_text(problems_file, "".join(json.dumps(p.raw, ensure_ascii=False) + "\n" for p in decoded))
         info = {"source": source, "release": None if opts.problems else release, "preset": opts.preset, **filters}

@@ -372,8 +372,9 @@ def split_problems(run_dir: str | Path, cfg, split: str) -> tuple[list[dict], li
     from codelora.data.load import load_rows
     from codelora.data.split import load_split_json, problem_key
     from codelora.errors import UserError
+    from codelora.run.layout import RunFolder
 
-    split_path = Path(run_dir) / "split.json"
+    split_path = RunFolder(run_dir).split_file
     if not split_path.is_file():
         raise UserError(f"{run_dir} has no split.json (written by `codelora prepare`/`train`)")
     doc = load_split_json(split_path)

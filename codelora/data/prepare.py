@@ -21,7 +21,7 @@ from codelora.data.split import SPLITS, normalise_problem, split_rows, write_spl
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, require_writable
 from codelora.model.chat import encode_prompt_completion
-from codelora.run.layout import dataset_sha256, has_training, portable_config, save_run_config
+from codelora.run.layout import RunFolder, dataset_sha256, has_training, portable_config, save_run_config
 
 __all__ = ["data_fingerprint", "load_tokenized", "prepare", "prepare_run", "print_report", "split_notes"]
 
@@ -90,6 +90,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         )
     d = cfg.data
     run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     rows, load_report = load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows)
 
     # identical statement + target rows: keep the first
@@ -123,7 +124,7 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
 
     split_meta = split.meta()
     split_doc = write_split_json(
-        run_dir / "split.json",
+        run.split_file,
         splits,
         meta={
             "source": load_report["source"],
@@ -169,10 +170,10 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
             "completion_tokens": _percentiles(comp_lens),
         }
         text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in examples)
-        atomic_write_text(run_dir / "data" / f"{name}.jsonl", text)
+        atomic_write_text(run.data_file(name), text)
         file_hashes[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    plot = _plot_lengths(run_dir / "plots" / "lengths.png", all_prompt, all_completion, all_total, d.max_length)
+    plot = _plot_lengths(run.plot("lengths"), all_prompt, all_completion, all_total, d.max_length)
     report = {
         "source": load_report["source"],
         "kind": load_report["kind"],
@@ -197,14 +198,14 @@ def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
         "completion_tokens": _percentiles(all_completion),
         "over_max_length": sum(s["over_max_length"] for s in per_split.values()),
         "over_max_length_action": d.overlong,
-        "split_file": "split.json",
+        "split_file": run.split_file.name,
         "plot": plot,
         # what train checks before reusing data/ (written last, with this report)
         "config_sha256": data_fingerprint(cfg),
         "source_sha256": dataset_sha256(d.dataset),
         "files_sha256": file_hashes,
     }
-    atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(run.data_report_file, json.dumps(report, indent=1) + "\n")
     return report
 
 
@@ -230,12 +231,12 @@ def _plot_lengths(path: Path, prompt: list[int], comp: list[int], total: list[in
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
-    return str(Path("plots") / path.name)
+    return f"{path.parent.name}/{path.name}"  # relative to the run folder
 
 
 def load_tokenized(run_dir: Path, split: str) -> list[dict[str, Any]]:
     """Read data/{split}.jsonl written by prepare."""
-    path = Path(run_dir) / "data" / f"{split}.jsonl"
+    path = RunFolder(run_dir).data_file(split)
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 

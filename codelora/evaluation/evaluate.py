@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -33,41 +32,9 @@ from codelora.generation import backends
 from codelora.generation.backends import Backend, ModelSpec
 from codelora.generation.generate import Generation, Sampling
 from codelora.run import layout as runs
+from codelora.run import results as run_results
 
 # ---------------------------------------------------------------- models of a run
-
-
-def _read_meta(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def list_run_models(run_dir: str | Path) -> list[dict]:
-    """Models of a run, in step order: base (step 0), complete checkpoints, final (its meta step)."""
-    models, _ = runs.list_models(run_dir)
-    return [{"name": m.name, "adapter": m.adapter, "step": m.step} for m in models]
-
-
-def _select_models(run_dir: Path, names: list[str] | str | None) -> list[dict]:
-    available = list_run_models(run_dir)
-    by_name = {m["name"]: m for m in available}
-    if names is None:
-        names = ["base", "final"]
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    if "all" in names:
-        return available
-    chosen = []
-    for n in names:
-        if n not in by_name:
-            raise UserError(f"model {n!r} is not in {run_dir}; available: {', '.join(by_name)} (or all)")
-        if by_name[n] not in chosen:
-            chosen.append(by_name[n])
-    if not chosen:
-        raise UserError(f"no models given; available: {', '.join(by_name)} (or all)")
-    return chosen
 
 
 def _check_adapter_base(adapter: str, source: str) -> None:
@@ -76,7 +43,7 @@ def _check_adapter_base(adapter: str, source: str) -> None:
     folder = Path(adapter)
     if not (folder / "adapter_config.json").is_file():
         raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
-    trained_on = ((_read_meta(folder).get("config") or {}).get("model") or {}).get("source")
+    trained_on = ((runs.read_meta(folder).get("config") or {}).get("model") or {}).get("source")
     if trained_on and trained_on != source:
         raise UserError(f"adapter {adapter} was trained on {trained_on}, not on {source}; pass --model {trained_on}")
 
@@ -194,7 +161,7 @@ def _evaluate_one(
     generator = backend.fingerprint()
     fp = {**_fingerprint(spec), **(generator or {})}  # llama.cpp's answers never pass for transformers' or back
     skey = sampling.key()
-    prov = runs.provenance(
+    prov = run_results.provenance(
         benchmark=bench.name,
         protocol=protocol.name if protocol is not None else None,
         source=spec.source,
@@ -207,9 +174,9 @@ def _evaluate_one(
         generator=generator,
         tests=ev.problems.tests,
     )
-    result_key = runs.canonical_sha256(prov)
-    old = runs.read_summary(out)
-    if old is not None and old.get("result_key") == result_key and (out / "results.jsonl").is_file():
+    result_key = run_results.canonical_sha256(prov)
+    old = run_results.read_summary(out)
+    if old is not None and old.get("result_key") == result_key and runs.ResultFolder(out).results_file.is_file():
         # Everything this evaluation would compute is already stored for exactly these inputs: write nothing.
         print(
             f"{spec.name}: results current (same weights, prompts, sampling and problems); nothing to do",
@@ -217,16 +184,16 @@ def _evaluate_one(
         )
         return old
 
-    gen_path = out / "generations.jsonl"
-    existing = runs.read_generations(gen_path)
+    gen_path = runs.ResultFolder(out).generations_file
+    existing = run_results.read_generations(gen_path)
     # Another model of this benchmark with byte-identical weights already answered (final is usually the last
     # checkpoint): its answers are this model's too, since the key holds the weights' hash, prompt and sampling.
-    for sibling in sorted(out.parent.glob("*/generations.jsonl")):
+    for sibling in runs.sibling_generations(out):
         if sibling != gen_path:
-            for k, rec in runs.read_generations(sibling).items():
+            for k, rec in run_results.read_generations(sibling).items():
                 existing.setdefault(k, rec)
     wanted = [(p, i) for p in problems for i in range(n)]
-    keys = {(p.id, i): runs.generation_key(fp, p.id, i, skey, prompt_sha[p.id]) for p, i in wanted}
+    keys = {(p.id, i): run_results.generation_key(fp, p.id, i, skey, prompt_sha[p.id]) for p, i in wanted}
     have = {k: existing[k] for k in keys.values() if k in existing}
     todo = [(p, i) for p, i in wanted if keys[(p.id, i)] not in have]
     print(
@@ -235,15 +202,15 @@ def _evaluate_one(
     )
     # Answers borrowed from a sibling with identical weights are copied into this model's own store, so the store
     # alone holds every answer its summary was graded on.
-    own = runs.read_generations(gen_path)
+    own = run_results.read_generations(gen_path)
     copied = [have[k] for k in dict.fromkeys(keys.values()) if k in have and k not in own]
-    store = runs.GenerationStore(gen_path)
+    store = run_results.GenerationStore(gen_path)
     store.append(copied)
 
     backend_name = backend.name
     gen_seconds, load_seconds, new_tokens = 0.0, 0.0, 0
     if todo:
-        runs.clear_results(out)  # old results must not sit next to half-made new generations looking finished
+        run_results.clear_results(out)  # old results must not sit next to half-made new generations looking finished
         ids = [prompt_ids(tokenizer, system, ev.messages[p.id]) for p, _ in todo]
         seeds = [sampling.seed + i for _, i in todo]
 
@@ -353,7 +320,7 @@ def _evaluate_one(
     )
     # the samples file is for `codelora score` (re-grading with other limits); this evaluation graded in memory
     samples_file = (bench.samples_file, bench.samples_text([(r["task_id"], r["code"]) for r in records]))
-    runs.write_results(out, results, summary, samples_file)
+    run_results.write_results(out, results, summary, samples_file)
     return summary
 
 
@@ -401,29 +368,30 @@ def evaluate(
     from codelora.data.split import load_split_json
 
     bench = benchmarks.get(benchmark)
-    run_dir = Path(run_dir)
+    run = runs.RunFolder(run_dir)
+    run_dir = run.root
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
-    if not (run_dir / "split.json").is_file():
+    if not run.split_file.is_file():
         raise UserError(f"{run_dir} has no split.json; is it a run folder (written by `codelora train`)?")
-    if not (run_dir / "config.yaml").is_file():
+    if not run.config_file.is_file():
         raise UserError(f"{run_dir} has no config.yaml; is it a run folder (written by `codelora train`)?")
-    require_writable(run_dir / "eval", "run folder")
-    cfg = runs.load_run_config(run_dir, opts.overrides)
-    split_doc = load_split_json(run_dir / "split.json")
-    chosen = _select_models(run_dir, models)
+    require_writable(run.eval_root, "run folder")
+    cfg = run.config(opts.overrides)
+    split_doc = load_split_json(run.split_file)
+    chosen, _ = run.select(models, default="base,final")
     protocol = bench.protocol(opts.protocol)
-    eval_dir = runs.eval_dir(run_dir, benchmark, protocol and protocol.name)
-    with runs.run_lock(run_dir, f"evaluate {benchmark}"):
+    eval_dir = run.eval_dir(benchmark, protocol and protocol.name)
+    with run.lock(f"evaluate {benchmark}"):
         ev = _Evaluation.make(bench, EvalContext(opts, eval_dir, run_dir, cfg, split_doc, protocol), cfg)
         if generator is not None:
             backend = generator
         else:
-            backend = _backend(cfg, opts, [m["adapter"] for m in chosen if m["adapter"]], cfg.model.source)
+            backend = _backend(cfg, opts, [m.adapter for m in chosen if m.adapter], cfg.model.source)
         results: dict[str, dict] = {}
         try:
             for m in chosen:
-                spec = ModelSpec(m["name"], cfg.model.source, m["adapter"], int(m["step"]))
+                spec = ModelSpec(m.name, cfg.model.source, m.adapter, int(m.step))
                 if spec.adapter:
                     _check_adapter_base(spec.adapter, spec.source)
                 results[spec.name] = _evaluate_one(spec, ev, eval_dir / spec.name, cfg, run_dir, backend, grade)
@@ -463,7 +431,7 @@ def evaluate_model(
     protocol = bench.protocol(opts.protocol)
     with runs.run_lock(out, f"evaluate {benchmark}"):
         ev = _Evaluation.make(bench, EvalContext(opts, out, None, cfg, None, protocol), cfg)
-        step = int(_read_meta(Path(adapter)).get("step", 0)) if adapter else 0
+        step = int(runs.read_meta(adapter).get("step", 0)) if adapter else 0
         spec = ModelSpec(name or (Path(adapter).name if adapter else "base"), source, adapter, step)
         backend = _backend(cfg, opts, [adapter] if adapter else [], source)
         try:

@@ -180,7 +180,7 @@ def score(
     """
     from codelora import benchmarks
     from codelora.config import ScoreArgs
-    from codelora.run import layout as runs
+    from codelora.run import results as run_results
 
     ScoreArgs(  # validation only: one line naming the bad value
         benchmark=benchmark,
@@ -223,5 +223,5 @@ def score(
     if missing:
         summary["missing_problems"] = missing
     out.mkdir(parents=True, exist_ok=True)
-    runs.write_results(out, results, summary)
+    run_results.write_results(out, results, summary)
     return summary

@@ -42,6 +42,8 @@ from codelora.files import is_disk_full, read_json, require_writable
 from codelora.model.sources import base_quantization_note
 from codelora.publish.model_card import EMBEDDED_HUB_IDS, hub_base_id
 from codelora.run import layout as runs
+from codelora.run import results as run_results
+from codelora.run import selection as run_selection
 from codelora.run.layout import require_run
 
 __all__ = [
@@ -93,7 +95,7 @@ def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error
     selection = None
     if which == "best":
         sel_path = runs.selection_path(run_dir)
-        selection = runs.read_selection(run_dir)
+        selection = run_selection.read_selection(run_dir)
         if selection is None:
             raise UserError(
                 f"{sel_path} not found: run `codelora compare --run {run_dir}` first, "
@@ -158,7 +160,7 @@ def check_base_model(adapter_dir: Path, source: str, meta: dict[str, Any], run_d
         ok = _identity(adapter_base) == want
     trained_on = ((meta.get("config") or {}).get("model") or {}).get("source")
     if ok and trained_on and _identity(trained_on) != want:
-        ok, adapter_base, cfg_path = False, trained_on, adapter_dir / "meta.json"
+        ok, adapter_base, cfg_path = False, trained_on, runs.meta_file(adapter_dir)
     if not ok:
         raise UserError(
             f"{cfg_path} was trained on base model '{adapter_base}', but {run_dir}/config.yaml says "
@@ -443,11 +445,10 @@ def _inputs_sha256(run_dir: Path, ck: dict[str, Any], options: dict[str, Any]) -
     from codelora import __version__
     from codelora.files import sha256_file
 
-    rels = ["config.yaml", "split.json", "data_report.json", "logs/metrics.jsonl", "selection.json"]
-    rels += sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("eval/*/*/summary.json"))
+    rels = [str(p.relative_to(run_dir)) for p in runs.RunFolder(run_dir).card_inputs()]
     files = {r: sha256_file(run_dir / r) for r in rels if (run_dir / r).is_file()}
     doc = {"checkpoint": ck["name"], "weights": ck["weights_sha256"], "options": options, "files": files}
-    return runs.canonical_sha256({**doc, "codelora": __version__})
+    return run_results.canonical_sha256({**doc, "codelora": __version__})
 
 
 def _previous_export(out: Path) -> dict[str, Any] | None:
@@ -463,7 +464,7 @@ def _selected_by(checkpoint: str, ck: dict[str, Any]) -> str:
         return f"--checkpoint {checkpoint}"
     if (ck["selection"] or {}).get("best") == "base":
         return "selection.json picked the base model; final exported instead (--if-base final)"
-    return "selection.json"
+    return runs.SELECTION_FILE
 
 
 def _space_note(out: Path) -> str:
@@ -627,10 +628,10 @@ def _write_card_and_extras(run_dir: Path, cfg, ck: dict[str, Any], tmp: Path, me
     from codelora.publish.model_card import build_card
 
     plots = []
-    for name in ("loss.png", "lr.png"):
-        if (run_dir / "plots" / name).is_file():
-            shutil.copy2(run_dir / "plots" / name, tmp / name)
-            plots.append(name)
+    for plot in (runs.RunFolder(run_dir).plot("loss"), runs.RunFolder(run_dir).plot("lr")):
+        if plot.is_file():
+            shutil.copy2(plot, tmp / plot.name)
+            plots.append(plot.name)
     meta["plots"] = plots
     (tmp / "README.md").write_text(build_card(run_dir, cfg, ck, meta, prompt_example(tmp, cfg)), encoding="utf-8")
 

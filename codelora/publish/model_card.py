@@ -16,6 +16,8 @@ import yaml
 from codelora import benchmarks
 from codelora.errors import UserError
 from codelora.run import layout as runs
+from codelora.run import results as run_results
+from codelora.run import selection as run_selection
 from codelora.safetext import markdown_code_block
 
 __all__ = ["REPO_PLACEHOLDER", "REQUIRED_KEYS", "build_card", "check_front_matter", "front_matter"]
@@ -92,17 +94,17 @@ def _json(path: Path) -> Any:
 def _selection(run_dir: Path) -> dict | None:
     """selection.json if it still describes the run; a stale one (a compared model retrained since) is ignored."""
     try:
-        sel = runs.read_selection(run_dir, check=False)
+        sel = run_selection.read_selection(run_dir, check=False)
     except UserError:
         return None
-    if not isinstance(sel, dict) or runs.selection_staleness(run_dir, sel):
+    if not isinstance(sel, dict) or run_selection.selection_staleness(run_dir, sel):
         return None
     return sel
 
 
 def _stale(run_dir: Path, model: str, summary: dict) -> str | None:
     try:
-        return runs.staleness(summary, runs.find_model(run_dir, model))
+        return run_results.staleness(summary, runs.find_model(run_dir, model))
     except UserError as e:
         return str(e)
 
@@ -250,7 +252,7 @@ def step_text(ck: dict[str, Any]) -> str:
 def _evaluated_as(bdir: Path, ck: dict[str, Any]) -> str:
     """The model folder holding the exported checkpoint's results: its own, or for `final` the checkpoint of the
     same step (evaluate reuses identical weights' answers, and compare evaluates checkpoints)."""
-    if ck["name"] == "final" and not (bdir / "final" / "summary.json").is_file():
+    if ck["name"] == "final" and not runs.ResultFolder(bdir / ck["name"]).summary_file.is_file():
         return f"checkpoint-{ck['step']}"
     return ck["name"]
 
@@ -267,7 +269,7 @@ def eval_results(run_dir: Path, cfg, ck: dict[str, Any]) -> list[Any]:
     results = []
     for bench, folder_protocol, path in runs.evaluated(run_dir):
         as_ = _evaluated_as(path, ck)
-        s = _json(path / as_ / "summary.json")
+        s = _json(runs.ResultFolder(path / as_).summary_file)
         if not isinstance(s, dict) or not isinstance(s.get("pass@1"), (int, float)):
             continue
         if _stale(run_dir, as_, s):  # computed from other weights: never published as this model's score
@@ -318,7 +320,7 @@ def _eval_section(run_dir: Path, ck: dict[str, Any]) -> str:
         wanted = [("base", "base"), (as_, name if as_ == name else f"{as_} (same step as final)")]
         got = {}
         for model, label in wanted:
-            s = _json(bdir / model / "summary.json")
+            s = _json(runs.ResultFolder(bdir / model).summary_file)
             if not isinstance(s, dict):
                 rows.append([bench, label, "not evaluated", "–", "–", "–", "–"])
                 continue
@@ -395,8 +397,8 @@ def _recipe_section(cfg, ck: dict[str, Any]) -> str:
 
 
 def _data_section(run_dir: Path, cfg) -> str:
-    report = _json(run_dir / "data_report.json") or {}
-    split = _json(run_dir / "split.json") or {}
+    report = _json(runs.RunFolder(run_dir).data_report_file) or {}
+    split = _json(runs.RunFolder(run_dir).split_file) or {}
     lines = ["## Data and split", ""]
     src = report.get("source") or cfg.data.dataset
     lines.append(
@@ -442,11 +444,11 @@ def _data_section(run_dir: Path, cfg) -> str:
 
 def _loss_section(run_dir: Path, ck: dict[str, Any], plots: list[str]) -> str:
     lines = ["## Loss curves", ""]
-    if "loss.png" in plots:
+    if runs.RunFolder(run_dir).plot("loss").name in plots:
         lines.append("![training and evaluation loss](loss.png)")
     else:
         lines.append("(no loss plot in the run folder)")
-    if "lr.png" in plots:
+    if runs.RunFolder(run_dir).plot("lr").name in plots:
         lines += ["", "![learning rate](lr.png)"]
     rows = [r for r in _metrics(run_dir) if r.get("valid_loss") is not None]
     if rows:
@@ -601,7 +603,7 @@ def _merge_section(meta: dict[str, Any]) -> str:
 
 
 def _limitations_section(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], evaluated: bool) -> str:
-    report = _json(run_dir / "data_report.json") or {}
+    report = _json(runs.RunFolder(run_dir).data_report_file) or {}
     train_rows = ((report.get("splits") or {}).get("train") or {}).get("examples")
     sft_steps = ck["step"]
     if ck.get("method", "sft") != "sft":
@@ -719,7 +721,9 @@ def build_card(run_dir: Path, cfg, ck: dict[str, Any], meta: dict[str, Any], pro
     title = f"{base_name} + codelora LoRA ({ck['name']}, {form})"
     fm = card_metadata(cfg, meta, results, title)
     evaluated = any(
-        (run_dir / "eval" / f / _evaluated_as(run_dir / "eval" / f, ck) / "summary.json").is_file()
+        runs.ResultFolder(
+            runs.RunFolder(run_dir).eval_root / f / _evaluated_as(runs.RunFolder(run_dir).eval_root / f, ck)
+        ).summary_file.is_file()
         for f in _eval_folders(run_dir)
     )
     base = fm["base_model"]

@@ -24,16 +24,16 @@ from codelora import benchmarks
 from codelora.errors import UserError
 from codelora.files import read_json
 from codelora.run.layout import (
+    RunFolder,
     evaluated,
     load_run_config,
     read_metrics,
     read_provisional_best,
-    read_selection,
     require_run,
     run_models,
-    selection_staleness,
     update_text,
 )
+from codelora.run.selection import read_selection, selection_staleness
 from codelora.safetext import markdown_code_block, terminal_safe
 from codelora.selection.compare import TABLE_HEAD, compare_run, fmt, generator_label, protocol_label, table_cells
 
@@ -110,8 +110,10 @@ class _Doc:
         ]
         self.md.append("\n".join(md) + "\n")
 
-    def image(self, run_dir: Path, rel: str, alt: str) -> bool:
-        path = run_dir / rel
+    def image(self, run_dir: Path, plot: str, alt: str) -> bool:
+        """Embed RUN/plots/<plot>.png (the Markdown links it relatively); False when the run has none yet."""
+        path = RunFolder(run_dir).plot(plot)
+        rel = path.relative_to(run_dir).as_posix()
         if not path.is_file():
             return False
         data = base64.b64encode(path.read_bytes()).decode("ascii")
@@ -168,7 +170,7 @@ def _config_section(doc: _Doc, run_dir: Path, cfg) -> None:
 
 def _data_section(doc: _Doc, run_dir: Path) -> None:
     doc.section(*SECTIONS[1])
-    path = run_dir / "data_report.json"
+    path = RunFolder(run_dir).data_report_file
     if not path.is_file():
         doc.not_yet("no data_report.json (written by codelora prepare / train)")
         return
@@ -209,7 +211,7 @@ def _data_section(doc: _Doc, run_dir: Path) -> None:
             f"over max_length {rep.get('max_length')}: {rep.get('over_max_length')} ({rep.get('overlong')})",
         ]
     )
-    doc.image(run_dir, "plots/lengths.png", "token lengths")
+    doc.image(run_dir, "lengths", "token lengths")
 
 
 def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
@@ -231,8 +233,8 @@ def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
     if not metrics:
         doc.not_yet("no logs/metrics.jsonl yet")
         return
-    shown = doc.image(run_dir, "plots/loss.png", "loss curves")
-    shown = doc.image(run_dir, "plots/lr.png", "learning rate") or shown
+    shown = doc.image(run_dir, "loss", "loss curves")
+    shown = doc.image(run_dir, "lr", "learning rate") or shown
     if not shown:
         doc.para(f"loss plots {NOT_YET} (drawn at each eval)", "na")
     evals = [r for r in metrics if r.get("valid_loss") is not None or r.get("test_loss") is not None]
@@ -384,7 +386,7 @@ def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -
     doc.para(f"benchmark: {sel['benchmark']}{label}; {why}", "meta")
     best_rows = {i for i, r in enumerate(sel["table"]) if r["model"] == sel["best"]}
     doc.table(TABLE_HEAD, [table_cells(r) for r in sel["table"]], best_rows)
-    if not doc.image(run_dir, "plots/compare.png", "pass@1 and losses against step"):
+    if not doc.image(run_dir, "compare", "pass@1 and losses against step"):
         doc.para(f"comparison plot {NOT_YET} (written by codelora compare)", "na")
 
     doc.section(*SECTIONS[4])
@@ -513,7 +515,7 @@ def write_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[Pat
     """Write RUN/report.html and RUN/report.md atomically; return their paths."""
     run_dir = require_run(run_dir)
     page, md = build_report(run_dir, benchmark)
-    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    html_path, md_path = RunFolder(run_dir).report_html, RunFolder(run_dir).report_md
     # Same content as the report already there (only the "generated" time would differ): leave both untouched,
     # so a rerun of the workflow changes no file.
     if not (_same_but_time(html_path, page) and _same_but_time(md_path, md)):

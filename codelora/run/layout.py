@@ -1,19 +1,24 @@
-"""The run folder's one schema: what each file is, who may write it, and how every later stage reads it.
-
-A run folder (written by `codelora prepare` / `train`; read by evaluate, compare, report, export, the model card):
+"""The run folder's one owner: `RunFolder` names every path of a run, lists its models (the one model resolver),
+reads its config and holds its lock; every stage reaches the folder through it (results: codelora.run.results;
+the chosen model: codelora.run.selection). A run folder (written by `codelora prepare` / `train`; read by evaluate,
+compare, report, export, the model card):
 
     config.yaml                       the resolved config (paths in it absolute, or relative to the run folder)
     split.json, data_report.json      the by-problem split; the prepared data's fingerprint (config + source sha256)
     data/{train,valid,test}.jsonl     tokenized rows
-    logs/metrics.jsonl                one row per logged step (`read_metrics`)
+    tests/<split>.jsonl               generated hidden tests (codelora.data.generated_tests)
+    logs/metrics.jsonl, metrics.csv   one row per logged step (`read_metrics`); logs/tensorboard/ when asked for
+    plots/{loss,lr,lengths,compare}.png
     checkpoints/checkpoint-<step>/    adapter + meta.json; complete only once meta.json exists (written last)
     final/                            the final adapter + meta.json
+    <method>/                         a training method after SFT (e.g. rl/): the same checkpoints/, final/, logs/
     rl/                               `codelora rl` (GRPO): checkpoints/checkpoint-<step>/, final/, logs/metrics.jsonl,
                                       problems.jsonl; its models are named rl-checkpoint-<step> and rl-final
     eval/<benchmark>/<model>/         generations.jsonl (append-only store), samples, results.jsonl, summary.json
     selection.json                    written only by a full `codelora compare` (every model, every problem)
     provisional_best.json             the best by pass@1 while training (train.execution_eval); compare confirms
                                       or replaces it in selection.json (`read_provisional_best`)
+    report.html, report.md            `codelora report`
     .lock                             held while a process writes eval/ or selection.json (`run_lock`)
 
 Provenance: every evaluation summary carries `provenance` (benchmark, protocol, base model, the sha256 of the
@@ -41,8 +46,239 @@ from codelora.errors import UserError
 from codelora.files import atomic_write_text, read_json, read_jsonl, sha256_file
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-SELECTION_VERSION = 2
 LOCK_NAME = ".lock"
+META = "meta.json"  # beside every adapter codelora wrote: config, step, metrics; written last
+SELECTION_FILE = "selection.json"
+
+
+class RunFolder(os.PathLike):
+    """One run folder: every path in it, and the stage-independent reads (models, config, metrics, lock).
+
+    A `RunFolder` is a path-like (`Path(run)`, `open(run / ...)` work), so it goes wherever a run folder's path went.
+    Paths are properties named after what they hold; nothing is created until a stage writes."""
+
+    def __init__(self, root: str | Path | RunFolder):
+        self.root = Path(root)
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFolder) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    # ------------------------------------------------------------------ files written by prepare and train
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def split_file(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def data_report_file(self) -> Path:
+        return self.root / "data_report.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def data_file(self, split: str) -> Path:
+        """data/<split>.jsonl: the tokenized rows of one split (train, valid, test)."""
+        return self.data_dir / f"{split}.jsonl"
+
+    @property
+    def tests_dir(self) -> Path:
+        """tests/: generated hidden tests, one <split>.jsonl per split."""
+        return self.root / "tests"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.logs_dir / "metrics.jsonl"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.logs_dir / "metrics.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.logs_dir / "tensorboard"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def plot(self, name: str) -> Path:
+        """plots/<name>.png (loss, lr, lengths, compare)."""
+        return self.plots_dir / f"{name}.png"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint_dir(self, step_or_name: int | str) -> Path:
+        """checkpoints/checkpoint-<step>/ (a step number or the folder's name)."""
+        name = step_or_name if isinstance(step_or_name, str) else f"checkpoint-{step_or_name}"
+        return self.checkpoints_dir / name
+
+    @property
+    def final_dir(self) -> Path:
+        return self.root / "final"
+
+    @property
+    def final_tmp(self) -> Path:
+        """final.tmp/: final/ while it is written (renamed into place when complete)."""
+        return self.root / "final.tmp"
+
+    def method(self, name: str) -> RunFolder:
+        """RUN/<method>/ of a training method after SFT (e.g. rl): the same layout (checkpoints/, final/, logs/)."""
+        return RunFolder(self.root / name)
+
+    # ------------------------------------------------------------------ files written by later stages
+    @property
+    def eval_root(self) -> Path:
+        return self.root / "eval"
+
+    def eval_dir(self, benchmark: str, protocol: str | None = None) -> Path:
+        """eval/<benchmark>[-<protocol>]/ (see `eval_folder`): one benchmark's results, a folder per model."""
+        return self.eval_root / eval_folder(benchmark, protocol)
+
+    def result_dir(self, benchmark: str, model: str, protocol: str | None = None) -> ResultFolder:
+        """eval/<benchmark>[-<protocol>]/<model>/."""
+        return ResultFolder(self.eval_dir(benchmark, protocol) / model)
+
+    @property
+    def selection_file(self) -> Path:
+        return self.root / SELECTION_FILE
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def card_inputs(self) -> list[Path]:
+        """The run files a model card quotes (config, split, data report, metrics, selection, then every evaluation
+        summary by name): what an export's `inputs_sha256` hashes, present or not."""
+        fixed = [self.config_file, self.split_file, self.data_report_file, self.metrics_file, self.selection_file]
+        summaries = sorted(self.eval_root.glob("*/*/summary.json"), key=lambda p: str(p.relative_to(self.root)))
+        return fixed + summaries
+
+    # ------------------------------------------------------------------ reads
+    def require(self) -> RunFolder:
+        """This folder if it is a run folder (has config.yaml), else one clear UserError."""
+        require_run(self.root)
+        return self
+
+    def checkpoints(self, complete: bool = True) -> list[Path]:
+        """checkpoint-<step> folders oldest first: the complete ones (with meta.json), or all."""
+        return complete_checkpoints(self.root) if complete else all_checkpoints(self.root)
+
+    def models(self) -> tuple[list[Model], dict[str, Path]]:
+        """(complete models in order, incomplete folders by name): see `list_models`."""
+        return list_models(self.root)
+
+    def select(self, names: list[str] | str | None, default: list[str] | str = "all") -> tuple[list[Model], list[str]]:
+        """The models named (`base`, `final`, `checkpoint-N`, `all`, ...; see `select_models`) and notes."""
+        return select_models(self.root, names, default)
+
+    def find(self, which: str) -> Model:
+        """One complete model by name or step (see `find_model`)."""
+        return find_model(self.root, which)
+
+    def config(self, overrides: list[str] | tuple[str, ...] = ()):
+        """config.yaml plus `--set` overrides (see `load_run_config`)."""
+        return load_run_config(self.root, overrides)
+
+    def metrics(self) -> list[dict]:
+        """logs/metrics.jsonl rows in step order."""
+        return read_metrics(self.root)
+
+    def lock(self, what: str = "codelora"):
+        """The writers' lock (a context manager, see `run_lock`)."""
+        return run_lock(self.root, what)
+
+
+class ResultFolder(os.PathLike):
+    """One model's evaluation folder (eval/<benchmark>/<model>/, or `evaluate --out` / `score --out`): its files."""
+
+    def __init__(self, root: str | Path | ResultFolder):
+        self.root = Path(root)
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def __truediv__(self, other: str) -> Path:
+        return self.root / other
+
+    @property
+    def summary_file(self) -> Path:
+        """summary.json, written last: it means the result is complete."""
+        return self.root / "summary.json"
+
+    @property
+    def results_file(self) -> Path:
+        return self.root / "results.jsonl"
+
+    @property
+    def generations_file(self) -> Path:
+        """generations.jsonl: the append-only answer store."""
+        return self.root / "generations.jsonl"
+
+    @property
+    def problems_file(self) -> Path:
+        """problems.jsonl: the problems a benchmark graded (held-out problems with usable tests, LiveCodeBench rows)."""
+        return self.root / "problems.jsonl"
+
+    @property
+    def problems_report_file(self) -> Path:
+        return self.root / "problems_report.json"
+
+
+def sibling_generations(folder: str | Path) -> list[Path]:
+    """The generations.jsonl of FOLDER and of every other model folder beside it (same benchmark), sorted."""
+    return sorted(Path(folder).parent.glob("*/generations.jsonl"))
+
+
+def read_meta(folder: str | Path) -> dict:
+    """An adapter folder's meta.json as a dict ({} when it has none or it cannot be read)."""
+    try:
+        doc = json.loads((Path(folder) / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def has_meta(folder: str | Path) -> bool:
+    """The folder holds a complete adapter codelora wrote (meta.json is written last)."""
+    return (Path(folder) / META).is_file()
+
+
+def meta_file(folder: str | Path) -> Path:
+    """FOLDER/meta.json."""
+    return Path(folder) / META
 
 
 # ------------------------------------------------------------------------------------------------ the folder itself
@@ -55,7 +291,7 @@ def require_run(run_dir: str | Path) -> Path:
         raise UserError(f"{p}: no such run folder")
     if not p.is_dir():
         raise UserError(f"{p} is not a run folder (it is a file)")
-    if not (p / "config.yaml").is_file():
+    if not RunFolder(p).config_file.is_file():
         raise UserError(f"{p} is not a run folder (no config.yaml; run folders are written by `codelora train`)")
     return p
 
@@ -70,7 +306,7 @@ def step_of(path: Path) -> int:
 
 def all_checkpoints(run_dir: str | Path) -> list[Path]:
     """Every checkpoint-<step> folder, complete or not, oldest first."""
-    ck = Path(run_dir) / "checkpoints"
+    ck = RunFolder(run_dir).checkpoints_dir
     if not ck.is_dir():
         return []
     return sorted((p for p in ck.glob("checkpoint-*") if p.is_dir() and step_of(p) >= 0), key=step_of)
@@ -78,18 +314,17 @@ def all_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     """Checkpoints that have meta.json (written last), oldest first."""
-    return [p for p in all_checkpoints(run_dir) if (p / "meta.json").is_file()]
+    return [p for p in all_checkpoints(run_dir) if has_meta(p)]
 
 
 def has_training(run_dir: str | Path) -> bool:
     """True once training has written anything that depends on the prepared data (a checkpoint or final/)."""
-    run_dir = Path(run_dir)
-    return bool(all_checkpoints(run_dir)) or (run_dir / "final").exists()
+    return bool(all_checkpoints(run_dir)) or RunFolder(run_dir).final_dir.exists()
 
 
 def finished_step(run_dir: str | Path) -> int | None:
     """The step of a complete final/ (training finished), else None."""
-    meta_path = Path(run_dir) / "final" / "meta.json"
+    meta_path = meta_file(RunFolder(run_dir).final_dir)
     if not meta_path.is_file():
         return None
     meta = read_json(meta_path)
@@ -152,7 +387,7 @@ def save_run_config(cfg, run_dir: str | Path) -> None:
     import yaml
 
     text = yaml.safe_dump(portable_config(cfg, run_dir).to_dict(), sort_keys=False)
-    update_text(Path(run_dir) / "config.yaml", text)
+    update_text(RunFolder(run_dir).config_file, text)
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()):
@@ -160,7 +395,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
     from codelora.config import load_config
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml", list(overrides))
+    cfg = load_config(RunFolder(run_dir).config_file, list(overrides))
     ds = cfg.data.dataset
     if isinstance(ds, str) and ds not in ("deep", "diverse", "sample") and not Path(ds).expanduser().is_absolute():
         beside = run_dir / ds
@@ -367,6 +602,42 @@ def find_model(run_dir: str | Path, which: str) -> Model:
     raise UserError(f"{where} does not exist; complete checkpoints in {run_dir}: {choices}")
 
 
+def select_models(
+    run_dir: str | Path, names: list[str] | str | None, default: list[str] | str = "all"
+) -> tuple[list[Model], list[str]]:
+    """The run's models named by `--models` (the one resolver evaluate and compare use): (models, notes).
+
+    names: a list or comma string of model names (`base`, `final`, `checkpoint-<step>`, a later method's
+    `<method>-checkpoint-<step>` / `<method>-final`) or `all` (every complete model, in run order, with a note for
+    each incomplete folder); None (or an empty list) takes `default`. Named models come in the order given, each once. A named model
+    that is incomplete (no meta.json) or not in the run, or `all` mixed with names, is one UserError."""
+    models, incomplete = list_models(run_dir)
+    by_name = {m.name: m for m in models}
+    if names is None or (not isinstance(names, str) and not names):
+        names = default
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if "all" in names:
+        if [n for n in names if n != "all"]:
+            raise UserError("--models: 'all' cannot be combined with model names")
+        notes = [
+            f"skipped {path}: incomplete (no meta.json; still being written or interrupted)"
+            for path in incomplete.values()
+        ]
+        return models, notes
+    chosen: list[Model] = []
+    for name in names:
+        if name in incomplete:
+            raise UserError(f"{incomplete[name]} is incomplete (no meta.json; still being written or interrupted)")
+        if name not in by_name:
+            raise UserError(f"--models: no model {name!r} in {run_dir} (available: {', '.join(by_name)}, or all)")
+        if by_name[name] not in chosen:
+            chosen.append(by_name[name])
+    if not chosen:
+        raise UserError(f"--models: no models given; available: {', '.join(by_name)} (or all)")
+    return chosen, []
+
+
 # ------------------------------------------------------------------------------------------------------ metrics
 
 
@@ -482,287 +753,9 @@ def run_lock(folder: str | Path, what: str = "codelora") -> Iterator[None]:
         os.close(fd)
 
 
-# ------------------------------------------------------------------------------------------ evaluation results
-
-
-def canonical_sha256(doc: Any) -> str:
-    """sha256 of a JSON document with sorted keys (the identity of a record)."""
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def provenance(
-    *,
-    benchmark: str,
-    source: str,
-    revision: str | None,
-    weights_sha256: str | None,
-    prompts_sha256: str,
-    sampling: dict,
-    problems_sha256: str,
-    limit: int | None,
-    protocol: str | None = None,
-    generator: dict | None = None,
-    tests: str | None = None,
-) -> dict:
-    """What an evaluation result was computed from. Two results with equal provenance are interchangeable; a
-    result whose weights hash differs from the weights on disk is stale. `generator`: what made the answers when
-    it was not the model's own weights through transformers (the llamacpp backend: {"backend", "gguf_sha256"} of
-    the quantised base); recorded only then, so the HF backend's result keys are what they always were. `tests`:
-    which of a benchmark's test sets graded (heldout: generated or all); recorded only when given, so results graded
-    on the statement examples keep the keys they always had."""
-    doc = {
-        "benchmark": benchmark,
-        "protocol": protocol,
-        "source": source,
-        "revision": revision,
-        "weights_sha256": weights_sha256,
-        "prompts_sha256": prompts_sha256,
-        "sampling": sampling,
-        "problems_sha256": problems_sha256,
-        "limit": limit,
-    }
-    if generator:
-        doc["generator"] = generator
-    if tests:
-        doc["tests"] = tests
-    return doc
-
-
 def result_dir(run_dir: str | Path, benchmark: str, model: str, protocol: str | None = None) -> Path:
     """eval/<benchmark>[-<protocol>]/<model>/ (see `eval_folder`)."""
     return eval_dir(run_dir, benchmark, protocol) / model
-
-
-RESULT_FILES = ("summary.json", "results.jsonl")  # summary.json is written last: it means the result is complete
-
-
-def write_results(
-    folder: str | Path, results: list[dict], summary: dict, samples: tuple[str, str] | None = None
-) -> None:
-    """Write one graded result into FOLDER (an eval/<benchmark>/<model>/ folder, or `score --out`): the samples file
-    (name, text) when given, results.jsonl (one record per sample), then summary.json, each atomically."""
-    folder = Path(folder)
-    if samples is not None:
-        update_text(folder / samples[0], samples[1])
-    update_text(folder / "results.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
-    write_json(folder / "summary.json", summary)
-
-
-def clear_results(folder: str | Path) -> None:
-    """Remove FOLDER's summary.json and results.jsonl: results of other settings must not sit beside half-made new
-    generations looking finished."""
-    for name in RESULT_FILES:
-        (Path(folder) / name).unlink(missing_ok=True)
-
-
-@dataclass
-class EvalResult:
-    """One model's stored evaluation on one benchmark (eval/<benchmark>/<model>/)."""
-
-    name: str
-    folder: Path
-    summary: dict
-    problems: dict[str, dict[int, dict]]  # task id -> sample index -> {passed, verdict, first_failure}
-    code: dict[tuple[str, int], str]
-    stale: str | None = None  # why the result no longer matches the model's weights; None = current
-
-    @property
-    def provenance(self) -> dict:
-        return self.summary.get("provenance") or {}
-
-    @property
-    def result_key(self) -> str | None:
-        return self.summary.get("result_key")
-
-    @property
-    def full(self) -> bool:
-        """Graded on the benchmark's whole problem set (no --limit)."""
-        return self.provenance.get("limit") is None
-
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "folder": str(self.folder),
-            "summary": self.summary,
-            "problems": self.problems,
-            "code": self.code,
-            "stale": self.stale,
-        }
-
-
-def _id_of(rec: dict, path: Path, lineno: int) -> str:
-    for key in ("task_id", "question_id"):
-        if key in rec:
-            return str(rec[key])
-    raise UserError(f"{path}:{lineno}: no task_id or question_id")
-
-
-def staleness(summary: dict, model: Model | None) -> str | None:
-    """Why a stored summary is not a result of `model` as it is on disk now (None: it is current)."""
-    prov = summary.get("provenance")
-    if not isinstance(prov, dict):
-        return "no provenance recorded (written by an older codelora); evaluate again"
-    if model is None:
-        return None
-    now = model.weights_sha256()
-    if prov.get("weights_sha256") != now:
-        was = (prov.get("weights_sha256") or "base")[:12]
-        return f"computed from other weights ({was}, now {(now or 'base')[:12]}): {model.name} changed since"
-    return None
-
-
-def read_summary(folder: str | Path) -> dict | None:
-    path = Path(folder) / "summary.json"
-    if not path.is_file():
-        return None
-    summary = read_json(path)
-    if not isinstance(summary, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return summary
-
-
-def read_result(
-    run_dir: str | Path, benchmark: str, model: Model | str, protocol: str | None = None
-) -> EvalResult | None:
-    """A model's stored result (None if never evaluated); `.stale` says why it no longer matches the weights.
-    protocol: LiveCodeBench's grading protocol (None: the default), which picks the folder (`eval_folder`)."""
-    m = model if isinstance(model, Model) else None
-    name = model.name if isinstance(model, Model) else str(model)
-    folder = result_dir(run_dir, benchmark, name, protocol)
-    summary = read_summary(folder)
-    if summary is None:
-        return None
-    results_path = folder / "results.jsonl"
-    if not results_path.is_file():
-        raise UserError(f"{results_path}: missing (summary.json exists: the evaluation is incomplete, run it again)")
-    problems: dict[str, dict[int, dict]] = {}
-    for lineno, rec in enumerate(read_jsonl(results_path), 1):
-        pid = _id_of(rec, results_path, lineno)
-        if "passed" not in rec:
-            raise UserError(f"{results_path}:{lineno}: no 'passed' field")
-        idx = int(rec.get("sample_index", 0))
-        problems.setdefault(pid, {})[idx] = {
-            "passed": bool(rec["passed"]),
-            "verdict": rec.get("verdict", "accepted" if rec["passed"] else "wrong_answer"),
-            "first_failure": rec.get("first_failure"),
-        }
-    if not problems:
-        raise UserError(f"{results_path}: no results")
-    return EvalResult(name, folder, summary, problems, read_answers(folder, summary), staleness(summary, m))
-
-
-def read_answers(folder: str | Path, summary: dict | None = None) -> dict[tuple[str, int], str]:
-    """(task id, sample index) -> code of the generations this summary was graded on.
-
-    The generation store keeps answers of every setting ever evaluated; only records with the summary's weights
-    and sampling count, the last one of a key winning. Unreadable lines are skipped (this is a view for people).
-    """
-    from codelora.generation.generate import Sampling
-
-    gen_path = Path(folder) / "generations.jsonl"
-    code: dict[tuple[str, int], str] = {}
-    if not gen_path.is_file():
-        return code
-    prov = (summary or {}).get("provenance") or {}
-    want_sampling = {k: v for k, v in prov["sampling"].items() if k != "n"} if prov.get("sampling") else None
-    for line in gen_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-            key = (str(rec["task_id"]), int(rec.get("sample_index", 0)))
-            if (
-                "weights_sha256" in prov
-                and "model" in rec
-                and rec["model"].get("adapter_sha256") != prov["weights_sha256"]
-            ):
-                continue
-            # answers of another generator (llama.cpp's quantised base vs transformers) are not this summary's
-            if "model" in rec and rec["model"].get("gguf_sha256") != (prov.get("generator") or {}).get("gguf_sha256"):
-                continue
-            if (
-                want_sampling is not None
-                and "sampling" in rec
-                and Sampling(**_without_n(rec["sampling"])).key() != want_sampling
-            ):
-                continue
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-        code[key] = rec.get("code") or rec.get("raw") or ""
-    return code
-
-
-# ------------------------------------------------------------------------------------------- generation store
-
-
-def _without_n(sampling: dict) -> dict:
-    return {k: v for k, v in sampling.items() if k != "n"}
-
-
-def generation_key(model_fp: dict, task_id: str, index: int, sampling_key: dict, prompt_sha: str) -> str:
-    """The store's key: (weights, task, sample index, sampling that decides the output, rendered prompt)."""
-    return json.dumps([model_fp, task_id, index, sampling_key, prompt_sha], sort_keys=True)
-
-
-def read_generations(path: str | Path) -> dict[str, dict]:
-    """key -> record of a generations.jsonl store; a torn last line (crash mid-write) or a foreign line is skipped."""
-    from codelora.generation.generate import Sampling
-
-    path = Path(path)
-    found: dict[str, dict] = {}
-    if not path.is_file():
-        return found
-    bad = 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            skey = Sampling(**rec["sampling"]).key()
-            key = generation_key(
-                rec["model"], str(rec["task_id"]), int(rec["sample_index"]), skey, rec["prompt_sha256"]
-            )
-            if not isinstance(rec["raw"], str):
-                raise TypeError("raw")
-        except (ValueError, KeyError, TypeError):
-            bad += 1
-            continue
-        found[key] = rec
-    if bad:
-        print(f"warning: {path}: skipped {bad} unreadable line(s) (regenerated if needed)", file=sys.stderr)
-    return found
-
-
-class GenerationStore:
-    """Append-only generations.jsonl: each batch is appended, flushed and fsynced as it finishes.
-
-    Nothing is ever removed or rewritten, so answers of other settings, other --limit values and interrupted runs
-    stay for the next evaluation that asks for them. Writers hold `run_lock`.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.f = None
-
-    def append(self, recs: list[dict]) -> None:
-        if not recs:
-            return
-        if self.f is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torn = False
-            if self.path.is_file() and self.path.stat().st_size:
-                with open(self.path, "rb") as r:
-                    r.seek(-1, os.SEEK_END)
-                    torn = r.read(1) != b"\n"
-            self.f = open(self.path, "a", encoding="utf-8")
-            if torn:  # a crash mid-line: start a fresh line so the torn one stays a single skipped line
-                self.f.write("\n")
-        self.f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
-            self.f = None
 
 
 # --------------------------------------------------------------------------------------------------- selection
@@ -785,60 +778,3 @@ def read_provisional_best(run_dir: str | Path) -> dict | None:
 
 def selection_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "selection.json"
-
-
-def read_selection(run_dir: str | Path, check: bool = True) -> dict | None:
-    """RUN/selection.json (None if absent). With `check`, a selection whose chosen model's weights changed since
-    (e.g. a resumed run replaced final/) is one UserError: it no longer says which model is best."""
-    path = selection_path(run_dir)
-    if not path.is_file():
-        return None
-    sel = read_json(path)
-    if not isinstance(sel, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    if check and sel.get("best") not in (None, "base") and sel.get("best_weights_sha256"):
-        try:
-            model = find_model(run_dir, sel["best"])
-        except UserError:
-            raise UserError(
-                f"{path}: the selected model {sel['best']} no longer exists; run `codelora compare` again"
-            ) from None
-        if model.weights_sha256() != sel["best_weights_sha256"]:
-            raise UserError(
-                f"{path} is stale: {sel['best']} was retrained since it was selected; run `codelora compare` again"
-            )
-    return sel
-
-
-def selection_staleness(run_dir: str | Path, sel: dict) -> str | None:
-    """Why a stored selection no longer describes the run (None: it does): a model it compared was retrained, or
-    its results were replaced by another evaluation since."""
-    keys = sel.get("result_keys")
-    if not isinstance(keys, dict):
-        return None  # written before results carried provenance: nothing to check it against
-    models = {m.name: m for m in list_models(run_dir)[0]}
-    for name, key in keys.items():
-        if name not in models:
-            return f"{name} no longer exists"
-        summary = read_summary(result_dir(run_dir, sel.get("benchmark", ""), name, sel.get("protocol")))
-        if summary is None or summary.get("result_key") != key:
-            return f"the results of {name} changed since the comparison"
-        why = staleness(summary, models[name])
-        if why:
-            return f"{name}: {why}"
-    return None
-
-
-def write_selection(run_dir: str | Path, doc: dict) -> bool:
-    """Write RUN/selection.json atomically; unchanged apart from `created` -> not rewritten. True when written."""
-    path = selection_path(run_dir)
-    if path.is_file():
-        try:
-            old = read_json(path)
-        except UserError:
-            old = None
-        if isinstance(old, dict) and {**old, "created": None} == json.loads(
-            json.dumps({**doc, "created": None}, default=str)
-        ):
-            return False
-    return update_text(path, json.dumps(doc, indent=1, default=str) + "\n")

@@ -30,7 +30,10 @@ import codelora.run.layout as rf
 from codelora import benchmarks
 from codelora.config import CompareArgs
 from codelora.errors import UserError
-from codelora.run.layout import SELECTION_VERSION, losses_at, read_metrics, require_run
+from codelora.run import results as run_results
+from codelora.run import selection as run_selection
+from codelora.run.layout import losses_at, read_metrics, require_run
+from codelora.run.selection import SELECTION_VERSION
 from codelora.selection.stats import bootstrap_interval, mcnemar_exact, wilson_interval
 
 ALPHA = 0.05
@@ -51,32 +54,18 @@ __all__ = [
 
 
 def resolve_models(run_dir: Path, requested: list[str] | None) -> tuple[list[dict], list[str]]:
-    """The models to compare and notes about skipped ones; named incomplete or unknown models are errors."""
-    records, incomplete = rf.list_models(run_dir)
-    models = [{**m.as_dict(), "record": m} for m in records]
-    by_name = {m["name"]: m for m in models}
-    notes = []
-    if len(models) == 1:
+    """The models to compare (run order; every complete one by default) and notes about skipped ones, from the run
+    folder's one resolver (`RunFolder.select`); named incomplete or unknown models are errors."""
+    run = rf.RunFolder(run_dir)
+    available, incomplete = run.models()
+    if len(available) == 1:
         extra = f" ({', '.join(sorted(incomplete))} incomplete: no meta.json)" if incomplete else ""
         raise UserError(
             f"{run_dir} has no complete checkpoint and no final adapter{extra}: nothing to compare with the base model"
         )
-    if not requested or requested == ["all"] or "all" in requested:
-        for path in incomplete.values():
-            notes.append(f"skipped {path}: incomplete (no meta.json; still being written or interrupted)")
-        if requested and [r for r in requested if r != "all"]:
-            raise UserError("--models: 'all' cannot be combined with model names")
-        return models, notes
-    chosen = []
-    for name in requested:
-        if name in incomplete:
-            raise UserError(f"{incomplete[name]} is incomplete (no meta.json; still being written or interrupted)")
-        if name not in by_name:
-            raise UserError(f"--models: no model {name!r} in {run_dir} (available: {', '.join(by_name)}, or all)")
-        if by_name[name] not in chosen:
-            chosen.append(by_name[name])
-    order = {m["name"]: i for i, m in enumerate(models)}
-    return sorted(chosen, key=lambda m: order[m["name"]]), notes
+    records, notes = run.select(requested, default="all")
+    order = {m.name: i for i, m in enumerate(available)}
+    return [{**m.as_dict(), "record": m} for m in sorted(records, key=lambda m: order[m.name])], notes
 
 
 # ---------------------------------------------------------------------------------------------- evaluation results
@@ -88,7 +77,7 @@ def load_eval(
     """One model's results: summary, per-problem sample outcomes, code of each sample, and `stale` (why they no
     longer match `model`'s weights, None when current); None if not evaluated. protocol: LiveCodeBench's grading
     protocol (None: the default), whose results live in their own folder."""
-    ev = rf.read_result(run_dir, benchmark, model if model is not None else name, protocol)
+    ev = run_results.read_result(run_dir, benchmark, model if model is not None else name, protocol)
     return ev.as_dict() if ev is not None else None
 
 
@@ -501,8 +490,9 @@ def compare_run(
         doc["protocol"] = protocol
         doc["full"] = full
         if write and full:
-            if rf.write_selection(run_dir, doc) or not (run_dir / "plots" / "compare.png").is_file():
-                plot_run(run_dir / "plots" / "compare.png", doc["table"], read_metrics(run_dir), doc["best"], benchmark)
+            plot = rf.RunFolder(run_dir).plot("compare")
+            if run_selection.write_selection(run_dir, doc) or not plot.is_file():
+                plot_run(plot, doc["table"], read_metrics(run_dir), doc["best"], benchmark)
         elif write:
             doc["notes"].append(
                 "a view (restricted by --models, --problems, --limit or left-out models): `export --checkpoint best` "
@@ -667,7 +657,7 @@ def compare_runs(
     selections = []
     for r in runs:
         try:
-            sel = rf.read_selection(r)
+            sel = run_selection.read_selection(r)
         except UserError:  # stale (its best model was retrained since): choose again
             sel = None
         other_protocol = wanted_protocol is not None and sel is not None and sel.get("protocol") != wanted_protocol
@@ -735,8 +725,9 @@ def compare_runs(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "out": str(out_dir),
     }
-    if write and (rf.write_selection(out_dir, doc) or not (out_dir / "plots" / "compare.png").is_file()):
-        plot_runs(out_dir / "plots" / "compare.png", runs, labels, selections, best, benchmark)
+    plot = rf.RunFolder(out_dir).plot("compare")
+    if write and (run_selection.write_selection(out_dir, doc) or not plot.is_file()):
+        plot_runs(plot, runs, labels, selections, best, benchmark)
     return doc
 
 
@@ -953,11 +944,13 @@ def compare_command(args: CompareArgs) -> dict:
     )
     if args.runs:
         doc = compare_runs(args.runs, args.benchmark, args.out, opts)
-        where = f"wrote {doc['out']}/selection.json and {doc['out']}/plots/compare.png"
+        out = rf.RunFolder(doc["out"])
+        where = f"wrote {out.selection_file} and {out.plot('compare')}"
     else:
         doc = compare_run(args.run, args.benchmark, args.models, opts)
         if doc["full"]:
-            where = f"selection: {args.run}/selection.json and {args.run}/plots/compare.png"
+            run = rf.RunFolder(args.run)
+            where = f"selection: {run.selection_file} and {run.plot('compare')}"
         else:
             where = (
                 "view only: nothing written (selection.json is written by a comparison of all models on all problems)"

@@ -34,7 +34,16 @@ from typing import Any
 from codelora.config import LoraConfig, RunConfig
 from codelora.errors import TrainingError, UserError
 from codelora.files import atomic_write_text, read_json, require_writable, sha256_file
-from codelora.run.layout import all_checkpoints, complete_checkpoints, finished_step, portable_config, save_run_config
+from codelora.run.layout import (
+    RunFolder,
+    all_checkpoints,
+    complete_checkpoints,
+    finished_step,
+    has_meta,
+    meta_file,
+    portable_config,
+    save_run_config,
+)
 from codelora.run.layout import step_of as _step_of
 
 __all__ = [
@@ -173,7 +182,7 @@ def check_start(
     Raises UserError (one line) for each refusal.
     """
     resume = resume or resume_from is not None
-    if not resume and (all_checkpoints(run_dir) or (run_dir / "final").exists()):
+    if not resume and (all_checkpoints(run_dir) or RunFolder(run_dir).final_dir.exists()):
         raise UserError(f"run folder {run_dir} already exists; use --resume or another --run-name")
     start = Start()
     if resume:
@@ -326,7 +335,7 @@ def training_arguments(
     # per_device_batch_size x data.max_length tokens; the loss is normalised per label token of the step either way
     step_batch = t.per_device_batch_size * t.gradient_accumulation_steps
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunFolder(run_dir).checkpoints_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=step_batch if t.packing else t.per_device_batch_size,
@@ -392,7 +401,7 @@ def build_trainer(
         from transformers.integrations import TensorBoardCallback
 
         tb = TensorBoardCallback()
-        tb.logging_dir = str(run_dir / "logs" / "tensorboard")
+        tb.logging_dir = str(RunFolder(run_dir).tensorboard_dir)
         callbacks.append(tb)
     if cfg.train.execution_eval != "none" and dist.is_main_process:  # after RunCallback: meta.json is written
         from codelora.training import execution_eval
@@ -480,7 +489,7 @@ def save_final(trainer: Any, callback: Any, tokenizer: Any, run_dir: Path, resul
     from codelora.training.trainer import disk_full_error
 
     main = dist.is_main_process
-    final, tmp = run_dir / "final", run_dir / "final.tmp"
+    final, tmp = RunFolder(run_dir).final_dir, RunFolder(run_dir).final_tmp
     if main and tmp.exists():
         shutil.rmtree(tmp)
     dist.wait_for_everyone()
@@ -490,7 +499,7 @@ def save_final(trainer: Any, callback: Any, tokenizer: Any, run_dir: Path, resul
             tokenizer.save_pretrained(str(tmp))
             meta = callback.meta(trainer.state)
             meta["result"] = result
-            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
+            atomic_write_text(meta_file(tmp), json.dumps(meta, indent=1) + "\n")
     except OSError as e:
         if e.errno not in DISK_FULL_ERRNOS:
             raise
@@ -508,14 +517,13 @@ def _reached(cfg: RunConfig, run_dir: Path, done_at: int) -> bool:
     """Whether a run that finished at step `done_at` already covers cfg's length (max_steps, else epochs)."""
     if cfg.train.max_steps > 0:
         return cfg.train.max_steps <= done_at
-    meta = json.loads((run_dir / "final" / "meta.json").read_text(encoding="utf-8"))
+    meta = json.loads(meta_file(RunFolder(run_dir).final_dir).read_text(encoding="utf-8"))
     return float(meta.get("epoch") or 0.0) >= cfg.train.epochs - 1e-6
 
 
 def _data_ready(run_dir: Path) -> bool:
-    return (run_dir / "data_report.json").is_file() and all(
-        (run_dir / "data" / f"{s}.jsonl").is_file() for s in ("train", "valid", "test")
-    )
+    run = RunFolder(run_dir)
+    return run.data_report_file.is_file() and all(run.data_file(s).is_file() for s in ("train", "valid", "test"))
 
 
 def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
@@ -527,7 +535,7 @@ def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
     if not _data_ready(run_dir):
         return "missing"
     try:
-        report = json.loads((run_dir / "data_report.json").read_text(encoding="utf-8"))
+        report = json.loads(RunFolder(run_dir).data_report_file.read_text(encoding="utf-8"))
     except ValueError:
         return "data_report.json is unreadable"
     if "config_sha256" not in report:
@@ -537,7 +545,7 @@ def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
     if report.get("source_sha256") and report["source_sha256"] != dataset_sha256(cfg.data.dataset):
         return f"the dataset {cfg.data.dataset} changed since it was prepared (its sha256 differs)"
     for split, digest in (report.get("files_sha256") or {}).items():
-        path = run_dir / "data" / f"{split}.jsonl"
+        path = RunFolder(run_dir).data_file(split)
         if not path.is_file() or sha256_file(path) != digest:
             return f"data/{split}.jsonl changed after it was prepared"
     return None
@@ -569,14 +577,14 @@ def resume_config_diff(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
 
 def _check_resume_config(cfg: RunConfig, run_dir: Path, resume_from: Path) -> dict[str, Any]:
     """Refuse a --resume whose config would change the trajectory; return the checkpoint's meta."""
-    meta = read_json(resume_from / "meta.json")  # a corrupt meta.json is one line naming it, not a traceback
+    meta = read_json(meta_file(resume_from))  # a corrupt meta.json is one line naming it, not a traceback
     if not isinstance(meta, dict):
-        raise UserError(f"{resume_from / 'meta.json'}: expected a JSON object; the checkpoint cannot be resumed")
+        raise UserError(f"{meta_file(resume_from)}: expected a JSON object; the checkpoint cannot be resumed")
     saved = meta.get("config")
-    if saved is None and (run_dir / "config.yaml").is_file():
+    if saved is None and RunFolder(run_dir).config_file.is_file():
         import yaml
 
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        saved = yaml.safe_load(RunFolder(run_dir).config_file.read_text(encoding="utf-8"))
     if saved is None:
         return meta
     diff = resume_config_diff(saved, cfg)
@@ -740,15 +748,15 @@ def _clear_after(run_dir: Path, ck: Path) -> None:
     """Remove what lies after checkpoint `ck`: incomplete or newer checkpoints (the Trainer would trip on them) and
     a final/ of a later step; the resumed run redoes them. The complete ones removed are named on stderr."""
     newer = [p for p in all_checkpoints(run_dir) if _step_of(p) > _step_of(ck)]
-    final = run_dir / "final"
+    final = RunFolder(run_dir).final_dir
     if final.exists():
         try:
-            final_step = int(json.loads((final / "meta.json").read_text(encoding="utf-8"))["step"])
+            final_step = int(json.loads(meta_file(final).read_text(encoding="utf-8"))["step"])
         except (OSError, ValueError, KeyError, TypeError):
             final_step = None  # unreadable: not a finished final, redo it
         if final_step is None or final_step > _step_of(ck):
             newer.append(final)
-    redone = [p.name for p in newer if (p / "meta.json").is_file()]
+    redone = [p.name for p in newer if has_meta(p)]
     if redone:
         print(f"codelora: resuming from {ck.name}: removing {', '.join(redone)} (redone from there)", file=sys.stderr)
     for p in newer:
@@ -781,7 +789,7 @@ def resolve_resume_checkpoint(run_dir: Path, which: str | None, reset_optimizer:
         ck = complete[-1]
     else:
         name = which if str(which).startswith("checkpoint-") else f"checkpoint-{which}"
-        ck = run_dir / "checkpoints" / name
+        ck = RunFolder(run_dir).checkpoint_dir(name)
         if _step_of(ck) < 0 or ck not in complete:
             state = "is incomplete (no meta.json)" if (ck / "adapter_config.json").is_file() else "does not exist"
             raise UserError(f"--resume-from {which}: {ck} {state}; complete checkpoints: {names}")

@@ -33,7 +33,7 @@ from codelora.config import RunConfig
 from codelora.data.format import split_packed
 from codelora.errors import TrainingError
 from codelora.files import DISK_FULL_ERRNOS, atomic_write_text
-from codelora.run.layout import complete_checkpoints, git_commit
+from codelora.run.layout import RunFolder, complete_checkpoints, git_commit, meta_file
 from codelora.training.label_loss import accepts_logits_to_keep, label_loss, logits_to_keep, supports_mask
 
 __all__ = [
@@ -99,8 +99,8 @@ class MetricsLog:
         self.run_dir = run_dir
         self.write = write
         self.keys = list(keys or METRIC_KEYS)
-        self.jsonl = run_dir / "logs" / "metrics.jsonl"
-        self.csv = run_dir / "logs" / "metrics.csv"
+        self.jsonl = RunFolder(run_dir).metrics_file
+        self.csv = RunFolder(run_dir).metrics_csv
         self.rows: list[dict[str, Any]] = []
         if keep_up_to_step is not None and self.jsonl.is_file():
             for line in self.jsonl.read_text(encoding="utf-8").splitlines():
@@ -144,7 +144,7 @@ class MetricsLog:
             import matplotlib.pyplot as plt
         except ImportError:
             return
-        plots = self.run_dir / "plots"
+        plots = RunFolder(self.run_dir).plots_dir
         plots.mkdir(parents=True, exist_ok=True)
 
         def series(key: str) -> tuple[list, list]:
@@ -155,7 +155,7 @@ class MetricsLog:
             tmp = plots / f"{name}.tmp.png"
             fig.savefig(tmp, dpi=100)
             plt.close(fig)
-            os.replace(tmp, plots / f"{name}.png")
+            os.replace(tmp, RunFolder(self.run_dir).plot(name))
 
         fig, ax = plt.subplots(figsize=(7, 4))
         for key, style in (("train_loss", "-"), ("valid_loss", "o-"), ("test_loss", "s--")):
@@ -453,4 +453,4 @@ class RunCallback(TrainerCallback):
         ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not ck.is_dir():
             return
-        atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
+        atomic_write_text(meta_file(ck), json.dumps(self.meta(state), indent=1) + "\n")

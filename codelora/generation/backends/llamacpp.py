@@ -317,7 +317,8 @@ def cached_adapter(adapter: str | Path, config) -> Path:
     (`<cache>/llamacpp-lora/<sha256>.gguf`, named by the adapter's weights and config, the base's shape and
     CONVERT_VERSION: a retrained checkpoint never reuses an old conversion)."""
     from codelora.model.sources import cache_root
-    from codelora.run.layout import canonical_sha256, weights_sha256
+    from codelora.run.layout import weights_sha256
+    from codelora.run.results import canonical_sha256
 
     adapter = Path(adapter)
     text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
