@@ -118,8 +118,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print the result only")
     args = ap.parse_args()
 
-    from codelora.benchmarks.heldout import reference_solutions
     from codelora.config import load_config
+    from codelora.data.examples import reference_solutions
     from codelora.data.generated_tests import build_tests
     from codelora.data.load import load_rows
     from codelora.data.split import problem_key, split_rows, write_split_json

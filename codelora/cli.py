@@ -1,4 +1,4 @@
-"""The `codelora` command: flags made from the option dataclasses in codelora/config.py, one function per
+"""The `codelora` command: flags made from the option dataclasses in codelora/commands.py, one function per
 subcommand that only wires the options to its stage."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 
-from codelora.config import (
+from codelora.commands import (
     CompareArgs,
     DownloadArgs,
     EvaluateArgs,

@@ -194,7 +194,7 @@ def test_protocol_choices_match_the_registry():
     from typing import get_args
 
     from codelora.benchmarks.protocol import PROTOCOLS
-    from codelora.config import ProtocolName
+    from codelora.commands import ProtocolName
 
     assert set(get_args(ProtocolName)) == set(PROTOCOLS)
 

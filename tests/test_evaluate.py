@@ -119,7 +119,7 @@ def test_heldout_problems_come_from_sample_statements(run, heldout):
 
 
 def test_examples_the_reference_fails_are_dropped():
-    from codelora.benchmarks.heldout import check_examples
+    from codelora.data.examples import check_examples
 
     statement = "Double it.\n\nExamples\n\nInput\n\n2\n\nOutput\n\n4\n\nInput\n\n5\n\nOutput\n\n11\n"
     probs = check_examples(
@@ -157,7 +157,7 @@ def test_examples_the_reference_fails_are_dropped():
     ],
 )
 def test_statement_layouts_give_checked_tests(statement):
-    from codelora.benchmarks.heldout import check_examples
+    from codelora.data.examples import check_examples
 
     ref = "n = int(input())\nprint(sum(map(int, input().split())))\n"
     (p,) = check_examples([{"task_id": "t", "prompt": statement, "references": [ref]}], workers=2)

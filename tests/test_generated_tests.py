@@ -26,7 +26,7 @@ SUM_REF_2 = "import sys\nd = sys.stdin.read().split()\nprint(sum(int(x) for x in
 
 
 def _problem(task_id="sum", refs=(SUM_REF, SUM_REF_2), statement=SUM_STATEMENT):
-    from codelora.benchmarks.heldout import check_examples
+    from codelora.data.examples import check_examples
 
     (p,) = check_examples([{"task_id": task_id, "prompt": statement, "references": list(refs)}], workers=2)
     return p
@@ -149,7 +149,7 @@ def test_build_tests_caches_per_problem_and_rebuilds_what_changed(sample_run, ca
 def _heldout_set(run, tests, tmp_folder):
     from codelora.benchmarks import get
     from codelora.benchmarks.base import EvalContext
-    from codelora.config import EvalOptions
+    from codelora.commands import EvalOptions
 
     ctx = EvalContext(EvalOptions(tests=tests, workers=2), tmp_folder, run, load_config("demo"))
     return get("heldout").problems(ctx)
@@ -187,7 +187,7 @@ def test_heldout_grades_on_examples_generated_or_all(sample_run, capsys):
 def test_tests_option_is_refused_where_it_means_nothing(sample_run, tmp_path):
     from codelora.benchmarks import get
     from codelora.benchmarks.base import EvalContext
-    from codelora.config import EvalOptions
+    from codelora.commands import EvalOptions
     from codelora.errors import UserError
     from codelora.evaluation.evaluate import evaluate_model
 
@@ -206,7 +206,7 @@ DEEP8 = Path(__file__).resolve().parents[1].parent / "shared" / "field" / "deep_
 @pytest.mark.skipif(not DEEP8.is_file(), reason="needs ../shared/field/deep_rows/deep8.jsonl (real Deep-5K rows)")
 def test_real_deep_rows_gain_tests_their_reference_reproduces():
     """8 real CodeGen-Deep-5K statements (one reference each; one reference fails its own examples)."""
-    from codelora.benchmarks.heldout import check_examples
+    from codelora.data.examples import check_examples
 
     rows = [json.loads(line) for line in DEEP8.read_text().splitlines() if line.strip()]
     probs = [{"task_id": r["id"], "prompt": r["input"], "references": [r["solution"]]} for r in rows]

@@ -27,7 +27,8 @@ from codelora.sandbox.grading import OUTPUT_CAP
 
 if TYPE_CHECKING:
     from codelora.benchmarks.protocol import Protocol
-    from codelora.config import EvalOptions, RunConfig
+    from codelora.commands import EvalOptions
+    from codelora.config import RunConfig
     from codelora.sandbox.grading import GradeResult
 
 
@@ -69,7 +70,7 @@ class ProblemSet:
 class EvalContext:
     """What `evaluate` tells `Benchmark.problems`.
 
-    opts: the evaluation's `codelora.config.EvalOptions` (problem selection: problems, limit, preset, filters,
+    opts: the evaluation's `codelora.commands.EvalOptions` (problem selection: problems, limit, preset, filters,
     skip_untested, allow_contamination, workers). folder: the benchmark's results folder (eval/<benchmark>[-<protocol>]/
     of a run, or --out), where a benchmark may keep the problem file it grades against. run_dir: the run folder, None
     without a run. cfg: the run's (or --config's) RunConfig. split: the run's split.json document, to refuse

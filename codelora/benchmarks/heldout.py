@@ -19,85 +19,18 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from codelora.benchmarks import register
 from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet
+from codelora.data.examples import PARSER_VERSION, REFERENCE_TIMEOUT, check_examples, reference_solutions
 from codelora.errors import UserError
 from codelora.files import jsonl_lines
 from codelora.run import layout as runs
 
 if TYPE_CHECKING:
     from codelora.sandbox.grading import GradeResult
-
-PARSER_VERSION = 2  # bump when example parsing or the keep rule changes: cached problem files are rebuilt
-REFERENCE_TIMEOUT = 6.0
-
-
-def reference_solutions(rows: list[dict]) -> list[str]:
-    """Distinct reference programs of one problem's rows: `solution`, else the code in `output`."""
-    from codelora.generation.extract import extract_code
-
-    refs: list[str] = []
-    for row in rows:
-        code = row.get("solution") if isinstance(row.get("solution"), str) else None
-        if not code or not code.strip():
-            code, found = extract_code(row.get("output") or "")
-            if not found:
-                continue
-        if code not in refs:
-            refs.append(code)
-    return refs
-
-
-def check_examples(
-    problems: list[dict[str, Any]], workers: int | None = None, timeout: float = REFERENCE_TIMEOUT
-) -> list[dict[str, Any]]:
-    """For each {task_id, prompt, references, ...}: parse the statement's examples and keep those a
-    reference solution passes. Adds tests, examples_found, examples_kept, dropped; returns the problems."""
-    from codelora.data.examples import parse_examples
-    from codelora.sandbox.grading import grade_stdio_problem
-
-    jobs = []
-    for p in problems:
-        p["parsed"] = parse_examples(p["prompt"])
-        jobs += [(p, i, inp, out) for i, (inp, out) in enumerate(p["parsed"])]
-
-    def run(job):
-        """(verdict, kept output). An output block may end in an explanation after a blank line
-        ("6\n\n1+2+3=6."): the text up to the first blank line is tried second."""
-        p, _, inp, out = job
-        candidates = [out]
-        if "\n\n" in out.strip():
-            candidates.append(out.strip().split("\n\n")[0].rstrip())
-        verdict = "no_reference"
-        for ref in p["references"]:
-            for cand in candidates:
-                res = grade_stdio_problem(ref, [{"input": inp, "output": cand}], timeout)
-                if res.passed:
-                    return "accepted", cand
-                verdict = res.verdict if cand is out else verdict
-        return verdict, out
-
-    from tqdm import tqdm
-
-    with ThreadPoolExecutor(max_workers=workers or 2) as pool:
-        verdicts = list(
-            tqdm(pool.map(run, jobs), total=len(jobs), desc="check examples", unit="example", file=sys.stderr)
-        )
-    for p in problems:
-        p["tests"], p["dropped"] = [], []
-    for (p, i, inp, _), (verdict, out) in zip(jobs, verdicts, strict=True):
-        if verdict == "accepted":
-            p["tests"].append({"input": inp, "output": out})
-        else:
-            p["dropped"].append({"example": i + 1, "reference_verdict": verdict})
-    for p in problems:
-        p["examples_found"] = len(p.pop("parsed"))
-        p["examples_kept"] = len(p["tests"])
-    return problems
 
 
 def build_heldout(

@@ -4,7 +4,7 @@ The datasets' only tests are the examples of each statement, and those are in th
 them literally passes them. So, per problem:
 
 1. **Examples**: the statement's examples (codelora.data.examples.parse_examples) that a reference solution passes
-   (`codelora.benchmarks.heldout.check_examples`, the held-out benchmark's rule).
+   (`codelora.data.examples.check_examples`, the held-out benchmark's rule).
 2. **References**: the problem's distinct reference solutions (the dataset's `solution` of each row) that pass every
    kept example. A reference that fails the statement's own examples is wrong (the datasets' solutions are not
    verified; one of the real Deep-5K rows in the field data fails its examples) and is left out, counted as
@@ -350,7 +350,7 @@ def tests_path(run_dir: str | Path, split: str) -> Path:
 
 
 def _record_key(p: dict, seed: int, candidates: int) -> str:
-    from codelora.benchmarks.heldout import PARSER_VERSION
+    from codelora.data.examples import PARSER_VERSION
 
     doc = {
         "generator_version": GENERATOR_VERSION,
@@ -368,7 +368,7 @@ def _record_key(p: dict, seed: int, candidates: int) -> str:
 def split_problems(run_dir: str | Path, cfg, split: str) -> tuple[list[dict], list[str]]:
     """The problems of one split of a run ({task_id, name, prompt, difficulty, references}, in split.json's
     order) and the split's keys missing from the dataset. UserError without split.json or for an empty split."""
-    from codelora.benchmarks.heldout import reference_solutions
+    from codelora.data.examples import reference_solutions
     from codelora.data.load import load_rows
     from codelora.data.split import load_split_json, problem_key
     from codelora.errors import UserError
@@ -419,7 +419,7 @@ def build_tests(
     The report (also printed, one line, unless quiet) says how many problems gained how many tests and how many
     candidate inputs were dropped, by reason. Seed and candidates come from cfg.tests.
     """
-    from codelora.benchmarks.heldout import check_examples
+    from codelora.data.examples import check_examples
     from codelora.errors import UserError
     from codelora.run import layout as runs
 

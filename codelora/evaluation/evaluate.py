@@ -25,12 +25,12 @@ from typing import Any
 from codelora import benchmarks
 from codelora.benchmarks.base import Benchmark, EvalContext, Problem, ProblemSet
 from codelora.benchmarks.protocol import Protocol
-from codelora.config import EvalOptions
+from codelora.commands import EvalOptions
 from codelora.errors import UserError
 from codelora.files import require_writable, sha256_file
 from codelora.generation import backends
 from codelora.generation.backends import Backend, ModelSpec
-from codelora.generation.generate import Generation, Sampling
+from codelora.generation.sampling import Generation, Sampling
 from codelora.run import layout as runs
 from codelora.run import results as run_results
 
@@ -359,7 +359,7 @@ def evaluate(
     the missing answers only (each model's dict then says graded: False); a later call grades without generating.
 
     models: names (base, final, checkpoint-<step>, all) as a list or comma string; default base,final.
-    opts: `codelora.config.EvalOptions` (sampling, problem selection, protocol, grading; fields documented
+    opts: `codelora.commands.EvalOptions` (sampling, problem selection, protocol, grading; fields documented
     there; the course protocol's results go to eval/livecodebench-course/); `options` are EvalOptions fields
     overriding opts. Raises UserError for a bad value, a folder that is not a run, an unknown model name, or
     problems that cannot be graded.

@@ -62,7 +62,7 @@ __all__ = [
 
 TESTS = ("generated", "examples", "all")
 KINDS = ("binary", "fraction")
-TIMEOUT = 6.0  # seconds per test: the held-out benchmark's (codelora.benchmarks.heldout.REFERENCE_TIMEOUT)
+TIMEOUT = 6.0  # seconds per test: the held-out benchmark's (codelora.data.examples.REFERENCE_TIMEOUT)
 MEMORY_MB = 1024  # MiB per program: the held-out benchmark's
 _SANDBOX_COMPILE = COMPILE_SANDBOX_ERROR  # compile_in_sandbox's text when the sandbox, not the code, failed
 

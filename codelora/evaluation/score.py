@@ -171,7 +171,7 @@ def score(
     """Grade a samples file (the benchmark's own format); write out/results.jsonl and out/summary.json; return the
     summary.
 
-    The keyword arguments are `codelora.config.ScoreArgs`' fields, documented there, and checked by it (UserError
+    The keyword arguments are `codelora.commands.ScoreArgs`' fields, documented there, and checked by it (UserError
     naming the flag) before anything is read: timeout (seconds per test) and memory_mb (MiB) default to the
     benchmark's (LiveCodeBench: the protocol's); k: the k of pass@k (1 is always reported). Without `problems`, a
     benchmark with a bundled problem set (HumanEval) is graded over all of it: a samples file that leaves problems
@@ -179,7 +179,7 @@ def score(
     for unreadable samples or problems and when no sample is valid.
     """
     from codelora import benchmarks
-    from codelora.config import ScoreArgs
+    from codelora.commands import ScoreArgs
     from codelora.run import results as run_results
 
     ScoreArgs(  # validation only: one line naming the bad value

@@ -304,9 +304,9 @@ def _execution_eval_rows(doc: _Doc, run_dir: Path, metrics: list[dict], train_by
 def _rl_part(doc: _Doc, run_dir: Path) -> None:
     """The training section's RL part (only when `codelora rl` ran): where it started, its steps, the reward plot
     (RUN/rl/plots/reward.png) and a per-step table of reward, zero-variance groups, pass rate and verdicts."""
-    from codelora.run.layout import METHODS, method_dir
+    from codelora.run.layout import method_dir, methods
 
-    for method in METHODS:
+    for method in (m for m in methods(run_dir) if m == "rl"):  # the GRPO table reads RL's own metric columns
         folder = method_dir(run_dir, method)
         rows = read_metrics(folder)
         if not folder.is_dir():

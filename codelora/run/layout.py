@@ -34,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -449,9 +450,24 @@ def weights_sha256(adapter_dir: str | Path | None) -> str | None:
     return None
 
 
-# Training methods after SFT, each in its own folder RUN/<method>/ with the SFT layout (checkpoints/checkpoint-N/ with
-# meta.json written last, final/, logs/metrics.jsonl); their models are named <method>-checkpoint-N, <method>-final.
-METHODS = ("rl",)
+# Folders of a run that are not a training method's (see `methods`).
+RUN_SUBFOLDERS = frozenset({"checkpoints", "final", "final.tmp", "data", "logs", "plots", "eval", "tests"})
+
+
+def methods(run_dir: str | Path) -> list[str]:
+    """The training methods after SFT found in a run, by folder name: RUN/<method>/ holding a checkpoints/ or final/
+    folder in SFT's layout (codelora.training: e.g. rl/ from GRPO). Sorted by name."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir()
+        and p.name not in RUN_SUBFOLDERS
+        and not p.name.startswith(".")
+        and ((p / "checkpoints").is_dir() or (p / "final").is_dir())
+    )
 
 
 def method_dir(run_dir: str | Path, method: str) -> Path:
@@ -462,7 +478,7 @@ def method_dir(run_dir: str | Path, method: str) -> Path:
 @dataclass
 class Model:
     """One model of a run: the base model (step 0, no adapter), a complete checkpoint, or final; or a checkpoint /
-    final of a later training method (`rl-checkpoint-N`, `rl-final`: step is then that method's own step)."""
+    final of a training method after SFT (`<method>-checkpoint-N`, `<method>-final`: its step is that method's own)."""
 
     name: str
     kind: str  # "base" | "checkpoint" | "final" | "<method>-checkpoint" | "<method>-final"
@@ -477,9 +493,9 @@ class Model:
 
     @property
     def method(self) -> str:
-        """The training method: `sft` for base, checkpoints and final, else the method (e.g. `rl`)."""
-        head = self.kind.split("-", 1)[0]
-        return head if head in METHODS else "sft"
+        """ "sft" for base, checkpoints and final; the method (e.g. "rl") of a later method's model."""
+        head, _, rest = self.kind.rpartition("-")
+        return head if head and rest in ("checkpoint", "final") else "sft"
 
     def weights_sha256(self) -> str | None:
         return weights_sha256(self.path)
@@ -493,8 +509,9 @@ def list_models(run_dir: str | Path) -> tuple[list[Model], dict[str, Path]]:
     """(complete models in step order, incomplete folders by name).
 
     base first (step 0), then `checkpoint-<step>` with meta.json, then `final` (its own entry even when it is the
-    same step as the last checkpoint), then each later method's (METHODS: `rl-checkpoint-<step>`, `rl-final`). A
-    folder without meta.json is still being written or was interrupted.
+    same step as the last checkpoint), then each later training method's (`methods`), by name:
+    `<method>-checkpoint-<step>`, `<method>-final`. A folder without meta.json is still being written or was
+    interrupted.
     """
     run_dir = Path(run_dir)
     models = [Model("base", "base", 0, 0.0, None)]
@@ -505,22 +522,30 @@ def list_models(run_dir: str | Path) -> tuple[list[Model], dict[str, Path]]:
             continue
         meta = read_json(ck / "meta.json")
         models.append(Model(ck.name, "checkpoint", int(meta.get("step", step_of(ck))), meta.get("epoch"), ck, meta))
-    for prefix, folder in [("", run_dir)] + [(f"{m}-", method_dir(run_dir, m)) for m in METHODS]:
-        if prefix:
-            for ck in all_checkpoints(folder):
-                if not (ck / "meta.json").is_file():
-                    incomplete[prefix + ck.name] = ck
-                    continue
-                meta = read_json(ck / "meta.json")
-                step = int(meta.get("step", step_of(ck)))
-                models.append(Model(prefix + ck.name, prefix + "checkpoint", step, meta.get("epoch"), ck, meta))
-        final = folder / "final"
-        if (final / "meta.json").is_file():
-            meta = read_json(final / "meta.json")
-            step = int(meta.get("step") or 0)
-            models.append(Model(prefix + "final", prefix + "final", step, meta.get("epoch"), final, meta))
-        elif final.is_dir():
-            incomplete[prefix + "final"] = final
+    final = run_dir / "final"
+    if (final / "meta.json").is_file():
+        meta = read_json(final / "meta.json")
+        models.append(Model("final", "final", int(meta.get("step") or 0), meta.get("epoch"), final, meta))
+    elif final.is_dir():
+        incomplete["final"] = final
+    for method in methods(run_dir):
+        folder = run_dir / method
+        for ck in all_checkpoints(folder):
+            name = f"{method}-{ck.name}"
+            if not (ck / "meta.json").is_file():
+                incomplete[name] = ck
+                continue
+            meta = read_json(ck / "meta.json")
+            step = int(meta.get("step", step_of(ck)))
+            models.append(Model(name, f"{method}-checkpoint", step, meta.get("epoch"), ck, meta))
+        mfinal = folder / "final"
+        if (mfinal / "meta.json").is_file():
+            meta = read_json(mfinal / "meta.json")
+            models.append(
+                Model(f"{method}-final", f"{method}-final", int(meta.get("step") or 0), meta.get("epoch"), mfinal, meta)
+            )
+        elif mfinal.is_dir():
+            incomplete[f"{method}-final"] = mfinal
     return models, incomplete
 
 
@@ -561,6 +586,9 @@ def run_models(run_dir: str | Path) -> tuple[list[dict], dict[str, Path]]:
     return [m.as_dict() for m in models], incomplete
 
 
+METHOD_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a training method's folder name (RUN/<method>/)
+
+
 def model_name(which: str) -> str:
     """The model name `which` stands for: `final`, `base`, `checkpoint-<step>`, `<method>-final`,
     `<method>-checkpoint-<step>` as they are; `<step>` -> `checkpoint-<step>`, `<method>-<step>` ->
@@ -568,7 +596,7 @@ def model_name(which: str) -> str:
     which = str(which).strip()
     method, _, rest = which.partition("-")
     prefix = ""
-    if method in METHODS and rest:
+    if method != "checkpoint" and METHOD_NAME.fullmatch(method) and re.fullmatch(r"\d+|final|checkpoint-\d+", rest):
         prefix, which = method + "-", rest
     if which == "base":
         return which
@@ -583,6 +611,8 @@ def find_model(run_dir: str | Path, which: str) -> Model:
     models, incomplete = list_models(run_dir)
     by_name = {m.name: m for m in models}
     which = str(which).strip()
+    if which in by_name:  # any listed name as it is (base, final, checkpoint-N, <method>-checkpoint-N, <method>-final)
+        return by_name[which]
     name = model_name(which)
     choices = ", ".join(n for n in by_name if n != "base") or "none"
     if name in by_name:
@@ -592,7 +622,8 @@ def find_model(run_dir: str | Path, which: str) -> Model:
             f"{incomplete[name]} is incomplete (no meta.json; it was interrupted while saving); complete: {choices}"
         )
     method, _, rest = name.partition("-")
-    folder, name_in = (method_dir(run_dir, method), rest) if method in METHODS else (Path(run_dir), name)
+    is_method = method != "checkpoint" and METHOD_NAME.fullmatch(method) is not None and bool(rest)
+    folder, name_in = (method_dir(run_dir, method), rest) if is_method else (Path(run_dir), name)
     if name_in.startswith("checkpoint-") and step_of(Path(name_in)) < 0:
         raise UserError(
             f"--checkpoint {which!r} is not best, final, a step number, checkpoint-<step>, rl-final or "

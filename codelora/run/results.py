@@ -189,7 +189,7 @@ def read_answers(folder: str | Path, summary: dict | None = None) -> dict[tuple[
     The generation store keeps answers of every setting ever evaluated; only records with the summary's weights
     and sampling count, the last one of a key winning. Unreadable lines are skipped (this is a view for people).
     """
-    from codelora.generation.generate import Sampling
+    from codelora.generation.sampling import Sampling
 
     gen_path = Path(folder) / "generations.jsonl"
     code: dict[tuple[str, int], str] = {}
@@ -233,7 +233,7 @@ def generation_key(model_fp: dict, task_id: str, index: int, sampling_key: dict,
 
 def read_generations(path: str | Path) -> dict[str, dict]:
     """key -> record of a generations.jsonl store; a torn last line (crash mid-write) or a foreign line is skipped."""
-    from codelora.generation.generate import Sampling
+    from codelora.generation.sampling import Sampling
 
     path = Path(path)
     found: dict[str, dict] = {}

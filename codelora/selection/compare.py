@@ -28,7 +28,7 @@ from typing import Any
 
 import codelora.run.layout as rf
 from codelora import benchmarks
-from codelora.config import CompareArgs
+from codelora.commands import CompareArgs
 from codelora.errors import UserError
 from codelora.run import results as run_results
 from codelora.run import selection as run_selection
@@ -932,7 +932,7 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
 def compare_command(args: CompareArgs) -> dict:
     """What `codelora compare` does: compare, write, print; returns the selection document.
 
-    args: `codelora.config.CompareArgs` (its fields are the flags, checked when it is built). Raises UserError
+    args: `codelora.commands.CompareArgs` (its fields are the flags, checked when it is built). Raises UserError
     for missing runs or results, or results that are not comparable without --force.
     """
     opts = CompareOptions(

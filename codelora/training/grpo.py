@@ -6,7 +6,7 @@ problems that have tests of the kind `rl.tests` chooses (codelora.data.generated
 RUN/tests/train.jsonl) -> where the RL run starts (fresh, or a complete RL checkpoint) -> GRPOTrainer with the
 sandbox reward (codelora.evaluation.reward: score's extraction, sandbox and verdict) -> RUN/rl/final/.
 
-Folder (the run schema of a training method, codelora.run.layout.METHODS):
+Folder (the run schema of a training method, codelora.run.layout.methods):
   RUN/rl/checkpoints/checkpoint-<step>/          adapter + optimizer/scheduler/RNG state; meta.json written last marks
                                                  it complete (an interrupted save never looks whole)
   RUN/rl/final/                                  written as final.tmp/ and renamed

@@ -45,6 +45,7 @@ from codelora.run.layout import (
     save_run_config,
 )
 from codelora.run.layout import step_of as _step_of
+from codelora.training import Method, register
 
 __all__ = [
     "RESUME_STATE",
@@ -801,3 +802,6 @@ def resolve_resume_checkpoint(run_dir: Path, which: str | None, reset_optimizer:
             "continue from its weights with a fresh optimizer (the learning-rate schedule continues)"
         )
     return ck
+
+
+register(Method("sft", "supervised fine-tuning (LoRA, completion-only loss)", train))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from codelora.errors import UserError
 
 if TYPE_CHECKING:
-    from codelora.generation.generate import Generation, Sampling
+    from codelora.generation.sampling import Generation, Sampling
 
 __all__ = ["BUILT_IN", "Backend", "ModelSpec", "create", "get", "names", "register", "unregister"]
 

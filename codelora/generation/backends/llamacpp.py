@@ -417,7 +417,7 @@ class LlamaCppBackend(Backend):
         from llama_cpp import llama_get_logits_ith
         from tqdm import tqdm
 
-        from codelora.generation.generate import Generation
+        from codelora.generation.sampling import Generation
 
         if not prompts:
             return []

@@ -123,7 +123,7 @@ class VllmBackend(Backend):
     def generate(self, spec: ModelSpec, work: Path, prompts, sampling, seeds, stops, on_batch):
         from vllm import SamplingParams
 
-        from codelora.generation.generate import Generation
+        from codelora.generation.sampling import Generation
         from codelora.model.sources import model_path
 
         lora_request = None
