@@ -67,7 +67,11 @@ def _cmd_train(a: TrainArgs) -> int:
     from codelora.training.sft import train
 
     cfg, run_dir = _run_config(a)
-    result = train(cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer)
+    from codelora.evaluation.evaluate import evaluate  # pass@1 while training (train.execution_eval)
+
+    result = train(
+        cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer, evaluator=evaluate
+    )
     if result.get("already_finished"):
         print(
             f"{run_dir}: already finished at step {result['global_step']}; nothing to do "

@@ -405,6 +405,8 @@ def validate(cfg: RunConfig, origin: str = "config") -> None:
         "train.eval_steps",
         f"({t.eval_steps}) must be a multiple of train.logging_steps ({t.logging_steps}) so curves share steps",
     )
+    from codelora import benchmarks  # the registry alone (an earlier layer); its modules load when it is read
+
     ex_eval = t.execution_eval
     need(
         ex_eval == "none" or ex_eval in benchmarks.names(),

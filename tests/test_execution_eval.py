@@ -12,7 +12,13 @@ import pytest
 
 from codelora.config import load_config
 from codelora.errors import UserError
-from codelora.training.sft import train
+from codelora.evaluation.evaluate import evaluate
+from codelora.training.sft import train as sft_train
+
+
+def train(cfg, run_dir, **kw):
+    """codelora.training.sft.train as the CLI calls it: with the evaluation stage handed in."""
+    return sft_train(cfg, run_dir, evaluator=evaluate, **kw)
 
 FAST = [
     "model.source=tiny-random:qwen2",
@@ -258,3 +264,12 @@ def test_bad_values_are_one_line(override, message):
 def test_early_stopping_needs_an_execution_eval():
     with pytest.raises(UserError, match="train.early_stopping.patience is 2, which needs train.execution_eval"):
         load_config("demo", ["train.early_stopping.patience=2", "train.execution_eval=none"])
+
+
+def test_execution_eval_without_the_evaluation_stage_is_one_line(tmp_path):
+    """Training does not import evaluation (tests/test_layout.py): a library caller that asks for pass@1 while
+    training without handing in the evaluator gets one UserError before anything loads, not a crash mid-run."""
+    cfg = _cfg(tmp_path, "train.max_steps=2", "train.save_steps=2")
+    with pytest.raises(UserError, match="train.execution_eval=heldout needs the evaluation stage"):
+        sft_train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

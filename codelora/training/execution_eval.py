@@ -35,11 +35,12 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from codelora.config import EvalOptions, RunConfig
+from codelora.commands import EvalOptions
+from codelora.config import RunConfig
 from codelora.errors import UserError
 from codelora.files import read_json
 from codelora.generation.backends import Backend
@@ -134,10 +135,14 @@ class ExecutionEvalCallback(TrainerCallback):
         metrics: Any,
         run_callback: Any,
         tokenizer: Any,
+        evaluator: Callable[..., dict],
         start_step: int = 0,
         tensorboard: Any = None,
     ):
         t = cfg.train
+        # codelora.evaluation.evaluate.evaluate, handed in by the caller (the CLI): training is an earlier stage
+        # than evaluation and does not import it (tests/test_layout.py)
+        self.evaluator = evaluator
         self.run_dir, self.cfg, self.metrics, self.run_cb = Path(run_dir), cfg, metrics, run_callback
         self.tokenizer, self.start_step, self.tensorboard = tokenizer, start_step, tensorboard
         self.benchmark = t.execution_eval
@@ -165,11 +170,9 @@ class ExecutionEvalCallback(TrainerCallback):
 
     def _generate(self, name: str, step: int, generator: Any) -> float | None:
         """Phase 1 on the training thread; the seconds it took, None when it did not finish (pending)."""
-        from codelora.evaluation.evaluate import evaluate
-
         t0 = time.monotonic()
         try:
-            got = evaluate(
+            got = self.evaluator(
                 self.run_dir, self.benchmark, models=[name], opts=self.opts, generator=generator, grade=False
             )[name]
         except GenerationInterrupted as e:
@@ -186,10 +189,8 @@ class ExecutionEvalCallback(TrainerCallback):
 
     def _grade(self, name: str) -> dict:
         """Phase 2 (background thread): every answer is stored, so this extracts and runs them only."""
-        from codelora.evaluation.evaluate import evaluate
-
         t0 = time.monotonic()
-        summary = evaluate(self.run_dir, self.benchmark, models=[name], opts=self.opts)[name]
+        summary = self.evaluator(self.run_dir, self.benchmark, models=[name], opts=self.opts)[name]
         return {"summary": summary, "seconds": time.monotonic() - t0}
 
     def _start(self, name: str, step: int, epoch: float | None, generator: Any) -> None:
@@ -318,7 +319,7 @@ class ExecutionEvalCallback(TrainerCallback):
         if not self.enabled or not state.is_world_process_zero:
             return
         name = f"checkpoint-{state.global_step}"
-        if not (Path(args.output_dir) / name / "meta.json").is_file():
+        if not runs.meta_file(Path(args.output_dir) / name).is_file():
             return
         if self.es.patience > 0:  # decide on every result before this save, whatever the timing of the grading
             self._collect(wait=True)
@@ -350,9 +351,10 @@ class ExecutionEvalCallback(TrainerCallback):
 
     def evaluate_final(self, model: Any) -> None:
         """final/ (after train() saved it): usually the last checkpoint's weights, so nothing is generated."""
-        if not self.enabled or not (self.run_dir / "final" / "meta.json").is_file():
+        final_meta = runs.meta_file(runs.RunFolder(self.run_dir).final_dir)
+        if not self.enabled or not final_meta.is_file():
             return
-        meta = read_json(self.run_dir / "final" / "meta.json")
+        meta = read_json(final_meta)
         step = int(meta.get("step") or 0)
         gen_seconds = self._generate("final", step, self._live(model))
         if gen_seconds is None:

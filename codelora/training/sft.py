@@ -29,7 +29,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from codelora.config import LoraConfig, RunConfig
 from codelora.errors import TrainingError, UserError
@@ -106,13 +106,16 @@ def train(
     resume: bool = False,
     resume_from: str | None = None,
     reset_optimizer: bool = False,
+    evaluator: Callable[..., dict] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune cfg.model with LoRA on cfg.data into run_dir; return the run's result.
 
     resume: continue from the newest complete checkpoint; resume_from (`checkpoint-N` or `N`, implies resume):
     from that one, removing the checkpoints after it and final/ (they belong to the trajectory being redone).
     Either restores adapter, optimizer, schedule, RNG and data order; reset_optimizer allows a checkpoint without
-    optimizer state (fresh AdamW moments, the schedule continues).
+    optimizer state (fresh AdamW moments, the schedule continues). evaluator: the evaluation stage's
+    `codelora.evaluation.evaluate.evaluate`, needed only for train.execution_eval (pass@1 while training); training
+    does not import a later stage, its caller (the CLI) hands it in.
 
     Returns {run_dir, global_step, interrupted, signal, train_loss, valid_loss_start, valid_loss, test_loss,
     tokens_seen, elapsed_seconds, final} (losses: mean token cross-entropy in nats, None where not logged; final:
@@ -122,6 +125,11 @@ def train(
     TrainingError when the loss becomes NaN or the disk fills up.
     """
     run_dir = Path(run_dir)
+    if cfg.train.execution_eval != "none" and evaluator is None:
+        raise UserError(
+            f"train.execution_eval={cfg.train.execution_eval} needs the evaluation stage: call train(..., "
+            "evaluator=codelora.evaluation.evaluate.evaluate) (the CLI does), or set train.execution_eval=none"
+        )
     cfg = portable_config(cfg, run_dir)  # a relative dataset path is stored absolute: the run works from anywhere
     start = check_start(cfg, run_dir, resume=resume, resume_from=resume_from, reset_optimizer=reset_optimizer)
     if start.finished_step is not None:  # a rerun of a script must not train one more step
@@ -143,7 +151,7 @@ def train(
         evaluate=bool(evals),
         eval_on_start=start.checkpoint is None,  # the base model's losses at step 0, once per run
     )
-    trainer, callback = build_trainer(cfg, run_dir, model, tokenizer, args, train_ds, evals, start, dist)
+    trainer, callback = build_trainer(cfg, run_dir, model, tokenizer, args, train_ds, evals, start, dist, evaluator)
     global_step, signum = run_with_signal_handling(trainer, callback, start.checkpoint)
     result = run_result(run_dir, global_step, trainer, callback, signum)
     if not callback.stop_requested:  # stopped by a signal: --resume continues from the checkpoint just saved
@@ -382,6 +390,7 @@ def build_trainer(
     evals: dict[str, list[dict[str, Any]]],
     start: Start,
     dist: Any,
+    evaluator: Callable[..., dict] | None = None,
 ) -> tuple[Any, Any]:
     """(codelora.training.trainer.CodeloraTrainer, its RunCallback) for this run, with what a resume restores.
 
@@ -408,7 +417,10 @@ def build_trainer(
         from codelora.training import execution_eval
 
         tensorboard = callbacks[1] if len(callbacks) > 1 else None
-        ex = execution_eval.ExecutionEvalCallback(run_dir, cfg, metrics, callback, tokenizer, start.step, tensorboard)
+        assert evaluator is not None  # train() refused the config without one
+        ex = execution_eval.ExecutionEvalCallback(
+            run_dir, cfg, metrics, callback, tokenizer, evaluator, start.step, tensorboard
+        )
         callbacks.insert(1, ex)
     padded = functools.partial(collate, pad_id=tokenizer.pad_token_id)
     trainer = CodeloraTrainer(
