@@ -20,6 +20,7 @@ def train(cfg, run_dir, **kw):
     """codelora.training.sft.train as the CLI calls it: with the evaluation stage handed in."""
     return sft_train(cfg, run_dir, evaluator=evaluate, **kw)
 
+
 FAST = [
     "model.source=tiny-random:qwen2",
     "data.max_length=256",

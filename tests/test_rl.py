@@ -23,6 +23,7 @@ pytest.importorskip("trl")
 from codelora.config import load_config  # noqa: E402
 from codelora.errors import UserError  # noqa: E402
 from codelora.run import layout as runs  # noqa: E402
+from codelora.run import results as run_results  # noqa: E402
 from codelora.training.grpo import rl, training_problems  # noqa: E402
 from codelora.training.sft import train  # noqa: E402
 
@@ -110,7 +111,7 @@ def test_rl_writes_the_run_schema_and_the_sandbox_verdicts(uninterrupted):
     records = [json.loads(line) for line in (run / "tests" / "train.jsonl").read_text().splitlines()]
     chosen = {r["task_id"]: r["generated"] for r in records if r["generated"]}
     assert prov["file"] == "tests/train.jsonl" and prov["tests"] == "generated" and prov["problems"] == len(chosen)
-    assert prov["tests_sha256"] == runs.canonical_sha256(
+    assert prov["tests_sha256"] == run_results.canonical_sha256(
         {pid: [{"input": t["input"], "output": t["output"]} for t in tests] for pid, tests in chosen.items()}
     )
     assert prov["rl"]["steps"] == 3 and prov["rl"]["tests"] == "generated"

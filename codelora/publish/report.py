@@ -27,6 +27,7 @@ from codelora.run.layout import (
     RunFolder,
     evaluated,
     load_run_config,
+    meta_file,
     read_metrics,
     read_provisional_best,
     require_run,
@@ -312,7 +313,7 @@ def _rl_part(doc: _Doc, run_dir: Path) -> None:
         if not folder.is_dir():
             continue
         doc.raw(f"<h3>{html.escape(method.upper())} (GRPO)</h3>", f"\n### {method.upper()} (GRPO)\n")
-        final = folder / "final" / "meta.json"
+        final = meta_file(RunFolder(folder).final_dir)
         prov = (read_json(final).get("provenance") or {}) if final.is_file() else {}
         start = (prov.get("start") or {}).get("model")
         if final.is_file():

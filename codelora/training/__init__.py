@@ -28,7 +28,9 @@ _imported: set[str] = set()
 @dataclass(frozen=True)
 class Method:
     """A training method: `name` (its run subfolder and model-name prefix; "sft" writes the run's own folders),
-    `title`, and `train(cfg, run_dir, **options) -> result dict` (the stage function, e.g. codelora.training.sft.train).
+    `title`, and `train(...) -> result dict`: the stage function its command calls (codelora.training.sft.train
+    takes `(cfg, run_dir, ...)`; a method after SFT starts from a run's model, e.g. codelora.training.grpo.rl takes
+    `(run_dir, start, overrides, ...)`).
     """
 
     name: str

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import atomic_write_text
+from codelora.files import atomic_write_text, read_json
 from codelora.run import layout as runs
+from codelora.run import results as run_results
+from codelora.training import Method, register
 
 __all__ = [
     "RESUME_FREE_KEYS",
@@ -119,7 +121,7 @@ def training_problems(run_dir: Path, cfg, tests: str, workers: int | None = None
         )
     info = {
         "tests": tests,
-        "tests_sha256": runs.canonical_sha256({pid: chosen[pid] for pid in problems}),
+        "tests_sha256": run_results.canonical_sha256({pid: chosen[pid] for pid in problems}),
         "problems": len(problems),
         "tests_total": sum(len(chosen[pid]) for pid in problems),
         "split_problems": len(records),
@@ -222,7 +224,7 @@ class RLMetrics:
             import matplotlib.pyplot as plt
         except ImportError:
             return
-        plots = self.folder / "plots"
+        plots = runs.RunFolder(self.folder).plots_dir
         plots.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for key, style in (("reward", "o-"), ("pass_rate", "s--"), ("frac_reward_zero_std", ":")):
@@ -311,7 +313,7 @@ def _callback_class():
         def on_save(self, args, state, control, **kw):
             ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and ck.is_dir():
-                atomic_write_text(ck / "meta.json", json.dumps(self.meta(state), indent=1) + "\n")
+                atomic_write_text(runs.meta_file(ck), json.dumps(self.meta(state), indent=1) + "\n")
 
     return RLCallback
 
@@ -362,7 +364,7 @@ def rl(
     resume = resume or resume_from is not None
     ck, ck_meta = None, {}
     if not resume:
-        if runs.all_checkpoints(folder) or (folder / "final").exists():
+        if runs.all_checkpoints(folder) or (runs.RunFolder(folder).final_dir).exists():
             raise UserError(
                 f"{folder} already holds an RL run; continue it with --resume, or remove {folder}/checkpoints and "
                 f"{folder}/final to start over"
@@ -370,7 +372,7 @@ def rl(
     else:
         done = _finished_step(folder)
         if resume_from is None and done is not None and done >= cfg.rl.steps:
-            _check_same(_read_meta(folder / "final"), provenance, folder / "final")
+            _check_same(_read_meta(runs.RunFolder(folder).final_dir), provenance, runs.RunFolder(folder).final_dir)
             return {"run_dir": str(run_dir), "rl_dir": str(folder), "global_step": done, "already_finished": True}
         which = None if resume_from is None else str(resume_from).removeprefix(f"{METHOD}-")
         ck = resolve_resume_checkpoint(folder, which)
@@ -441,18 +443,16 @@ def _start_model(run_dir: Path, start: str) -> runs.Model:
 
 
 def _read_meta(folder: Path) -> dict:
-    from codelora.files import read_json
-
-    meta = read_json(folder / "meta.json")
+    meta = read_json(runs.meta_file(folder))
     if not isinstance(meta, dict):
-        raise UserError(f"{folder / 'meta.json'}: expected a JSON object")
+        raise UserError(f"{runs.meta_file(folder)}: expected a JSON object")
     return meta
 
 
 def _finished_step(folder: Path) -> int | None:
-    if not (folder / "final" / "meta.json").is_file():
+    if not runs.meta_file(runs.RunFolder(folder).final_dir).is_file():
         return None
-    return int(_read_meta(folder / "final").get("step") or 0)
+    return int(_read_meta(runs.RunFolder(folder).final_dir).get("step") or 0)
 
 
 def _check_same(meta: dict, provenance: dict, where: Path) -> None:
@@ -478,13 +478,13 @@ def _check_same(meta: dict, provenance: dict, where: Path) -> None:
 def _clear_after(folder: Path, ck: Path) -> None:
     """Remove the RL checkpoints after `ck` (complete or not) and a final/ of a later step: they are redone."""
     later = [p for p in runs.all_checkpoints(folder) if runs.step_of(p) > runs.step_of(ck)]
-    final = folder / "final"
+    final = runs.RunFolder(folder).final_dir
     if final.exists():
         later.append(final)
-    for tmp in (folder / "final.tmp",):
+    for tmp in (runs.RunFolder(folder).final_tmp,):
         if tmp.exists():
             later.append(tmp)
-    done = [p.name for p in later if (p / "meta.json").is_file()]
+    done = [p.name for p in later if runs.meta_file(p).is_file()]
     if done:
         print(f"codelora rl: resuming from {ck.name}: removing {', '.join(done)} (redone from there)", file=sys.stderr)
     for p in later:
@@ -541,7 +541,7 @@ def _trainer(cfg, folder: Path, model, tokenizer, dataset, rewards: list, callba
 
     dtype = next(model.parameters()).dtype
     args = GRPOConfig(
-        output_dir=str(folder / "checkpoints"),
+        output_dir=str(runs.RunFolder(folder).checkpoints_dir),
         max_steps=r.steps,
         per_device_train_batch_size=r.num_generations,
         gradient_accumulation_steps=r.prompts_per_step,
@@ -574,7 +574,7 @@ def _trainer(cfg, folder: Path, model, tokenizer, dataset, rewards: list, callba
     from transformers.integrations import TensorBoardCallback
 
     tb = TensorBoardCallback()
-    tb.logging_dir = str(folder / "logs" / "tensorboard")
+    tb.logging_dir = str(runs.RunFolder(folder).tensorboard_dir)
     return GRPOTrainer(
         model=model,
         reward_funcs=rewards,
@@ -583,3 +583,6 @@ def _trainer(cfg, folder: Path, model, tokenizer, dataset, rewards: list, callba
         processing_class=tokenizer,
         callbacks=[callback, tb],
     )
+
+
+register(Method("rl", "GRPO with the sandbox's verdicts as the reward (`codelora rl`)", rl))

@@ -27,9 +27,10 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from codelora.config import LoraConfig, RunConfig
 from codelora.errors import TrainingError, UserError
