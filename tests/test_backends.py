@@ -49,7 +49,7 @@ def canned(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "__path__", [*B.__path__, str(folder)])
     yield "canned"
     B.unregister("canned")
-    B._imported.discard("canned")
+    B.registry.imported.discard("canned")
     sys.modules.pop("codelora.generation.backends.canned", None)
 
 

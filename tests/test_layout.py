@@ -39,7 +39,7 @@ RUN_DIRS = {"checkpoints", "final", "final.tmp", "logs", "plots", "eval", "data"
 # Layers, earliest first: a module may import its own layer and earlier ones, never a later one. Within a layer the
 # modules are independent concerns; `cli` wires every stage.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "files", "safetext", "sandbox", "presets"),
+    ("errors", "files", "safetext", "sandbox", "presets", "registry"),
     # the registries and plain data every layer may name: "=x" is the module x alone, not its package
     (
         "=benchmarks",

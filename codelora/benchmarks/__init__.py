@@ -9,28 +9,15 @@ its benchmark (`register(MyBenchmark())`): a new benchmark is one new file here.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING
 
-from codelora.errors import UserError
+from codelora.registry import Registry
 
 if TYPE_CHECKING:
     from codelora.benchmarks.base import Benchmark
 
 BUILT_IN = ("heldout", "livecodebench", "humaneval")  # listed first, in this order; other modules follow by name
-_REGISTRY: dict[str, Benchmark] = {}
-_imported: set[str] = set()
-
-
-def _load() -> None:
-    """Import every benchmark module of the package not imported yet (each registers itself): a file added to
-    codelora/benchmarks/ is a benchmark the next time the registry is read."""
-    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and not m.name.startswith("_"))
-    for name in [*BUILT_IN, *(m for m in found if m not in BUILT_IN)]:
-        if name not in _imported:
-            _imported.add(name)
-            importlib.import_module(f"{__name__}.{name}")
+registry: Registry[Benchmark] = Registry("benchmark", __name__, BUILT_IN, skip=("base",))
 
 
 def register(benchmark: Benchmark) -> Benchmark:
@@ -40,35 +27,14 @@ def register(benchmark: Benchmark) -> Benchmark:
         c.__module__ == "codelora.benchmarks.base" and c.__name__ == "Benchmark" for c in type(benchmark).__mro__
     ):
         raise TypeError(f"{benchmark!r} is not a codelora.benchmarks.base.Benchmark")
-    old = _REGISTRY.get(benchmark.name)
-    if old is not None and type(old) is not type(benchmark):
-        raise ValueError(f"a benchmark named {benchmark.name!r} is already registered ({type(old).__name__})")
-    _REGISTRY[benchmark.name] = benchmark
-    return benchmark
+    return registry.add(benchmark.name, benchmark, same=lambda old, new: type(old) is type(new))
 
 
-def unregister(name: str) -> None:
-    """Remove a registered benchmark (tests that register their own)."""
-    _REGISTRY.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """Registered benchmark names: the built-in ones in BUILT_IN's order, then the others as registered (the CLI's
-    choices, the order of reports and the model card)."""
-    _load()
-    rank = {n: i for i, n in enumerate(BUILT_IN)}
-    return tuple(sorted(_REGISTRY, key=lambda n: rank.get(n, len(BUILT_IN))))
-
-
-def get(name: str) -> Benchmark:
-    """The benchmark called `name`; UserError naming the choices for an unknown one."""
-    _load()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown benchmark {name!r} (choose from {', '.join(names())})") from None
+unregister = registry.remove  # remove a registered benchmark (tests that register their own)
+names = registry.names  # registered names, the built-in ones first: the CLI's choices, the order of reports
+get = registry.get  # the benchmark called `name`; UserError naming the choices for an unknown one
 
 
 def with_protocols() -> tuple[str, ...]:
     """Names of the benchmarks graded under selectable protocols (`--protocol`)."""
-    return tuple(n for n in names() if _REGISTRY[n].protocols)
+    return tuple(n for n in names() if registry.entries[n].protocols)

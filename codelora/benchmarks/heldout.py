@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from codelora.benchmarks import register
 from codelora.benchmarks.base import Benchmark, EvalContext, GradeSettings, Problem, ProblemSet
-from codelora.data.examples import PARSER_VERSION, REFERENCE_TIMEOUT, check_examples, reference_solutions
+from codelora.data.examples import PARSER_VERSION, REFERENCE_TIMEOUT, check_examples, dataset_problems
 from codelora.errors import UserError
 from codelora.files import jsonl_lines
 from codelora.run import layout as runs
@@ -38,8 +38,7 @@ def build_heldout(
 ) -> tuple[Path, list[dict], dict]:
     """Write (or reuse) FOLDER/problems.jsonl (+ problems_report.json) for the run's test split; return (path,
     problems with tests, report). FOLDER is the run's eval/heldout/ (codelora.run.layout.eval_dir)."""
-    from codelora.data.load import load_rows
-    from codelora.data.split import check_not_in_train, load_split_json, problem_key
+    from codelora.data.split import check_not_in_train, load_split_json
 
     run_dir = Path(run_dir)
     split_path = runs.RunFolder(run_dir).split_file
@@ -71,34 +70,11 @@ def build_heldout(
         except (ValueError, OSError):
             pass  # unreadable cache: rebuild it
 
-    rows, _ = load_rows(cfg.data.dataset, target=cfg.data.target, skip_bad_rows=True)
-    wanted = set(keys)
-    by_key: dict[str, list[dict]] = {}
-    for row in rows:
-        k = problem_key(row["input"])
-        if k in wanted:
-            by_key.setdefault(k, []).append(row)
-    missing = [k for k in keys if k not in by_key]
+    problems, missing = dataset_problems(cfg.data.dataset, cfg.data.target, keys)
     if len(missing) == len(keys):
         raise UserError(
             f"none of the {len(keys)} test problems of {split_path} are in the dataset {cfg.data.dataset!r} "
             "any more; was the data changed after training?"
-        )
-    problems = []
-    for k in keys:
-        if k not in by_key:
-            continue
-        group = by_key[k]
-        first = group[0]
-        problems.append(
-            {
-                "task_id": k,
-                "name": next((ln.strip() for ln in first["input"].splitlines() if ln.strip()), "")[:80],
-                "prompt": first["input"],
-                "difficulty": str(first.get("difficulty") or "unknown").lower(),
-                "rows": [str(r.get("id", r.get("_line"))) for r in group],
-                "references": reference_solutions(group),
-            }
         )
     check_examples(problems, workers)
     usable = [p for p in problems if p["tests"]]

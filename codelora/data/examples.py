@@ -159,6 +159,40 @@ PARSER_VERSION = 2  # bump when example parsing or the keep rule changes: cached
 REFERENCE_TIMEOUT = 6.0
 
 
+def dataset_problems(dataset: str, target: str, keys: list[str]) -> tuple[list[dict], list[str]]:
+    """The problems `keys` (codelora.data.split.problem_key of a statement) of a dataset, in the keys' order, and the
+    keys missing from it: ({task_id, name, prompt, difficulty, rows, references}, missing). name: the statement's
+    first non-empty line (80 characters at most); rows: the dataset rows of the problem (their id, or line number);
+    references: their distinct solutions (`reference_solutions`). Bad rows are skipped, as `prepare` does."""
+    from codelora.data.load import load_rows
+    from codelora.data.split import problem_key
+
+    rows, _ = load_rows(dataset, target=target, skip_bad_rows=True)
+    wanted = set(keys)
+    by_key: dict[str, list[dict]] = {}
+    for row in rows:
+        k = problem_key(row["input"])
+        if k in wanted:
+            by_key.setdefault(k, []).append(row)
+    problems = []
+    for k in keys:
+        group = by_key.get(k)
+        if not group:
+            continue
+        first = group[0]
+        problems.append(
+            {
+                "task_id": k,
+                "name": next((ln.strip() for ln in first["input"].splitlines() if ln.strip()), "")[:80],
+                "prompt": first["input"],
+                "difficulty": str(first.get("difficulty") or "unknown").lower(),
+                "rows": [str(r.get("id", r.get("_line"))) for r in group],
+                "references": reference_solutions(group),
+            }
+        )
+    return problems, [k for k in keys if k not in by_key]
+
+
 def reference_solutions(rows: list[dict]) -> list[str]:
     """Distinct reference programs of one problem's rows: `solution`, else the code in `output`."""
     from codelora.generation.extract import extract_code

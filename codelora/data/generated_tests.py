@@ -368,9 +368,8 @@ def _record_key(p: dict, seed: int, candidates: int) -> str:
 def split_problems(run_dir: str | Path, cfg, split: str) -> tuple[list[dict], list[str]]:
     """The problems of one split of a run ({task_id, name, prompt, difficulty, references}, in split.json's
     order) and the split's keys missing from the dataset. UserError without split.json or for an empty split."""
-    from codelora.data.examples import reference_solutions
-    from codelora.data.load import load_rows
-    from codelora.data.split import load_split_json, problem_key
+    from codelora.data.examples import dataset_problems
+    from codelora.data.split import load_split_json
     from codelora.errors import UserError
     from codelora.run.layout import RunFolder
 
@@ -383,29 +382,10 @@ def split_problems(run_dir: str | Path, cfg, split: str) -> tuple[list[dict], li
     keys = list((doc["splits"][split] or {}).get("problems") or [])
     if not keys:
         raise UserError(f"{split_path}: the {split} split has zero problems")
-    rows, _ = load_rows(cfg.data.dataset, target=cfg.data.target, skip_bad_rows=True)
-    wanted = set(keys)
-    by_key: dict[str, list[dict]] = {}
-    for row in rows:
-        k = problem_key(row["input"])
-        if k in wanted:
-            by_key.setdefault(k, []).append(row)
-    problems = []
-    for k in keys:
-        group = by_key.get(k)
-        if not group:
-            continue
-        first = group[0]
-        problems.append(
-            {
-                "task_id": k,
-                "name": next((ln.strip() for ln in first["input"].splitlines() if ln.strip()), "")[:80],
-                "prompt": first["input"],
-                "difficulty": str(first.get("difficulty") or "unknown").lower(),
-                "references": reference_solutions(group),
-            }
-        )
-    return problems, [k for k in keys if k not in by_key]
+    problems, missing = dataset_problems(cfg.data.dataset, cfg.data.target, keys)
+    for p in problems:
+        del p["rows"]  # a generated-tests record names its problem, not the dataset rows
+    return problems, missing
 
 
 def build_tests(

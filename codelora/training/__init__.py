@@ -10,19 +10,16 @@ to change. SFT itself writes RUN/checkpoints/ and RUN/final/ (models `checkpoint
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from codelora.errors import UserError
+from codelora.registry import Registry
 
-__all__ = ["Method", "get", "names", "register", "unregister"]
+__all__ = ["Method", "get", "names", "register", "registry", "unregister"]
 
 BUILT_IN = ("sft",)
-_REGISTRY: dict[str, Method] = {}
-_imported: set[str] = set()
+registry: Registry[Method] = Registry("training method", __name__, BUILT_IN, skip=("trainer",))
 
 
 @dataclass(frozen=True)
@@ -38,39 +35,11 @@ class Method:
     train: Callable[..., dict[str, Any]]
 
 
-def _load() -> None:
-    """Import every method module of the package not imported yet (each registers itself)."""
-    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name != "trainer")
-    for name in [*BUILT_IN, *(m for m in found if m not in BUILT_IN)]:
-        if name not in _imported:
-            _imported.add(name)
-            importlib.import_module(f"{__name__}.{name}")
-
-
 def register(method: Method) -> Method:
     """Add a training method under `method.name` (ValueError if another one has that name); returns it."""
-    old = _REGISTRY.get(method.name)
-    if old is not None and old.train is not method.train:
-        raise ValueError(f"a training method named {method.name!r} is already registered ({old.title})")
-    _REGISTRY[method.name] = method
-    return method
+    return registry.add(method.name, method, same=lambda old, new: old.train is new.train)
 
 
-def unregister(name: str) -> None:
-    """Remove a registered method (tests that register their own)."""
-    _REGISTRY.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """Registered method names: sft first, then the others by name."""
-    _load()
-    return tuple(sorted(_REGISTRY, key=lambda n: (n not in BUILT_IN, n)))
-
-
-def get(name: str) -> Method:
-    """The method called `name`; UserError naming the choices for an unknown one."""
-    _load()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown training method {name!r} (choose from {', '.join(names())})") from None
+unregister = registry.remove  # remove a registered method (tests that register their own)
+names = registry.names  # registered method names: sft first, then the others by name
+get = registry.get  # the method called `name`; UserError naming the choices for an unknown one

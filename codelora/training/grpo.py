@@ -214,16 +214,14 @@ class RLMetrics:
         self.log.add(row)
 
     def plot(self) -> None:
-        """Mean reward and pass rate by step (nothing without matplotlib or rows)."""
+        """Mean reward and pass rate by step (nothing without rows)."""
         if not self.rows:
             return
-        try:
-            import matplotlib
+        import matplotlib  # a required dependency (pyproject.toml)
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         plots = runs.RunFolder(self.folder).plots_dir
         plots.mkdir(parents=True, exist_ok=True)
         fig, ax = plt.subplots(figsize=(7, 3.5))

@@ -134,16 +134,14 @@ class MetricsLog:
         atomic_write_text(self.csv, buf.getvalue())
 
     def plot(self) -> None:
-        """Rewrite plots/loss.png (train, valid, test loss by step) and plots/lr.png; nothing without matplotlib."""
+        """Rewrite plots/loss.png (train, valid, test loss by step) and plots/lr.png."""
         if not self.write:
             return
-        try:
-            import matplotlib
+        import matplotlib  # a required dependency (pyproject.toml)
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         plots = RunFolder(self.run_dir).plots_dir
         plots.mkdir(parents=True, exist_ok=True)
 

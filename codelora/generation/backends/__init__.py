@@ -11,8 +11,6 @@ Modules here import nothing heavy at load time (the CLI reads the registry to bu
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,15 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from codelora.errors import UserError
+from codelora.registry import Registry
 
 if TYPE_CHECKING:
     from codelora.generation.sampling import Generation, Sampling
 
-__all__ = ["BUILT_IN", "Backend", "ModelSpec", "create", "get", "names", "register", "unregister"]
+__all__ = ["BUILT_IN", "Backend", "ModelSpec", "create", "get", "names", "register", "registry", "unregister"]
 
 BUILT_IN = ("hf", "vllm", "llamacpp")  # listed first, in this order; other modules follow by name
-_REGISTRY: dict[str, type[Backend]] = {}
-_imported: set[str] = set()
+registry: Registry[type[Backend]] = Registry("backend", __name__, BUILT_IN)
 
 
 @dataclass
@@ -85,45 +83,16 @@ class Backend(ABC):
         """Free what the backend holds across models (an engine)."""
 
 
-def _load() -> None:
-    """Import every backend module of the package not imported yet (each registers itself)."""
-    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
-    for name in [*BUILT_IN, *(m for m in found if m not in BUILT_IN)]:
-        if name not in _imported:
-            _imported.add(name)
-            importlib.import_module(f"{__name__}.{name}")
-
-
 def register(cls: type[Backend]) -> type[Backend]:
     """Add a backend class under `cls.name` (ValueError if another class has that name); returns it (a decorator)."""
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise TypeError(f"{cls!r} is not a codelora.generation.backends.Backend subclass")
-    old = _REGISTRY.get(cls.name)
-    if old is not None and old.__qualname__ != cls.__qualname__:
-        raise ValueError(f"a backend named {cls.name!r} is already registered ({old.__name__})")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return registry.add(cls.name, cls, same=lambda old, new: old.__qualname__ == new.__qualname__)
 
 
-def unregister(name: str) -> None:
-    """Remove a registered backend (tests that register their own)."""
-    _REGISTRY.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """Registered backend names: the built-in ones in BUILT_IN's order, then the others (the `--backend` choices)."""
-    _load()
-    rank = {n: i for i, n in enumerate(BUILT_IN)}
-    return tuple(sorted(_REGISTRY, key=lambda n: rank.get(n, len(BUILT_IN))))
-
-
-def get(name: str) -> type[Backend]:
-    """The backend class called `name`; UserError naming the choices for an unknown one."""
-    _load()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown backend {name!r}; choose from {', '.join(names())}") from None
+unregister = registry.remove  # remove a registered backend (tests that register their own)
+names = registry.names  # registered names, the built-in ones first (the `--backend` choices)
+get = registry.get  # the backend class called `name`; UserError naming the choices for an unknown one
 
 
 def create(name: str, cfg, opts: Any, adapters: list[str], source: str) -> Backend:
@@ -133,7 +102,7 @@ def create(name: str, cfg, opts: Any, adapters: list[str], source: str) -> Backe
     for other in names():
         if other == name:
             continue
-        for option in _REGISTRY[other].exclusive_options:
+        for option in registry.entries[other].exclusive_options:
             if getattr(opts, option, None):
                 flag = "--" + option.replace("_", "-")
                 raise UserError(f"{flag} is a {other} backend option; add --backend {other} (backend: {name})")
