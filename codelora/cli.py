@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import logging
 import os
 import signal
 import sys
@@ -204,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     # peft reads transformers' deprecated `is_gradient_checkpointing` on every adapter load; the warning is about
     # the two libraries, not the user's run, and buried every evaluate/export log.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # bitsandbytes (installed for QLoRA) tries, when peft imports it on a CPU with AVX512-BF16, to fetch a faster
+    # 4-bit CPU kernel from the Hub and logs a warning when it cannot (always, offline); it then uses its own
+    # kernel: one line on every command, none of it about the user's run.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
