@@ -52,13 +52,23 @@ META = "meta.json"  # beside every adapter codelora wrote: config, step, metrics
 SELECTION_FILE = "selection.json"
 
 
-class RunFolder(os.PathLike):
-    """One run folder: every path in it, and the stage-independent reads (models, config, metrics, lock).
+class At:
+    """A path inside a `Folder` (`RunFolder`, `ResultFolder`): `config_file = At("config.yaml")` reads as
+    `folder.root / "config.yaml"`. One line per file: the layout reads as a list of names, not of properties."""
 
-    A `RunFolder` is a path-like (`Path(run)`, `open(run / ...)` work), so it goes wherever a run folder's path went.
-    Paths are properties named after what they hold; nothing is created until a stage writes."""
+    def __init__(self, *parts: str, doc: str | None = None):
+        self.parts, self.__doc__ = parts, doc or "/".join(parts)
 
-    def __init__(self, root: str | Path | RunFolder):
+    def __get__(self, folder: Any, owner: type | None = None) -> Any:
+        return self if folder is None else folder.root.joinpath(*self.parts)
+
+
+class Folder(os.PathLike):
+    """A folder codelora writes, as an object: `root` (a Path) and its files as `At` attributes. A path-like
+    (`Path(folder)`, `open(folder / name)` work), so it goes wherever the folder's path went; equal to another of
+    the same kind at the same path."""
+
+    def __init__(self, root: str | Path | Folder):
         self.root = Path(root)
 
     def __fspath__(self) -> str:
@@ -68,90 +78,59 @@ class RunFolder(os.PathLike):
         return str(self.root)
 
     def __repr__(self) -> str:
-        return f"RunFolder({str(self.root)!r})"
+        return f"{type(self).__name__}({str(self.root)!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, RunFolder) and other.root == self.root
+        return type(other) is type(self) and other.root == self.root  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return hash(self.root)
 
+    def __truediv__(self, other: str) -> Path:
+        return self.root / other
+
+
+class RunFolder(Folder):
+    """One run folder: every path in it, and the stage-independent reads (models, config, metrics, lock).
+    Paths are attributes named after what they hold; nothing is created until a stage writes."""
+
     # ------------------------------------------------------------------ files written by prepare and train
-    @property
-    def config_file(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def split_file(self) -> Path:
-        return self.root / "split.json"
-
-    @property
-    def data_report_file(self) -> Path:
-        return self.root / "data_report.json"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
+    config_file = At("config.yaml")
+    split_file = At("split.json")
+    data_report_file = At("data_report.json")
+    data_dir = At("data")
 
     def data_file(self, split: str) -> Path:
         """data/<split>.jsonl: the tokenized rows of one split (train, valid, test)."""
         return self.data_dir / f"{split}.jsonl"
 
-    @property
-    def tests_dir(self) -> Path:
-        """tests/: generated hidden tests, one <split>.jsonl per split."""
-        return self.root / "tests"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.logs_dir / "metrics.jsonl"
-
-    @property
-    def metrics_csv(self) -> Path:
-        return self.logs_dir / "metrics.csv"
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.logs_dir / "tensorboard"
-
-    @property
-    def plots_dir(self) -> Path:
-        return self.root / "plots"
+    tests_dir = At("tests", doc="tests/: generated hidden tests, one <split>.jsonl per split.")
+    logs_dir = At("logs")
+    metrics_file = At("logs", "metrics.jsonl")
+    metrics_csv = At("logs", "metrics.csv")
+    tensorboard_dir = At("logs", "tensorboard")
+    plots_dir = At("plots")
 
     def plot(self, name: str) -> Path:
         """plots/<name>.png (loss, lr, lengths, compare)."""
         return self.plots_dir / f"{name}.png"
 
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.root / "checkpoints"
+    checkpoints_dir = At("checkpoints")
 
     def checkpoint_dir(self, step_or_name: int | str) -> Path:
         """checkpoints/checkpoint-<step>/ (a step number or the folder's name)."""
         name = step_or_name if isinstance(step_or_name, str) else f"checkpoint-{step_or_name}"
         return self.checkpoints_dir / name
 
-    @property
-    def final_dir(self) -> Path:
-        return self.root / "final"
-
-    @property
-    def final_tmp(self) -> Path:
-        """final.tmp/: final/ while it is written (renamed into place when complete)."""
-        return self.root / "final.tmp"
+    final_dir = At("final")
+    final_tmp = At("final.tmp", doc="final.tmp/: final/ while it is written (renamed into place when complete).")
 
     def method(self, name: str) -> RunFolder:
         """RUN/<method>/ of a training method after SFT (e.g. rl): the same layout (checkpoints/, final/, logs/)."""
         return RunFolder(self.root / name)
 
     # ------------------------------------------------------------------ files written by later stages
-    @property
-    def eval_root(self) -> Path:
-        return self.root / "eval"
+    eval_root = At("eval")
 
     def eval_dir(self, benchmark: str, protocol: str | None = None) -> Path:
         """eval/<benchmark>[-<protocol>]/ (see `eval_folder`): one benchmark's results, a folder per model."""
@@ -161,21 +140,10 @@ class RunFolder(os.PathLike):
         """eval/<benchmark>[-<protocol>]/<model>/."""
         return ResultFolder(self.eval_dir(benchmark, protocol) / model)
 
-    @property
-    def selection_file(self) -> Path:
-        return self.root / SELECTION_FILE
-
-    @property
-    def report_html(self) -> Path:
-        return self.root / "report.html"
-
-    @property
-    def report_md(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.root / LOCK_NAME
+    selection_file = At(SELECTION_FILE)
+    report_html = At("report.html")
+    report_md = At("report.md")
+    lock_file = At(LOCK_NAME)
 
     def card_inputs(self) -> list[Path]:
         """The run files a model card quotes (config, split, data report, metrics, selection, then every evaluation
@@ -219,43 +187,17 @@ class RunFolder(os.PathLike):
         return run_lock(self.root, what)
 
 
-class ResultFolder(os.PathLike):
+class ResultFolder(Folder):
     """One model's evaluation folder (eval/<benchmark>/<model>/, or `evaluate --out` / `score --out`): its files."""
 
-    def __init__(self, root: str | Path | ResultFolder):
-        self.root = Path(root)
-
-    def __fspath__(self) -> str:
-        return str(self.root)
-
-    def __str__(self) -> str:
-        return str(self.root)
-
-    def __truediv__(self, other: str) -> Path:
-        return self.root / other
-
-    @property
-    def summary_file(self) -> Path:
-        """summary.json, written last: it means the result is complete."""
-        return self.root / "summary.json"
-
-    @property
-    def results_file(self) -> Path:
-        return self.root / "results.jsonl"
-
-    @property
-    def generations_file(self) -> Path:
-        """generations.jsonl: the append-only answer store."""
-        return self.root / "generations.jsonl"
-
-    @property
-    def problems_file(self) -> Path:
-        """problems.jsonl: the problems a benchmark graded (held-out problems with usable tests, LiveCodeBench rows)."""
-        return self.root / "problems.jsonl"
-
-    @property
-    def problems_report_file(self) -> Path:
-        return self.root / "problems_report.json"
+    summary_file = At("summary.json", doc="summary.json, written last: it means the result is complete.")
+    results_file = At("results.jsonl")
+    generations_file = At("generations.jsonl", doc="generations.jsonl: the append-only answer store.")
+    problems_file = At(
+        "problems.jsonl",
+        doc="problems.jsonl: the problems a benchmark graded (held-out problems with usable tests, LiveCodeBench rows).",
+    )
+    problems_report_file = At("problems_report.json")
 
 
 def sibling_generations(folder: str | Path) -> list[Path]:
