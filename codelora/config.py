@@ -254,7 +254,10 @@ def preset_names() -> list[str]:
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a preset name or a YAML file, apply `section.key=value` overrides, validate."""
+    """Load a preset (`demo` or `preset:demo`) or a YAML file, apply `section.key=value` overrides, validate.
+
+    A bare preset name is the bundled preset even where the working directory has a file or folder of that name
+    (`./demo` names those); UserError (one line) for an unknown preset or a missing file."""
     text, origin = _read_source(str(name_or_path))
     try:
         raw = yaml.safe_load(text) or {}
@@ -268,7 +271,10 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         _apply_override(raw, item)
     cfg = _build(RunConfig, raw, origin, prefix="")
     if cfg.run_name is None:
-        cfg.run_name = Path(origin).stem if origin.endswith((".yaml", ".yml")) else str(name_or_path)
+        if origin.startswith(PRESET_PREFIX):
+            cfg.run_name = origin[len(PRESET_PREFIX) :]
+        else:
+            cfg.run_name = Path(origin).stem if origin.endswith((".yaml", ".yml")) else str(name_or_path)
     validate(cfg, origin)
     return cfg
 
@@ -280,9 +286,25 @@ def save_config(cfg: RunConfig, path: Path) -> None:
     tmp.replace(path)
 
 
+PRESET_PREFIX = "preset:"
+
+
 def _read_source(name: str) -> tuple[str, str]:
+    """(YAML text, origin) of `name`: `preset:NAME` is always a bundled preset; a bare name that is a preset's
+    (no `/`, no .yaml suffix) is the preset even when a file or folder of that name is in the working directory
+    (write `./NAME` for that file); anything else is a YAML file path."""
+    if name.startswith(PRESET_PREFIX):
+        preset = name[len(PRESET_PREFIX) :]
+        if preset not in preset_names():
+            raise UserError(f"unknown preset '{preset}' ({name}); presets: {', '.join(preset_names())}")
+        return resources.files(PRESETS_PACKAGE).joinpath(f"{preset}.yaml").read_text(), name
     path = Path(name)
+    bare = "/" not in name and path.suffix not in (".yaml", ".yml")
+    if bare and name in preset_names():
+        return resources.files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text(), f"preset:{name}"
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name:
+        if path.is_dir():
+            raise UserError(f"config {name} is a folder, not a YAML file; presets: {', '.join(preset_names())}")
         if not path.is_file():
             raise UserError(f"config file not found: {name}")
         try:
@@ -291,9 +313,7 @@ def _read_source(name: str) -> tuple[str, str]:
             raise UserError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
         except OSError as e:
             raise UserError(f"cannot read config file {path}: {e.strerror or e}") from None
-    if name not in preset_names():
-        raise UserError(f"unknown preset '{name}'; presets: {', '.join(preset_names())} (or a path to a .yaml file)")
-    return resources.files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text(), f"preset:{name}"
+    raise UserError(f"unknown preset '{name}'; presets: {', '.join(preset_names())} (or a path to a .yaml file)")
 
 
 def _apply_override(raw: dict, item: str) -> None:

@@ -55,6 +55,27 @@ def atomic_write_text(path: Path | str, text: str) -> None:
         raise
 
 
+def follow_umask(path: Path | str) -> None:
+    """Give `path` (a file, or a folder and everything in it) the modes the umask gives new files: 0666 less the
+    umask for a file (0777 less it when the file had an execute bit), 0777 less it for a folder. For what a
+    library wrote with its own mode: safetensors (0.8) writes through a private temporary file (0600), a copy keeps
+    its source's mode. Call it on a temporary folder before renaming it into place; symbolic links are left alone.
+    """
+    mask = current_umask()
+    root = Path(path)
+    todo = [root] if root.is_file() or root.is_symlink() else [root, *root.rglob("*")]
+    for p in todo:
+        st = p.lstat()
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            want = 0o777 & ~mask
+        else:
+            want = (0o777 if st.st_mode & 0o111 else 0o666) & ~mask
+        if st.st_mode & 0o7777 != want:
+            os.chmod(p, want)
+
+
 def current_umask() -> int:
     """The process umask, read without changing it (Linux: /proc/self/status), else by setting and restoring it."""
     try:

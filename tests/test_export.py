@@ -69,6 +69,7 @@ def run(tmp_path_factory) -> Path:
             source="tiny-random:qwen2",
             revision=None,
             weights_sha256=weights,
+            adapter_sha256=runs.adapter_sha256(run_dir / "checkpoints" / model) if model != "base" else None,
             prompts_sha256="abc",
             sampling={"greedy": True, "max_new_tokens": 64, "n": 1},
             problems_sha256="p",

@@ -289,7 +289,8 @@ def test_evaluate_bad_gguf_inputs_are_one_line(adapter_dir, tmp_path, capsys):
     L.convert_adapter(adapter_dir, model_config(DEFAULT_EMBEDDED), converted)
     cases = [
         (["--model", local, "--backend", "llamacpp"], "needs a GGUF file of"),
-        (["--model", "tiny-random:llama", "--backend", "llamacpp", "--gguf", gguf], "llama.block_count=30"),
+        (["--model", "tiny-random:llama", "--backend", "llamacpp", "--gguf", gguf], "exists only in memory"),
+        (["--model", "tiny-random:qwen2", "--backend", "llamacpp"], "exists only in memory"),
         (["--backend", "llamacpp", "--gguf", str(converted)], "is a GGUF adapter, not a model"),
         (["--backend", "llamacpp", "--gguf", str(tmp_path / "none.gguf")], "none.gguf: no such file"),
         (["--gguf", gguf], "--gguf is a llamacpp backend option; add --backend llamacpp"),

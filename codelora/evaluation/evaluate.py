@@ -49,8 +49,9 @@ def _check_adapter_base(adapter: str, source: str) -> None:
 
 
 def _fingerprint(spec: ModelSpec) -> dict:
-    """Identifies the weights a generation came from (a retrained checkpoint has other weights)."""
-    return {"source": spec.source, "adapter_sha256": runs.weights_sha256(spec.adapter)}
+    """Identifies the model a generation came from: the base source and the adapter's identity (weights + canonical
+    adapter_config.json, `runs.adapter_sha256`): a retrained checkpoint or an edited lora_alpha is another model."""
+    return {"source": spec.source, "adapter_sha256": runs.adapter_sha256(spec.adapter)}
 
 
 # ---------------------------------------------------------------- backends
@@ -166,7 +167,8 @@ def _evaluate_one(
         protocol=protocol.name if protocol is not None else None,
         source=spec.source,
         revision=cfg.model.revision,
-        weights_sha256=fp["adapter_sha256"],
+        weights_sha256=runs.weights_sha256(spec.adapter),
+        adapter_sha256=fp["adapter_sha256"],
         prompts_sha256=all_prompts,
         sampling={**skey, "n": n},
         problems_sha256=_problem_set_sha256(problems, ev.messages, ev.problems.file),
@@ -179,7 +181,7 @@ def _evaluate_one(
     if old is not None and old.get("result_key") == result_key and runs.ResultFolder(out).results_file.is_file():
         # Everything this evaluation would compute is already stored for exactly these inputs: write nothing.
         print(
-            f"{spec.name}: results current (same weights, prompts, sampling and problems); nothing to do",
+            f"{spec.name}: results current (same adapter, prompts, sampling and problems); nothing to do",
             file=sys.stderr,
         )
         return old

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codelora.errors import UserError
-from codelora.files import sha256_file
+from codelora.files import follow_umask, sha256_file
 
 EMBEDDED = {
     # name -> (python package holding the GGUF, file name inside it)
@@ -462,9 +462,32 @@ def _gguf_tokenizer(gguf: Path):
     return tokenizer
 
 
+def tied_state_dict(model) -> dict:
+    """The model's weights to save, each tensor once and contiguous: with tied input and output embeddings
+    (tie_word_embeddings) the pair is stored as the input embedding (`model.embed_tokens.weight`) and lm_head.weight
+    is left out, as transformers' save_pretrained and the Hub's SmolLM2 repository store it, so llama.cpp's
+    convert_hf_to_gguf.py finds `token_embd` (and ties the output to it). Not both names: the second copy would add
+    the embedding's size (113 MB for SmolLM2-135M) for nothing. (safetensors' save_model kept lm_head.weight only.)"""
+    state = model.state_dict()
+    out_emb, in_emb = model.get_output_embeddings(), model.get_input_embeddings()
+    tied = out_emb is not None and in_emb is not None and out_emb.weight.data_ptr() == in_emb.weight.data_ptr()
+    drop = _module_name(model, out_emb) + ".weight" if tied else None
+    keep, seen = {}, set()
+    for name, tensor in state.items():
+        if name == drop or (tensor.data_ptr(), tensor.shape) in seen:
+            continue  # the tied output embedding; another name of a tensor already kept
+        seen.add((tensor.data_ptr(), tensor.shape))
+        keep[name] = tensor.detach().contiguous()
+    return keep
+
+
+def _module_name(model, module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
 def _convert_embedded(name: str, target: Path) -> None:
     import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     package, fname = EMBEDDED[name]
@@ -479,8 +502,8 @@ def _convert_embedded(name: str, target: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # The GGUF-loaded model is flagged quantized and refuses save_pretrained: write the
-    # dequantized fp32 weights ourselves (save_model handles the tied embedding/lm_head).
-    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    # dequantized fp32 weights ourselves, the tied pair under the input embedding's name (tied_state_dict).
+    save_file(tied_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -504,6 +527,7 @@ def _convert_embedded(name: str, target: Path) -> None:
         "check_greedy_ids": before,
     }
     (tmp / "codelora-manifest.json").write_text(json.dumps(manifest, indent=2))
+    follow_umask(tmp)  # safetensors wrote model.safetensors 0600: a shared CODELORA_CACHE is readable as the umask says
     try:
         os.replace(tmp, target)  # the folder appears whole or not at all
     except OSError:  # another process finished the same conversion first: keep its folder if it verifies

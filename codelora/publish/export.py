@@ -22,6 +22,7 @@ on a few chat-formatted prompts (the run's system prompt):
   rounding can flip (1e-5 fp32, 4e-3 fp16, 1.5e-2 bf16). Ties are counted and printed.
 
 Everything is written to `DIR.tmp-xxxx` and renamed to DIR at the end; a failure removes the temporary folder.
+Every file and folder of the export gets the mode the umask gives (0644 / 0755 under umask 022), the weights too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import is_disk_full, read_json, require_writable
+from codelora.files import follow_umask, is_disk_full, read_json, require_writable
 from codelora.model.sources import base_quantization_note
 from codelora.publish.model_card import EMBEDDED_HUB_IDS, hub_base_id
 from codelora.run import layout as runs
@@ -126,6 +127,7 @@ def resolve_checkpoint(run_dir: Path, which: str = "best", if_base: str = "error
         "meta": model.meta,
         "selection": selection,
         "weights_sha256": model.weights_sha256(),
+        "adapter_sha256": model.adapter_sha256(),
         "method": model.method,  # "sft", or "rl" for rl-checkpoint-N / rl-final (step: its RL step)
     }
 
@@ -413,6 +415,7 @@ def export(
                 "checkpoint": ck["name"],
                 "step": ck["step"],
                 "weights_sha256": ck["weights_sha256"],
+                "adapter_sha256": ck["adapter_sha256"],  # weights + canonical adapter_config.json
                 "inputs_sha256": inputs,
                 "selected_by": _selected_by(checkpoint, ck),
                 "source": cfg.model.source,
@@ -426,6 +429,8 @@ def export(
         _write_card_and_extras(run_dir, cfg, ck, tmp, meta)
         meta["seconds"] = round(time.time() - start, 1)
         (tmp / "export_meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        # safetensors writes weights 0600 and copies keep their source's mode: every file follows the umask
+        follow_umask(tmp)
         _publish(tmp, out, force)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -440,14 +445,14 @@ def export(
 
 
 def _inputs_sha256(run_dir: Path, ck: dict[str, Any], options: dict[str, Any]) -> str:
-    """Identity of everything an export is made from: the adapter's weights, the export options, and the run files
-    the model card quotes (config, data report, metrics, selection, evaluation summaries)."""
+    """Identity of everything an export is made from: the adapter (weights + adapter_config.json), the export
+    options, and the run files the model card quotes (config, data report, metrics, selection, evaluation summaries)."""
     from codelora import __version__
     from codelora.files import sha256_file
 
     rels = [str(p.relative_to(run_dir)) for p in runs.RunFolder(run_dir).card_inputs()]
     files = {r: sha256_file(run_dir / r) for r in rels if (run_dir / r).is_file()}
-    doc = {"checkpoint": ck["name"], "weights": ck["weights_sha256"], "options": options, "files": files}
+    doc = {"checkpoint": ck["name"], "adapter": ck["adapter_sha256"], "options": options, "files": files}
     return run_results.canonical_sha256({**doc, "codelora": __version__})
 
 

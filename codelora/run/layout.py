@@ -22,9 +22,10 @@ compare, report, export, the model card):
     .lock                             held while a process writes eval/ or selection.json (`run_lock`)
 
 Provenance: every evaluation summary carries `provenance` (benchmark, protocol, base model, the sha256 of the
-adapter weights it was computed from, prompts, sampling, problem set) and `result_key`, the sha256 of that record.
-A reader compares the recorded weights hash with the weights on disk now: a mismatch means the result is *stale*
-(the checkpoint was retrained or `final` replaced by a longer run) and it is never shown or used as current.
+adapter weights it was computed from and the adapter's identity (`adapter_sha256`: weights + the canonical
+adapter_config.json), prompts, sampling, problem set) and `result_key`, the sha256 of that record. A reader
+compares the recorded hashes with the adapter on disk now: a mismatch means the result is *stale* (the checkpoint
+was retrained, `final` replaced by a longer run, or its lora_alpha edited) and it is never shown or used as current.
 """
 
 from __future__ import annotations
@@ -374,6 +375,11 @@ def resolve_in_run(path: str | None, run_dir: str | Path) -> Path | None:
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def canonical_sha256(doc: Any) -> str:
+    """sha256 of a JSON document with sorted keys (the identity of a record; codelora.run.results re-exports it)."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
 def weights_sha256(adapter_dir: str | Path | None) -> str | None:
     """sha256 of an adapter folder's weights file (None for the base model or a folder without weights).
 
@@ -417,6 +423,64 @@ def method_dir(run_dir: str | Path, method: str) -> Path:
     return Path(run_dir) / method
 
 
+# adapter_config.json keys that do not change what a loaded adapter computes: where it came from, training-only
+# settings (dropout is off in evaluation) and PEFT's bookkeeping. Every other key (r, lora_alpha, use_rslora,
+# alpha_pattern, rank_pattern, target_modules, use_dora, modules_to_save, layers_to_transform, ...) is part of
+# the adapter's identity, including keys a later PEFT adds: an unknown key costs a recomputation, never a reuse.
+ADAPTER_CONFIG_INERT = frozenset(
+    {"base_model_name_or_path", "revision", "inference_mode", "lora_dropout", "auto_mapping", "runtime_config"}
+)
+# keys whose false value is PEFT's default: absent (an older PEFT) and false are the same adapter
+_FALSE_IS_DEFAULT = frozenset({"use_rslora", "use_dora", "fan_in_fan_out", "lora_bias", "use_qalora"})
+# keys holding module names as a list PEFT writes in set order: the order means nothing
+_NAME_SETS = frozenset({"target_modules", "modules_to_save", "exclude_modules"})
+
+
+def _canonical_value(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer():
+        return int(v)  # lora_alpha 16 and 16.0 scale alike
+    if isinstance(v, dict):
+        return {str(k): _canonical_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_canonical_value(x) for x in v]
+    return v
+
+
+def adapter_config_canonical(adapter_dir: str | Path | None) -> dict | None:
+    """The canonical form of an adapter folder's adapter_config.json: the keys that change the adapter's output
+    (all but ADAPTER_CONFIG_INERT), empty values and default-false flags left out, module-name lists sorted,
+    integral floats as ints. None for the base model or a folder without adapter_config.json; UserError (one
+    line) for an unreadable one."""
+    if adapter_dir is None:
+        return None
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        return None
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    out = {}
+    for k, v in doc.items():
+        if k in ADAPTER_CONFIG_INERT or v is None or v == [] or v == {} or (k in _FALSE_IS_DEFAULT and v is False):
+            continue
+        if k in _NAME_SETS and isinstance(v, list):
+            v = sorted(set(map(str, v)))
+        out[k] = _canonical_value(v)
+    return out
+
+
+def adapter_sha256(adapter_dir: str | Path | None) -> str | None:
+    """An adapter's identity: the sha256 of {its weights' sha256 (`weights_sha256`), the canonical form of its
+    adapter_config.json (`adapter_config_canonical`)}. Two folders with the same identity compute the same output
+    on the same base; editing lora_alpha (or use_rslora, alpha_pattern, ...) changes it although the weights file
+    is unchanged. None for the base model or a folder without weights. This is what answers, results, caches and
+    staleness are keyed by."""
+    weights = weights_sha256(adapter_dir)
+    if weights is None:
+        return None
+    return canonical_sha256({"weights_sha256": weights, "adapter_config": adapter_config_canonical(adapter_dir)})
+
+
 @dataclass
 class Model:
     """One model of a run: the base model (step 0, no adapter), a complete checkpoint, or final; or a checkpoint /
@@ -441,6 +505,10 @@ class Model:
 
     def weights_sha256(self) -> str | None:
         return weights_sha256(self.path)
+
+    def adapter_sha256(self) -> str | None:
+        """The adapter's identity, weights and config (`adapter_sha256`); None for base."""
+        return adapter_sha256(self.path)
 
     def as_dict(self) -> dict:
         """The older dict view {name, kind, step, epoch, adapter} (tables, selection.json)."""

@@ -9,22 +9,18 @@ hash differs from the model's weights on disk now is *stale* and is never used a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from codelora.errors import UserError
 from codelora.files import read_json, read_jsonl
-from codelora.run.layout import Model, result_dir, update_text, write_json
 
-
-def canonical_sha256(doc: Any) -> str:
-    """sha256 of a JSON document with sorted keys (the identity of a record)."""
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+# canonical_sha256 lives in layout (adapter_sha256 needs it and layout is below results); results.canonical_sha256
+# is the name the stages use
+from codelora.run.layout import Model, canonical_sha256, result_dir, update_text, write_json  # noqa: F401
 
 
 def provenance(
@@ -40,13 +36,17 @@ def provenance(
     protocol: str | None = None,
     generator: dict | None = None,
     tests: str | None = None,
+    adapter_sha256: str | None = None,
 ) -> dict:
     """What an evaluation result was computed from. Two results with equal provenance are interchangeable; a
     result whose weights hash differs from the weights on disk is stale. `generator`: what made the answers when
     it was not the model's own weights through transformers (the llamacpp backend: {"backend", "gguf_sha256"} of
     the quantised base); recorded only then, so the HF backend's result keys are what they always were. `tests`:
     which of a benchmark's test sets graded (heldout: generated or all); recorded only when given, so results graded
-    on the statement examples keep the keys they always had."""
+    on the statement examples keep the keys they always had. `adapter_sha256`: the adapter's identity (weights +
+    canonical adapter_config.json, `layout.adapter_sha256`), recorded when there is an adapter (the base model's
+    result keys are unchanged); a result recorded without it predates adapter configs being part of a result's
+    identity and is stale."""
     doc = {
         "benchmark": benchmark,
         "protocol": protocol,
@@ -58,6 +58,8 @@ def provenance(
         "problems_sha256": problems_sha256,
         "limit": limit,
     }
+    if adapter_sha256 is not None:
+        doc["adapter_sha256"] = adapter_sha256
     if generator:
         doc["generator"] = generator
     if tests:
@@ -140,6 +142,12 @@ def staleness(summary: dict, model: Model | None) -> str | None:
     if prov.get("weights_sha256") != now:
         was = (prov.get("weights_sha256") or "base")[:12]
         return f"computed from other weights ({was}, now {(now or 'base')[:12]}): {model.name} changed since"
+    if now is None:
+        return None
+    if "adapter_sha256" not in prov:
+        return "recorded before adapter_config.json was part of a result's identity; evaluate again"
+    if prov["adapter_sha256"] != model.adapter_sha256():
+        return f"computed with another adapter_config.json (lora_alpha, r, ...): {model.name} changed since"
     return None
 
 
@@ -201,11 +209,9 @@ def read_answers(folder: str | Path, summary: dict | None = None) -> dict[tuple[
         try:
             rec = json.loads(line)
             key = (str(rec["task_id"]), int(rec.get("sample_index", 0)))
-            if (
-                "weights_sha256" in prov
-                and "model" in rec
-                and rec["model"].get("adapter_sha256") != prov["weights_sha256"]
-            ):
+            # the answers' adapter identity: weights + config, or the weights alone in a summary that predates that
+            want_adapter = prov.get("adapter_sha256", prov.get("weights_sha256"))
+            if "weights_sha256" in prov and "model" in rec and rec["model"].get("adapter_sha256") != want_adapter:
                 continue
             # answers of another generator (llama.cpp's quantised base vs transformers) are not this summary's
             if "model" in rec and rec["model"].get("gguf_sha256") != (prov.get("generator") or {}).get("gguf_sha256"):

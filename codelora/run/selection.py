@@ -33,6 +33,11 @@ def read_selection(run_dir: str | Path, check: bool = True) -> dict | None:
             raise UserError(
                 f"{path} is stale: {sel['best']} was retrained since it was selected; run `codelora compare` again"
             )
+        if sel.get("best_adapter_sha256") and model.adapter_sha256() != sel["best_adapter_sha256"]:
+            raise UserError(
+                f"{path} is stale: {sel['best']}'s adapter_config.json changed since it was selected; "
+                "run `codelora compare` again"
+            )
     return sel
 
 

@@ -606,6 +606,7 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
         "best_step": steps.get(best),
         "best_adapter": rf.relative_to_run(best_entry["adapter"], run_dir) if best_entry else None,
         "best_weights_sha256": best_entry["record"].weights_sha256() if best_entry else None,
+        "best_adapter_sha256": best_entry["record"].adapter_sha256() if best_entry else None,
         "result_keys": {n: ev["summary"].get("result_key") for n, ev in evals.items()},
         **_verdict(reasons, flags, notes, rows, tests, matrix, build_examples(evals, matrix, problems, best, final)),
         "evaluation": {k: v for k, v in _signature(next(iter(evals.values()))).items() if k != "problems"},

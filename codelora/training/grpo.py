@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, read_json
+from codelora.files import atomic_write_text, follow_umask, read_json
 from codelora.run import layout as runs
 from codelora.run import results as run_results
 from codelora.training import Method, register
@@ -311,6 +311,7 @@ def _callback_class():
         def on_save(self, args, state, control, **kw):
             ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and ck.is_dir():
+                follow_umask(ck)  # safetensors wrote the adapter 0600: the checkpoint's files follow the umask
                 atomic_write_text(runs.meta_file(ck), json.dumps(self.meta(state), indent=1) + "\n")
 
     return RLCallback
@@ -355,6 +356,7 @@ def rl(
             "model": start_model.name,
             "step": start_model.step,
             "weights_sha256": start_model.weights_sha256(),
+            "adapter_sha256": start_model.adapter_sha256(),  # weights + canonical adapter_config.json
         },
         **info,
         "rl": dataclasses.asdict(cfg.rl),
@@ -501,10 +503,7 @@ def _policy(cfg, device: str, start_model: runs.Model):
     )
     set_pad_token(tokenizer)
     if start_model.path is None:
-        import torch
-
-        torch.manual_seed(cfg.rl.seed)  # the fresh adapter's initialisation
-        model = add_lora(model, cfg.lora, False)
+        model = add_lora(model, cfg.lora, False, seed=cfg.rl.seed)  # the fresh adapter's initialisation
     else:
         from peft import PeftModel
 

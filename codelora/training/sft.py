@@ -34,7 +34,7 @@ from typing import Any
 
 from codelora.config import LoraConfig, RunConfig
 from codelora.errors import TrainingError, UserError
-from codelora.files import atomic_write_text, read_json, require_writable, sha256_file
+from codelora.files import atomic_write_text, follow_umask, read_json, require_writable, sha256_file
 from codelora.run.layout import (
     RunFolder,
     all_checkpoints,
@@ -55,6 +55,7 @@ __all__ = [
     "add_lora",
     "build_trainer",
     "check_packing",
+    "check_resume_processes",
     "check_start",
     "complete_checkpoints",
     "packing_losses",
@@ -139,7 +140,7 @@ def train(
     model, tokenizer = setup_model(cfg, device, main_process=dist.is_main_process)
     train_ds, evals = setup_data(cfg, run_dir, tokenizer, start, dist)
     weights_dtype = next(model.parameters()).dtype  # before add_lora: QLoRA's preparation upcasts norms to fp32
-    model = add_lora(model, cfg.lora, cfg.train.gradient_checkpointing)
+    model = add_lora(model, cfg.lora, cfg.train.gradient_checkpointing, seed=cfg.train.seed)
     if cfg.train.packing:  # packs only where this probe shows the attention keeps packed examples apart
         check_packing(model, train_ds, cfg.model.attn_implementation)
     args = training_arguments(
@@ -202,6 +203,7 @@ def check_start(
             return Start(finished_step=done_at)
         ck = resolve_resume_checkpoint(run_dir, resume_from, reset_optimizer)
         start = Start(checkpoint=ck, meta=_check_resume_config(cfg, run_dir, ck), reset_optimizer=reset_optimizer)
+        check_resume_processes(run_dir, ck, start.meta, launch_processes())
         problem = _data_problem(cfg, run_dir)
         if problem == "unverified":
             print(f"codelora: {run_dir}/data predates data fingerprints; reusing it unverified", file=sys.stderr)
@@ -217,6 +219,53 @@ def check_start(
     require_writable(run_dir, "run folder")
     check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
     return start
+
+
+def launch_processes() -> int:
+    """The number of processes of this launch, from the environment torchrun / `accelerate launch` set (WORLD_SIZE),
+    before the process group is joined; 1 for a plain `codelora train`."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def checkpoint_processes(ck: Path, meta: dict[str, Any]) -> int | None:
+    """How many processes trained up to checkpoint `ck`: its meta.json's resume_state, else (a checkpoint of an
+    older codelora) read from the Trainer's RNG files (rng_state.pth alone, rng_state_<rank>.pth per process under
+    several); None when neither says."""
+    recorded = (meta.get("resume_state") or {}).get("num_processes")
+    if isinstance(recorded, int) and recorded > 0:
+        return recorded
+    ranks = list(ck.glob("rng_state_*.pth"))
+    if ranks:
+        return len(ranks)
+    return 1 if (ck / "rng_state.pth").is_file() else None
+
+
+def check_resume_processes(run_dir: Path, ck: Path, meta: dict[str, Any], processes: int) -> None:
+    """Refuse (one UserError line) to resume checkpoint `ck` under another process count than trained it.
+
+    The Trainer resumes by skipping as many optimizer steps' worth of batches as the checkpoint's step, counted in
+    the new launch's global batch (processes x per-device batch x accumulation): under twice the processes it
+    skips twice the examples the run had seen, and the rest of the epoch is silently never trained (with half, it
+    trains examples twice). So a resume must use the checkpoint's process count; the message says how."""
+    was = checkpoint_processes(ck, meta)
+    if was is None or was == processes:
+        return
+    rs = meta.get("resume_state") or {}
+    per = rs.get("per_device_batch_size", "?")
+    acc = rs.get("gradient_accumulation_steps", "?")
+    how = (
+        "run `codelora train --resume` without a launcher (or `accelerate launch --num_processes 1`)"
+        if was == 1
+        else f"run it under `accelerate launch --num_processes {was} ...` (or torchrun --nproc_per_node {was})"
+    )
+    raise UserError(
+        f"cannot resume {run_dir} from {ck.name} with {processes} process(es): it was trained by {was} "
+        f"(per-device batch {per} x accumulation {acc} per process), and resuming skips the checkpoint's steps "
+        f"counted in this launch's batches, so part of the data would be skipped or repeated; {how}"
+    )
 
 
 def start_processes(cfg: RunConfig, run_dir: Path, start: Start) -> tuple[Any, str]:
@@ -520,6 +569,7 @@ def save_final(trainer: Any, callback: Any, tokenizer: Any, run_dir: Path, resul
         shutil.rmtree(tmp, ignore_errors=True)
         raise disk_full_error(e, f"{final} (the checkpoints are complete)") from None
     if main:
+        follow_umask(tmp)  # safetensors writes the adapter 0600: final/ follows the umask like every run file
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -724,15 +774,25 @@ def check_packing(model: Any, train_rows: list[dict[str, Any]], attn_implementat
     return diff
 
 
-def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool):
+def add_lora(model, lora: LoraConfig, gradient_checkpointing: bool, seed: int | None = None):
     """The recipe's LoRA adapters on `model`; with gradient checkpointing non-reentrant and with input grads,
     which LoRA needs because the frozen embeddings otherwise give the checkpointed blocks no grad to carry.
     A bitsandbytes-quantised model (model.quantization) first goes through peft's prepare_model_for_kbit_training
-    (QLoRA: frozen base, norms in fp32, input grads, the same gradient checkpointing)."""
+    (QLoRA: frozen base, norms in fp32, input grads, the same gradient checkpointing).
+
+    seed (train.seed): every generator (python, numpy, torch) is seeded just before the adapter is created, so
+    lora_A's random initialisation is the seed's (the Trainer seeds only later, when it is constructed; without this
+    two runs of one config started from different lora_A draws). None leaves the generators as they are.
+    """
     from peft import LoraConfig as PeftLoraConfig
     from peft import TaskType, get_peft_model
 
     from codelora.model.sources import is_quantized
+
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
 
     if is_quantized(model):
         from peft import prepare_model_for_kbit_training

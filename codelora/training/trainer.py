@@ -32,7 +32,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from codelora.config import RunConfig
 from codelora.data.format import split_packed
 from codelora.errors import TrainingError
-from codelora.files import DISK_FULL_ERRNOS, atomic_write_text
+from codelora.files import DISK_FULL_ERRNOS, atomic_write_text, follow_umask
 from codelora.run.layout import RunFolder, complete_checkpoints, git_commit, meta_file
 from codelora.training.label_loss import accepts_logits_to_keep, label_loss, logits_to_keep, supports_mask
 
@@ -44,6 +44,7 @@ __all__ = [
     "RunCallback",
     "SeededLengthGroupedSampler",
     "disk_full_error",
+    "resume_state",
 ]
 
 # The columns of logs/metrics.{jsonl,csv}, in order. A row is a training log (train_loss set) or an eval (valid_loss
@@ -327,6 +328,22 @@ class CodeloraTrainer(Trainer):
             ) from None
 
 
+def resume_state(args, step: int) -> dict[str, int]:
+    """How the data was dealt up to optimizer step `step`, recorded in each checkpoint's meta.json: num_processes,
+    per_device_batch_size, gradient_accumulation_steps, global_batch_size (examples per optimizer step: the
+    product) and examples_seen (step x global batch; an epoch's last batch may be short). The Trainer resumes by skipping `step` optimizer steps' worth
+    of batches of the *current* launch, so a launch with another process count would skip another number of
+    examples; codelora.train refuses that resume (check_start)."""
+    n, per, acc = int(args.world_size), int(args.per_device_train_batch_size), int(args.gradient_accumulation_steps)
+    return {
+        "num_processes": n,
+        "per_device_batch_size": per,
+        "gradient_accumulation_steps": acc,
+        "global_batch_size": n * per * acc,
+        "examples_seen": step * n * per * acc,
+    }
+
+
 class RunCallback(TrainerCallback):
     """Turns the Trainer's events into the run folder's records.
 
@@ -425,8 +442,9 @@ class RunCallback(TrainerCallback):
 
     def meta(self, state) -> dict[str, Any]:
         """The meta.json of a checkpoint or final/ at `state`: step, epoch, tokens_seen, elapsed_seconds, the metric
-        rows so far, the config and the codelora commit; for a QLoRA run (model.quantization) `base_quantization`
-        says the base was quantised during training (see codelora.model.sources.base_quantization_note)."""
+        rows so far, the config, the codelora commit and `resume_state` (see `resume_state`); for a QLoRA run
+        (model.quantization) `base_quantization` says the base was quantised during training (see
+        codelora.model.sources.base_quantization_note)."""
         from codelora.model.sources import base_quantization_note
 
         meta = {
@@ -437,6 +455,7 @@ class RunCallback(TrainerCallback):
             "metrics": self.metrics.rows,
             "config": self.cfg.to_dict(),
             "git_commit": self.commit,
+            "resume_state": resume_state(self.trainer.args, state.global_step),
         }
         note = base_quantization_note(self.cfg.model.quantization)
         if note is not None:
@@ -451,4 +470,5 @@ class RunCallback(TrainerCallback):
         ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if not ck.is_dir():
             return
+        follow_umask(ck)  # safetensors wrote the adapter 0600; the checkpoint's files follow the umask like the rest
         atomic_write_text(meta_file(ck), json.dumps(self.meta(state), indent=1) + "\n")

@@ -2,13 +2,14 @@
 model, with each checkpoint's PEFT LoRA adapter converted to a GGUF LoRA adapter.
 
 Why: on a CPU, llama.cpp on the embedded model's Q4_1 GGUF answered about 2x faster than codelora's batched HF
-generation (docs/performance.md: `bench/generation_throughput.py`). Its answers come from *quantised* weights, so
+generation (README, Benchmarks: `bench/generation_throughput.py`). Its answers come from *quantised* weights, so
 they are not the HF backend's answers: every answer and result records the backend and the base GGUF's sha256
 (`fingerprint`), and neither backend ever reuses the other's.
 
 * **base weights** (`base_gguf`): the embedded model's own GGUF, or a GGUF file given as `eval.gguf` (`--gguf`),
-  checked against the base model (`check_base_gguf`: architecture, layer/head/width counts, vocabulary size, and the
-  token ids of a chat prompt by llama.cpp's tokenizer vs the model's). An HF base needs one.
+  checked against the base model (`check_base_gguf`: architecture, layer/head/width counts, vocabulary size, the
+  token ids of a chat prompt by llama.cpp's tokenizer vs the model's, and that prompt's logits by llama.cpp vs
+  transformers within a tolerance per quantisation type, `LOGIT_TOLERANCE`). An HF base needs one.
 * **adapters** (`convert_adapter`): `adapter_model.safetensors` + `adapter_config.json` to a GGUF LoRA adapter
   (llama.cpp's `convert_lora_to_gguf.py` is the reference): `general.type=adapter`, `adapter.type=lora`,
   `adapter.lora.alpha`; tensors named by gguf's tensor-name map for the architecture plus `.lora_a` / `.lora_b`.
@@ -57,6 +58,33 @@ _REFUSED_CONFIG = {
     "use_qalora": "QA-LoRA",
 }
 _GGUF_SHA: dict[tuple[str, int, int], str] = {}
+# The base-logits check (check_base_gguf): the probe prompt's logits by llama.cpp on the GGUF against transformers'
+# on the base model (fp32, CPU), compared per position as rms(gguf - hf) / std(hf) over the vocabulary; the mean
+# over the positions must stay within the tolerance of the GGUF's file type (general.file_type: the bits of most of
+# its weights). Measured on the embedded SmolLM2-135M (bench/base_gguf_check.py, bench/results/base_gguf_check.json;
+# its transformers weights are the Q4_1 GGUF's, dequantised): its own Q4_1 GGUF 0.067 (llama.cpp's arithmetic: it
+# rounds activations to 8 bits in quantised products), those weights re-quantised to F16 0.003, Q8_0 0.073, Q5_0
+# 0.42, Q4_0 0.78; the Q4_1 GGUF with its weight rows shuffled (same metadata: what the other checks accept) 4.2.
+# Each bound sits about 2x above what its type measured (F16's leaves room for bf16 rounding), 4-bit's 2.8x below
+# re-drawn; the types not measured (Q6_K, Q5_1, K-quants, IQ4) take the bound of their bit width.
+LOGIT_TOLERANCE = {
+    "F32": 0.05,
+    "F16": 0.05,
+    "BF16": 0.05,
+    "Q8_0": 0.25,
+    "Q6_K": 0.6,
+    "Q5_0": 0.8,
+    "Q5_1": 0.8,
+    "Q5_K": 0.8,
+    "Q4_0": 1.5,
+    "Q4_1": 1.5,
+    "Q4_K": 1.5,
+    "IQ4": 1.5,
+}
+LOGIT_TOLERANCE_OTHER = 2.5  # 1-3 bit types and anything newer: unmeasured; still below a re-drawn GGUF's 4.2
+BASE_CHECK_VERSION = 1
+# The user message of the probe chat prompt: digits, a date and code, where tokenizers and weights differ first.
+PROBE_MESSAGE = "Print 12345 + 0.5, then 2024-08-01.\n\n  def f(a, b):"
 
 
 def require_llama_cpp():
@@ -103,15 +131,21 @@ def _arch(config, what: str) -> tuple[str, bool]:
 
 def base_gguf(source: str, gguf: str | None) -> Path:
     """The GGUF file of `source`'s base weights: `gguf` (eval.gguf / --gguf) when given, else the embedded model's
-    own GGUF. UserError for a missing file, or an HF or tiny-random base without one."""
+    own GGUF. UserError for a missing file, an HF base without one, or a tiny-random base (no GGUF can hold it)."""
     from codelora.model.sources import embedded_gguf, parse_source
 
+    src = parse_source(source)
+    if src.kind == "tiny-random":
+        # built in memory from a seed (and a 49,152-token embedded vocabulary): no GGUF file holds these weights
+        raise UserError(
+            f"the llamacpp backend cannot run {source}: a tiny-random model exists only in memory, so there is no "
+            "GGUF of its weights; use --backend hf (or an embedded: or local model)"
+        )
     if gguf:
         path = Path(gguf).expanduser()
         if not path.is_file():
             raise UserError(f"eval.gguf: {gguf}: no such file (the GGUF of the base model {source})")
         return path
-    src = parse_source(source)
     if src.kind == "embedded":
         return embedded_gguf(src.name)
     raise UserError(
@@ -135,11 +169,21 @@ def _unloadable(path: Path) -> UserError:
     return UserError(f"eval.gguf: llama.cpp cannot load {path} (an architecture or format this build lacks?)")
 
 
-def check_base_gguf(path: Path, source: str, revision: str | None, tokenizer, system_prompt: str) -> None:
+def check_base_gguf(
+    path: Path,
+    source: str,
+    revision: str | None,
+    tokenizer,
+    system_prompt: str,
+    logits: bool = True,
+    threads: int = 0,
+) -> None:
     """Refuse a GGUF that is not `source`'s base model, with one line naming the first difference: its type (a
     model, not an adapter), architecture, layer count, width, head counts, vocabulary size, and the token ids
-    llama.cpp's tokenizer gives a chat prompt (the prompts are fed as ids, so the vocabularies must agree). Read
-    by llama.cpp itself (vocabulary only, no weights)."""
+    llama.cpp's tokenizer gives a chat prompt (the prompts are fed as ids, so the vocabularies must agree), read by
+    llama.cpp itself (vocabulary only); then, with `logits`, that prompt's logits against the base model's
+    (`check_base_logits` on `threads` threads, 0: every CPU; other weights with the same metadata, e.g. a base
+    model's GGUF for its Instruct model)."""
     from llama_cpp import Llama
 
     from codelora.model.chat import render_prompt
@@ -153,7 +197,7 @@ def check_base_gguf(path: Path, source: str, revision: str | None, tokenizer, sy
         raise _unloadable(path) from None
     try:
         meta, n_vocab = dict(vocab.metadata), vocab.n_vocab()
-        probe = render_prompt(tokenizer, system_prompt, "Print 12345 + 0.5, then 2024-08-01.\n\n  def f(a, b):")
+        probe = render_prompt(tokenizer, system_prompt, PROBE_MESSAGE)
         theirs = vocab.tokenize(probe.encode(), add_bos=False, special=True)
     finally:
         vocab.close()
@@ -185,6 +229,128 @@ def check_base_gguf(path: Path, source: str, revision: str | None, tokenizer, sy
             f"eval.gguf: {path} tokenizes a chat prompt differently from {source} (from token {at}: "
             f"{theirs[at : at + 4]} vs {ours[at : at + 4]}); it is not this model's GGUF"
         )
+    if logits:
+        check_base_logits(path, source, revision, ours, meta, threads)
+
+
+def logit_tolerance(file_type: str) -> float:
+    """LOGIT_TOLERANCE of a GGUF file type name (`Q4_K_M` -> Q4_K's, `IQ4_XS` -> IQ4's), else the loosest."""
+    name = file_type.removeprefix("MOSTLY_").removeprefix("ALL_")
+    for key in sorted(LOGIT_TOLERANCE, key=len, reverse=True):
+        if name == key or name.startswith(key + "_") or (key == "IQ4" and name.startswith("IQ4")):
+            return LOGIT_TOLERANCE[key]
+    return LOGIT_TOLERANCE_OTHER
+
+
+def _file_type(meta: dict) -> str:
+    from gguf import LlamaFileType
+
+    raw = meta.get("general.file_type")
+    try:
+        return LlamaFileType(int(raw)).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (TypeError, ValueError):
+        return "unknown"
+
+
+def gguf_file_type(path: Path) -> str:
+    """The GGUF's file type name (general.file_type: `Q4_1`, `Q8_0`, `F16`, ...; `unknown` when absent), read by
+    llama.cpp (vocabulary only)."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        return _file_type(dict(vocab.metadata))
+    finally:
+        vocab.close()
+
+
+def base_logits_difference(path: Path, source: str, revision: str | None, ids: list[int], threads: int = 0) -> float:
+    """The mean over the positions of `base_logits_differences` (what LOGIT_TOLERANCE bounds)."""
+    diffs = base_logits_differences(path, source, revision, ids, threads)
+    return float(sum(diffs) / len(diffs)) if diffs else float("inf")
+
+
+def base_logits_differences(
+    path: Path, source: str, revision: str | None, ids: list[int], threads: int = 0
+) -> list[float]:
+    """Per position of `ids`: rms(llama.cpp's logits on `path` - transformers' on `source`) / std(the latter) over
+    the vocabulary (no unit; 0 = the same logits, ~sqrt(2) for unrelated logits of one scale). Loads both models
+    (transformers' in fp32 on the CPU; llama.cpp on `threads` threads, 0: every CPU); [inf] when their shapes
+    differ."""
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+
+    from codelora.model.sources import load_model
+
+    n = threads or cpu_count()
+    llm = Llama(
+        model_path=str(path), n_ctx=len(ids) + 8, logits_all=True, n_threads=n, n_threads_batch=n, verbose=False
+    )
+    try:
+        llm.eval(ids)
+        theirs = np.array(llm.scores[: len(ids)], dtype=np.float64)
+    finally:
+        llm.close()
+    model, _ = load_model(source, dtype="fp32", device="cpu", revision=revision)
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor([ids])).logits[0].double().numpy()
+    del model
+    if theirs.shape != ref.shape:
+        return [float("inf")]
+    rel = np.sqrt(((theirs - ref) ** 2).mean(axis=1)) / np.maximum(ref.std(axis=1), 1e-6)
+    return [float(x) for x in rel]
+
+
+def _base_check_key(path: Path, source: str, revision: str | None, ids: list[int]) -> str:
+    """What a base-logits verdict depends on: the GGUF's bytes, the base model's identity (a local folder by its
+    files' names, sizes and times; the embedded model by its cache manifest; a hub id with its revision)."""
+    from codelora.model.sources import embedded_dir, parse_source
+    from codelora.run.layout import canonical_sha256
+
+    src = parse_source(source)
+    model: object = [str(src), revision]
+    if src.kind == "local":
+        folder = Path(src.name)
+        model = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.iterdir()) if f.is_file()]
+    elif src.kind == "embedded":
+        manifest = embedded_dir(src.name) / "codelora-manifest.json"
+        model = [str(src), sha256_file(manifest) if manifest.is_file() else None]
+    return canonical_sha256({"v": BASE_CHECK_VERSION, "gguf": gguf_sha256(path), "model": model, "ids": ids})
+
+
+def check_base_logits(
+    path: Path, source: str, revision: str | None, ids: list[int], meta: dict, threads: int = 0
+) -> float:
+    """Refuse (one UserError line) a GGUF whose weights are not `source`'s: `base_logits_difference` on the probe
+    prompt `ids` above the tolerance of its file type (LOGIT_TOLERANCE). A passing verdict is cached in
+    `<cache>/llamacpp-base-checks/` (keyed by `_base_check_key`), so each (GGUF, base) pair is checked once.
+    Returns the difference."""
+    import json
+
+    from codelora.files import atomic_write_text
+    from codelora.model.sources import cache_root
+
+    ftype = _file_type(meta)
+    tol = logit_tolerance(ftype)
+    cached = cache_root() / "llamacpp-base-checks" / f"{_base_check_key(path, source, revision, ids)}.json"
+    if cached.is_file():
+        try:
+            diff = float(json.loads(cached.read_text(encoding="utf-8"))["difference"])
+            if diff <= tol:
+                return diff
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    diff = base_logits_difference(path, source, revision, ids, threads)
+    if not diff <= tol:
+        raise UserError(
+            f"eval.gguf: {path} is not a GGUF of {source}'s weights: its logits on a probe prompt differ from "
+            f"{source}'s by {diff:.3g} (relative RMS; tolerance {tol:g} for a {ftype} GGUF); give the GGUF made "
+            "from this model (e.g. not the base model's for an Instruct model)"
+        )
+    doc = {"difference": diff, "tolerance": tol, "file_type": ftype, "gguf": str(path), "source": source}
+    atomic_write_text(cached, json.dumps(doc, indent=1) + "\n")
+    return diff
 
 
 # ---------------------------------------------------------------- adapters
@@ -314,10 +480,11 @@ def convert_adapter(adapter: str | Path, config, out: str | Path) -> dict:
 
 def cached_adapter(adapter: str | Path, config) -> Path:
     """The GGUF conversion of `adapter` for `config`'s base, converted once into codelora's cache
-    (`<cache>/llamacpp-lora/<sha256>.gguf`, named by the adapter's weights and config, the base's shape and
-    CONVERT_VERSION: a retrained checkpoint never reuses an old conversion)."""
+    (`<cache>/llamacpp-lora/<sha256>.gguf`, named by the adapter's identity (`layout.adapter_sha256`: weights and
+    canonical adapter_config.json), the base's shape and CONVERT_VERSION: a retrained checkpoint or an edited
+    lora_alpha never reuses an old conversion)."""
     from codelora.model.sources import cache_root
-    from codelora.run.layout import weights_sha256
+    from codelora.run.layout import adapter_sha256
     from codelora.run.results import canonical_sha256
 
     adapter = Path(adapter)
@@ -325,8 +492,7 @@ def cached_adapter(adapter: str | Path, config) -> Path:
     key = canonical_sha256(
         {
             "version": CONVERT_VERSION,
-            "weights": weights_sha256(adapter),
-            "config": sha256_file(adapter / "adapter_config.json"),
+            "adapter": adapter_sha256(adapter),  # weights + canonical adapter_config.json
             "base": [config.model_type, text_cfg.num_attention_heads, getattr(text_cfg, "num_key_value_heads", None)],
         }
     )
@@ -381,10 +547,12 @@ class LlamaCppBackend(Backend):
         self.cfg, self.source = cfg, source
         self.gguf = base_gguf(source, gguf)
         self.tokenizer = load_tokenizer(source, cfg.model.revision)
-        check_base_gguf(self.gguf, source, cfg.model.revision, self.tokenizer, cfg.data.system_prompt)
+        self.threads = threads or cpu_count()
+        check_base_gguf(
+            self.gguf, source, cfg.model.revision, self.tokenizer, cfg.data.system_prompt, threads=self.threads
+        )
         self.config = model_config(source, cfg.model.revision)
         self.gguf_sha256 = gguf_sha256(self.gguf)
-        self.threads = threads or cpu_count()
 
     def fingerprint(self) -> dict:
         """{"backend", "gguf_sha256"}: added to each answer's model fingerprint and to the results' provenance."""

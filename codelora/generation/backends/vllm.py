@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from codelora.errors import UserError
+from codelora.files import follow_umask
 from codelora.generation.backends import Backend, ModelSpec, register
 from codelora.run import layout as runs
 
@@ -104,8 +105,9 @@ class VllmBackend(Backend):
 
         from codelora.model.chat import inference_model, load_with_adapter
 
-        # named by the adapter's hash: a retrained checkpoint never reuses a stale merged copy
-        target = work / f"merged-{(runs.weights_sha256(spec.adapter) or 'none')[:12]}"
+        # named by the adapter's identity (weights + config): a retrained checkpoint or an edited lora_alpha never
+        # reuses a stale merged copy
+        target = work / f"merged-{(runs.adapter_sha256(spec.adapter) or 'none')[:12]}"
         if not (target / "config.json").is_file():
             cpu_cfg = copy.deepcopy(self.cfg)
             cpu_cfg.model.device, cpu_cfg.model.dtype = "cpu", "fp32"  # merge in fp32, then cast (peft #1388)
@@ -115,6 +117,7 @@ class VllmBackend(Backend):
             shutil.rmtree(tmp, ignore_errors=True)
             model.to(torch.bfloat16).save_pretrained(tmp)
             tok.save_pretrained(tmp)
+            follow_umask(tmp)  # safetensors writes 0600
             os.replace(tmp, target)
             del model
             gc.collect()
