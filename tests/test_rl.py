@@ -181,6 +181,8 @@ def test_rl_checkpoints_go_through_evaluate_compare_export(uninterrupted, tmp_pa
     for name in ("rl-checkpoint-2", "rl-final"):
         summary = json.loads((run / "eval" / "heldout" / name / "summary.json").read_text())
         assert summary["provenance"]["weights_sha256"] == runs.weights_sha256(runs.find_model(run, name).path)
+        # the adapter's identity (weights + canonical adapter_config.json), as for SFT models (issue 29.3)
+        assert summary["provenance"]["adapter_sha256"] == runs.adapter_sha256(runs.find_model(run, name).path)
     doc = compare_run(run, "heldout", models=["base", "final", "rl-checkpoint-2", "rl-final"])
     table = {r["model"]: r for r in doc["table"]}
     assert set(table) == {"base", "final", "rl-checkpoint-2", "rl-final"}
@@ -196,6 +198,38 @@ def test_rl_checkpoints_go_through_evaluate_compare_export(uninterrupted, tmp_pa
     exported = _adapter(out)
     for k, v in _adapter(run / "rl" / "final").items():
         assert (exported[k] == v).all()
+
+
+def test_rl_checkpoints_and_their_export_follow_the_umask(uninterrupted, sft, tmp_path):
+    """Issue 30 for RL: its checkpoints and final/ (written under the test process's umask) and an adapter export
+    of rl-checkpoint-2 under umask 027 give every file and folder the umask's mode (safetensors writes 0600)."""
+    import stat
+
+    from codelora.files import current_umask
+    from codelora.publish.export import export
+
+    def wrong(folder: Path, mask: int) -> dict[str, str]:
+        out = {}
+        for p in [folder, *folder.rglob("*")]:
+            want = (0o777 if p.is_dir() else 0o666) & ~mask
+            if stat.S_IMODE(p.lstat().st_mode) != want:
+                out[str(p.relative_to(folder))] = f"{stat.S_IMODE(p.lstat().st_mode):o}, want {want:o}"
+        return out
+
+    run, _ = uninterrupted
+    mask = current_umask()
+    for part in ("checkpoints/checkpoint-2", "final"):
+        assert (run / "rl" / part / "adapter_model.safetensors").is_file()
+        assert wrong(run / "rl" / part, mask) == {}, part
+    start = json.loads((run / "rl" / "final" / "meta.json").read_text())["provenance"]["start"]
+    assert start["adapter_sha256"] == runs.adapter_sha256(sft / "final")
+    old = os.umask(0o027)
+    try:
+        export(run, tmp_path / "export", checkpoint="rl-checkpoint-2")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "export" / "adapter_model.safetensors").is_file()
+    assert wrong(tmp_path / "export", 0o027) == {}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
