@@ -107,6 +107,7 @@ def test_rl_writes_the_run_schema_and_the_sandbox_verdicts(uninterrupted):
         "model": "final",
         "step": 1,
         "weights_sha256": runs.weights_sha256(run / "final"),
+        "adapter_sha256": runs.adapter_sha256(run / "final"),  # weights + canonical adapter_config.json
     }
     records = [json.loads(line) for line in (run / "tests" / "train.jsonl").read_text().splitlines()]
     chosen = {r["task_id"]: r["generated"] for r in records if r["generated"]}
