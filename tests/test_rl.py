@@ -269,3 +269,12 @@ def test_vllm_colocate_without_vllm_is_one_line(sft):
         pytest.skip("vllm is installed here")
     with pytest.raises(UserError, match=r"rl\.vllm=colocate needs vLLM"):
         rl(sft, "final", ["rl.vllm=colocate"])
+
+
+def test_rl_is_a_registered_training_method():
+    from codelora import training
+
+    assert training.names()[0] == "sft" and "rl" in training.names()
+    assert training.get("rl").train is rl
+    with pytest.raises(UserError, match="unknown training method 'ppo'"):
+        training.get("ppo")
