@@ -43,23 +43,63 @@ def _cmd_download(a: DownloadArgs) -> None:
 
 
 def _run_config(a: PrepareArgs):
-    """(config, run folder) of prepare/train: the config with --set applied, --run-name replacing its run_name."""
+    """(config, run folder) of prepare/train. The run folder is --run, else <output_dir>/<run_name> of the config.
+    `train --resume` without --config reads the run's own config.yaml (with --set applied); a --config given with
+    --resume is checked against the checkpoint's config by train."""
+    from pathlib import Path
+
+    from codelora.config import load_config
+    from codelora.run.layout import load_run_config, require_run
+
+    resume = getattr(a, "resume", False) or getattr(a, "resume_from", None) is not None
+    if resume and a.config is None:
+        run_dir = Path(a.run) if a.run is not None else _default_run_dir(a.overrides)
+        require_run(run_dir, resume=True)  # "no such run folder; runs in outputs: ..."
+        cfg = load_run_config(run_dir, a.overrides)
+    else:
+        cfg = load_config(a.config or "demo", a.overrides)
+        run_dir = Path(a.run) if a.run is not None else Path(cfg.output_dir) / cfg.run_name
+    # the run folder is where the run is, whatever its saved config.yaml said when it was written elsewhere
+    cfg.output_dir, cfg.run_name = str(run_dir.parent), run_dir.name
+    return cfg, run_dir
+
+
+def _default_run_dir(overrides):
     from pathlib import Path
 
     from codelora.config import load_config
 
-    cfg = load_config(a.config, a.overrides)
-    cfg.run_name = a.run_name or cfg.run_name
-    return cfg, Path(cfg.output_dir) / cfg.run_name
+    cfg = load_config("demo", overrides)
+    return Path(cfg.output_dir) / cfg.run_name
 
 
-def _cmd_prepare(a: PrepareArgs) -> None:
+def _cmd_prepare(a: PrepareArgs) -> int:
     from codelora.data.prepare import prepare_run, print_report
 
+    if a.check is not None:
+        return _check_dataset(a)
     cfg, run_dir = _run_config(a)
     print_report(prepare_run(cfg, run_dir))
     run = RunFolder(run_dir)
     print(f"wrote {run.split_file}, {run.data_report_file.name}, {run.plot('lengths').relative_to(run.root)}")
+
+
+def _check_dataset(a: PrepareArgs) -> int:
+    """`prepare --check FILE`: one `FILE:LINE: reason` line per bad row (exit 2), else a summary (exit 0)."""
+    from codelora.config import load_config
+    from codelora.data.check import check_dataset
+
+    target = load_config(a.config or "demo", a.overrides).data.target
+    errors, notes = check_dataset(a.check, target)
+    for line in notes:
+        print(terminal_safe(line))
+    for line in errors:
+        print(f"error: {terminal_safe(line)}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} bad row(s); fix them (see docs/data.md, Dataset format) or set data.skip_bad_rows=true")
+        return 2
+    print("ok: the file matches the row schema")
+    return 0
 
 
 def _cmd_train(a: TrainArgs) -> int:
@@ -114,7 +154,7 @@ def _cmd_generate(a: GenerateArgs) -> None:
     from codelora.config import load_config
     from codelora.generation.generate import run_generate
 
-    run_generate(load_config(a.config, a.overrides), a.model, a.adapter, a.prompt, a.problem_file)
+    run_generate(load_config(a.config or "demo", a.overrides), a.model, a.adapter, a.prompt, a.problem_file)
 
 
 def _cmd_evaluate(a: EvaluateArgs) -> None:
@@ -155,12 +195,10 @@ def _cmd_push(a: PushArgs) -> None:
 
 
 def _cmd_score(a: ScoreArgs) -> None:
-    import json
-
-    from codelora.evaluation.score import score
+    from codelora.evaluation.score import score, summary_lines
 
     summary = score(a.benchmark, a.samples, a.out, **{**_fields(a, "benchmark", "samples", "out"), "k": tuple(a.k)})
-    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    print("\n".join(summary_lines(summary, a.out)))  # the whole summary is the JSON file
 
 
 # (command, options dataclass, function), in workflow order: the dataclass's docstring is the command's help and
@@ -186,13 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="codelora",
+        allow_abbrev=False,  # a prefix (`--run`) must never silently become a longer flag
         description="LoRA-fine-tune a code LLM and pick the best checkpoint by running the code it writes.",
     )
     parser.add_argument("--version", action="version", version=f"codelora {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cls, func in COMMANDS:
         summary = cls.__doc__.partition("\n")[0]
-        p = sub.add_parser(name, help=summary.rstrip("."), description=summary)
+        p = sub.add_parser(name, help=summary.rstrip("."), description=summary, allow_abbrev=False)
         add_flags(p, cls)
         p.set_defaults(func=func, options=cls)
     return parser

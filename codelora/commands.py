@@ -26,8 +26,8 @@ from codelora.flags import need
 class ConfigArgs:
     """Flags of every command that reads a run configuration."""
 
-    config: str = "demo"
-    """Preset name or YAML file."""
+    config: str | None = None
+    """Preset name or YAML file (default: demo; `train --resume`: the run's own config.yaml)."""
     overrides: list[str] = field(
         default_factory=list, metadata={"flag": "--set", "append": True, "metavar": "SECTION.KEY=VALUE"}
     )
@@ -47,15 +47,23 @@ class DownloadArgs:
 
 
 @dataclass(kw_only=True)
-class PrepareArgs(ConfigArgs):
-    """Load, validate, split (by problem) and tokenize a dataset into a run folder."""
+class RunArgs(ConfigArgs):
+    """Flags of the commands that make a run folder (prepare, train)."""
 
-    run_name: str | None = None
-    """Run folder name under output_dir (default: the config's run_name)."""
+    run: str | None = None
+    """Run folder, as every command names it (default: <output_dir>/<run_name> of the config, e.g. outputs/demo)."""
 
 
 @dataclass(kw_only=True)
-class TrainArgs(PrepareArgs):
+class PrepareArgs(RunArgs):
+    """Load, validate, split (by problem) and tokenize a dataset into a run folder."""
+
+    check: str | None = field(default=None, metadata={"metavar": "FILE"})
+    """Only validate the dataset FILE (or folder) against the row schema and summarise it; no run folder is made."""
+
+
+@dataclass(kw_only=True)
+class TrainArgs(RunArgs):
     """LoRA-train a run: logs, plots, every checkpoint kept, resumable."""
 
     resume: bool = False

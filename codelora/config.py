@@ -126,7 +126,9 @@ class TrainConfig:
     logging_steps: int = 20
     """Log the mean train loss every N optimizer steps."""
     eval_steps: int = 100
-    """Compute validation and test loss every N optimizer steps (and at step 0)."""
+    """Compute the validation loss every N optimizer steps (and at step 0); the test loss too with train.eval_test."""
+    eval_test: bool = False
+    """Also compute the test-split loss at every eval (default: validation only; the test split is what evaluate and compare grade at the end, and its loss costs an eval pass each time)."""
     save_steps: int = 100
     """Save a checkpoint every N optimizer steps; every checkpoint is kept."""
     seed: int = 42
@@ -267,16 +269,43 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         raise UserError(f"{origin}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{origin}: a config must be a mapping of sections, got {type(raw).__name__}")
+    set_keys = set()
     for item in overrides:
-        _apply_override(raw, item)
-    cfg = _build(RunConfig, raw, origin, prefix="")
+        set_keys.add(_apply_override(raw, item))
+    cfg = _build(RunConfig, raw, origin, prefix="", set_keys=frozenset(set_keys))
     if cfg.run_name is None:
         if origin.startswith(PRESET_PREFIX):
             cfg.run_name = origin[len(PRESET_PREFIX) :]
         else:
             cfg.run_name = Path(origin).stem if origin.endswith((".yaml", ".yml")) else str(name_or_path)
-    validate(cfg, origin)
+    validate(cfg, origin, set_keys=frozenset(set_keys))
     return cfg
+
+
+def config_keys(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the run config (`train.max_steps`, ..., `output_dir`), sections excluded."""
+    cls = cls or RunConfig
+    keys = []
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += config_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def did_you_mean(key: str, known: list[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of `known` to `key` (also across sections: `max_steps` finds
+    `train.max_steps`), or ''."""
+    import difflib
+
+    pool = {k: k for k in known}
+    pool.update({k.rsplit(".", 1)[-1]: k for k in known if "." in k and k.rsplit(".", 1)[-1] not in pool})
+    close = difflib.get_close_matches(key, list(pool), n=1, cutoff=0.75)
+    if not close:
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(pool), n=1, cutoff=0.75)
+    return f" (did you mean '{pool[close[0]]}'?)" if close else ""
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
@@ -316,36 +345,54 @@ def _read_source(name: str) -> tuple[str, str]:
     raise UserError(f"unknown preset '{name}'; presets: {', '.join(preset_names())} (or a path to a .yaml file)")
 
 
-def _apply_override(raw: dict, item: str) -> None:
+def _apply_override(raw: dict, item: str) -> str:
+    """Apply one `--set section.key=value` to the raw mapping; return the dotted key. UserError naming --set for a
+    key the config does not have (with the closest one)."""
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected section.key=value")
     key, value = item.split("=", 1)
-    parts = key.strip().split(".")
+    key = key.strip()
+    known = config_keys()
+    if key not in known:
+        sections = sorted({k.split(".", 1)[0] for k in known if "." in k})
+        what = f"'{key}' is a section; give section.key=value" if key in sections else f"unknown key '{key}'"
+        raise UserError(f"--set {key}={value}: {what}{did_you_mean(key, known)}")
+    parts = key.split(".")
     node = raw
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise UserError(f"--set {key}: '{p}' is not a section")
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {key}={value}: not a valid value ({getattr(e, 'problem', e)})") from None
+    return key
 
 
-def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
+def _build(cls: type, raw: Any, origin: str, prefix: str, set_keys: frozenset = frozenset()) -> Any:
+    """`cls` from the raw mapping; a bad value of a key in set_keys (given with --set) is blamed on --set."""
     if not isinstance(raw, dict):
         raise UserError(f"{origin}: '{prefix.rstrip('.') or 'config'}' must be a mapping")
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in raw:
         if key not in known:
-            raise UserError(f"{origin}: unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(known))}")
+            hint = did_you_mean(f"{prefix}{key}", config_keys()) or did_you_mean(str(key), sorted(known))
+            raise UserError(
+                f"{origin}: unknown key '{prefix}{key}'{hint}; valid keys{' of ' + prefix.rstrip('.') if prefix else ''}:"
+                f" {', '.join(sorted(known))}"
+            )
     kwargs = {}
     for f in fields(cls):
         if f.name not in raw:
             continue
         typ = hints[f.name]
+        key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(typ):
-            kwargs[f.name] = _build(typ, raw[f.name], origin, f"{prefix}{f.name}.")
+            kwargs[f.name] = _build(typ, raw[f.name], origin, f"{key}.", set_keys)
         else:
-            kwargs[f.name] = _coerce(raw[f.name], typ, origin, f"{prefix}{f.name}")
+            kwargs[f.name] = _coerce(raw[f.name], typ, "--set" if key in set_keys else origin, key)
     return cls(**kwargs)
 
 
@@ -401,12 +448,12 @@ def backend_names() -> tuple[str, ...]:
     return backends.names()
 
 
-def validate(cfg: RunConfig, origin: str = "config") -> None:
-    """Reject impossible values, naming the key."""
+def validate(cfg: RunConfig, origin: str = "config", set_keys: frozenset = frozenset()) -> None:
+    """Reject impossible values, naming the key (and `--set` when the key was given with --set)."""
 
     def need(ok: bool, key: str, what: str) -> None:
         if not ok:
-            raise UserError(f"{origin}: {key} {what}")
+            raise UserError(f"{'--set' if key in set_keys else origin}: {key} {what}")
 
     t, lo, d, e = cfg.train, cfg.lora, cfg.data, cfg.eval
     need(lo.r > 0, "lora.r", f"must be > 0, got {lo.r}")

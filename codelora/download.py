@@ -16,7 +16,10 @@ def download(name: str, repo_type: str | None = None, revision: str | None = Non
         repo_type = "dataset" if name in DATASET_ALIASES else "model"
     if repo_id.count("/") != 1:
         raise UserError(f"'{name}' is not a hub id (org/name) or one of: {', '.join(DATASET_ALIASES)}")
+    from codelora.hub import go_offline_if_unreachable
+
     try:
+        go_offline_if_unreachable()  # unreachable: fail in a second (from the cache if it is there), no retries
         return snapshot_download(repo_id, repo_type=repo_type, revision=revision)
     except Exception as e:  # huggingface_hub raises many kinds for "offline"; all mean the same to the user
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

@@ -56,7 +56,7 @@ CASES = [
     ("non-UTF-8 config", "train --config TMP/latin1.yaml", ["latin1.yaml", "not UTF-8", "0xe9"]),
     (
         "corrupt meta.json on --resume",
-        f"train --resume --run-name resumed --set output_dir=OUT {TINY}",
+        f"train --resume --run RUN --config demo {TINY}",
         ["checkpoint-2/meta.json", "not valid JSON"],
     ),
     (

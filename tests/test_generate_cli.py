@@ -73,7 +73,7 @@ def test_user_errors_are_one_line(argv, needle):
 
 
 def test_prepare_cli_writes_split_report_and_histogram(tmp_path, capsys):
-    rc = main(["prepare", "--config", "demo", "--set", f"output_dir={tmp_path}", "--run-name", "r1"])
+    rc = main(["prepare", "--config", "demo", "--run", str(tmp_path / "r1")])
     assert rc == 0
     run = tmp_path / "r1"
     for f in ("config.yaml", "split.json", "data_report.json", "plots/lengths.png", "data/train.jsonl"):

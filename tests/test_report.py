@@ -180,6 +180,10 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 30_000  # a blank 1280x2000 page is a few KB
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in dom
+    # the answer first (issue #28): selection, then the comparison, ..., the configuration last, as rendered
+    positions = [dom.index(f'id="{sid}"') for sid in ("selection", "comparison", "matrix", "samples", "config")]
+    assert positions == sorted(positions), positions
+    assert dom.index("chosen because") < dom.index('id="comparison"')
     assert dom.count("<img") == 4
     assert console == []  # the page has no script: any console message is an error
 

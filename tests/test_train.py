@@ -22,6 +22,7 @@ OVERRIDES = [
     "train.save_steps=2",
     "data.max_length=256",
     "train.report_to=tensorboard",
+    "train.eval_test=true",
 ]
 
 

@@ -49,7 +49,7 @@ def test_two_cpu_processes_match_one(tmp_path):
     accelerate = str(Path(sys.executable).parent / "accelerate")
     # 2 processes x batch 2 x accumulation 1 ...
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "codelora", "train", "--config", "demo", "--run-name", "ddp",
+           "--dynamo_backend", "no", "-m", "codelora", "train", "--config", "demo", "--run", str(tmp_path / "ddp"),
            *[a for kv in COMMON + ["train.gradient_accumulation_steps=1", f"output_dir={tmp_path}"]
              for a in ("--set", kv)]]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -114,6 +114,28 @@ class Sample:
     error: str | None = None
 
 
+LABEL_CHARS = 48  # a title longer than this is cut (with "…") in tables
+
+
+def problem_label(data: Any, fallback: str) -> str:
+    """A problem's readable name from its record: `label`, else the title (`name`, `question_title`) with the
+    dataset's own `problem_id` in parentheses when it has one (`Closest Pair Difference (sample-052)`), else the
+    own id alone, else `fallback` (the task id, e.g. a 40-hex problem key)."""
+    get = data.get if isinstance(data, dict) else (lambda k, d=None: getattr(data, k, d))
+    raw = get("raw") if not isinstance(data, dict) else None
+    if get("label"):
+        return str(get("label"))
+    title = get("name") or get("question_title") or (raw.get("question_title") if isinstance(raw, dict) else None)
+    own = get("problem_id")
+    title = str(title).strip() if title else ""
+    if len(title) > LABEL_CHARS:
+        title = title[: LABEL_CHARS - 1].rstrip() + "…"
+    own = str(own).strip() if own not in (None, "") else ""
+    if title and own and own.lower() != title.lower():
+        return f"{title} ({own})"
+    return title or own or str(fallback)
+
+
 class Benchmark(ABC):
     """One benchmark: its problems, the prompt of each, the grader, and its samples-file format.
 
@@ -176,6 +198,10 @@ class Benchmark(ABC):
         from codelora.benchmarks.protocol import get_protocol
 
         return get_protocol(name if name is not None else self.default_protocol)
+
+    def label(self, problem: Problem) -> str:
+        """How people call `problem` in tables and reports: its title or the dataset's own id (default: the id)."""
+        return problem_label(problem.data, problem.id)
 
     def extraction(self, protocol: Protocol | None) -> str:
         """The rule that takes the program out of a completion (codelora.generation.extract.RULES)."""

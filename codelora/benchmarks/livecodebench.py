@@ -402,6 +402,9 @@ def hub_problem_files(release: str = DEFAULT_RELEASE) -> list[Path]:
         raise UserError(f"unknown LiveCodeBench release {release!r}; choose from {', '.join(RELEASE_FILES)}")
     from huggingface_hub import hf_hub_download
 
+    from codelora.hub import go_offline_if_unreachable
+
+    go_offline_if_unreachable()  # an unreachable hub: the local cache only, at once
     paths = []
     for name in RELEASE_FILES[release]:
         try:

@@ -184,6 +184,7 @@ def dataset_problems(dataset: str, target: str, keys: list[str]) -> tuple[list[d
             {
                 "task_id": k,
                 "name": next((ln.strip() for ln in first["input"].splitlines() if ln.strip()), "")[:80],
+                **({"problem_id": str(first["problem_id"])} if first.get("problem_id") not in (None, "") else {}),
                 "prompt": first["input"],
                 "difficulty": str(first.get("difficulty") or "unknown").lower(),
                 "rows": [str(r.get("id", r.get("_line"))) for r in group],

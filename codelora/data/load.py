@@ -31,9 +31,11 @@ SHOW_FIRST = 5
 
 
 def load_rows(
-    dataset: str, *, target: str = "solution", skip_bad_rows: bool = False
+    dataset: str, *, target: str = "solution", skip_bad_rows: bool = False, allow_empty: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Return (valid rows, report). Report: source, kind, rows_read, rows, bad_rows [{line, reason}]."""
+    """Return (valid rows, report). Report: source, kind, unit ("line" or "row": what bad_rows' numbers count),
+    rows_read, rows, bad_rows [{line, reason}]. allow_empty: no usable row is an empty list, not a UserError (for
+    `prepare --check`, which lists the bad rows)."""
     if target not in ("solution", "output"):
         raise UserError(f"data.target must be 'solution' or 'output', got {target!r}")
     raw, bad, source, kind, unit = _read(dataset)
@@ -57,12 +59,13 @@ def load_rows(
         raise UserError(
             f"{source}: {len(bad)} bad row(s): {shown}{more}; fix them or set data.skip_bad_rows=true to skip them"
         )
-    if not rows:
+    if not rows and not allow_empty:
         why = f" ({len(bad)} bad row(s) skipped)" if bad else ""
         raise UserError(f"{source}: no usable rows{why}")
     report = {
         "source": source,
         "kind": kind,
+        "unit": unit,
         "target": target,
         "rows_read": len(rows) + len(bad),
         "rows": len(rows),
@@ -185,6 +188,9 @@ def _read_hub(repo_id: str) -> tuple[Numbered, list[dict], str, str, str]:
     try:
         import datasets
 
+        from codelora.hub import go_offline_if_unreachable
+
+        go_offline_if_unreachable()  # an unreachable hub: the cache only, no minute of retries
         obj = datasets.load_dataset(repo_id)
     except Exception as e:  # noqa: BLE001 - offline, missing, gated: all one line for the user
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""

@@ -68,30 +68,35 @@ def prepare_run(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if has_training(run_dir):  # before config.yaml is touched: the checkpoints were trained on this run's data
         raise UserError(
             f"{run_dir} already has checkpoints; `prepare` would replace the split and data they were trained on. "
-            "Use another --run-name"
+            "Use another --run folder"
         )
     require_writable(run_dir, "run folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(cfg, run_dir)
+    d = cfg.data
+    # the data and the tokenizer are checked before anything is written: a bad row leaves no run folder behind
+    loaded = load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows)
     tokenizer = load_tokenizer(cfg.model.source, cfg.model.revision)
     set_pad_token(tokenizer)
-    return prepare(cfg, run_dir, tokenizer)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = prepare(cfg, run_dir, tokenizer, loaded=loaded)
+    save_run_config(cfg, run_dir)
+    return report
 
 
-def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any) -> dict[str, Any]:
+def prepare(cfg: RunConfig, run_dir: Path, tokenizer: Any, loaded: tuple | None = None) -> dict[str, Any]:
     """Prepare cfg.data into run_dir; return the data report (also written as data_report.json).
 
+    loaded: what `load_rows` already returned for cfg.data (it is read again when None).
     A run that has checkpoints is refused: its split and data are what those checkpoints were trained on.
     """
     if has_training(run_dir):
         raise UserError(
             f"{run_dir} already has checkpoints trained on its prepared data; preparing again would change the split "
-            "under them. Use another --run-name"
+            "under them. Use another --run folder"
         )
     d = cfg.data
     run_dir = Path(run_dir)
     run = RunFolder(run_dir)
-    rows, load_report = load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows)
+    rows, load_report = loaded or load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows)
 
     # identical statement + target rows: keep the first
     seen: set[tuple[str, str]] = set()

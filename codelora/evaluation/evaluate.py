@@ -305,6 +305,8 @@ def _evaluate_one(
             "prompts_sha256": all_prompts,
             "system_prompt": system,
             "benchmark_info": ev.problems.info,
+            # how people call each problem (title or the dataset's own id): compare and report show these
+            "problem_labels": {p.id: bench.label(p) for p in problems},
             "generation": {
                 "backend": backend_name,
                 **({"gguf": str(backend.gguf)} if getattr(backend, "gguf", None) else {}),

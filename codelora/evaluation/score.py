@@ -225,3 +225,36 @@ def score(
     out.mkdir(parents=True, exist_ok=True)
     run_results.write_results(out, results, summary)
     return summary
+
+
+def summary_lines(summary: dict, out: Path | str) -> list[str]:
+    """A short human summary of a score `summary` for the terminal (the whole of it is out/summary.json):
+    pass@k over how many problems and samples, the verdicts that occurred, the isolation in one phrase, the files."""
+    n, samples = summary.get("problems"), summary.get("samples")
+    ks = sorted((k for k in summary if k.startswith("pass@") and k[5:].isdigit()), key=lambda k: int(k[5:]))
+    scores = ", ".join(f"{k} {summary[k]:.3f}" for k in ks) or "no pass@k"
+    head = f"{summary.get('benchmark')}: {scores} over {n} problems ({samples} samples)"
+    verdicts = {v: c for v, c in (summary.get("verdicts") or {}).items() if c}
+    lines = [
+        head,
+        "verdicts: " + (", ".join(f"{v} {c}" for v, c in sorted(verdicts.items(), key=lambda x: -x[1])) or "none"),
+    ]
+    iso = summary.get("isolation_report") or {}
+    sandbox = "bubblewrap" if iso.get("sandbox") == "bwrap" else "process isolation only"
+    extras = [
+        x
+        for x, on in (
+            ("seccomp", iso.get("seccomp")),
+            (f"cgroup {iso.get('cgroup')}", iso.get("cgroup") not in (None, "none")),
+        )
+        if on
+    ]
+    lines.append(
+        f"sandbox: {sandbox}" + (f" ({', '.join(extras)})" if extras else "") + f"; {summary.get('wall_time')} s"
+    )
+    if summary.get("bad_samples"):
+        lines.append(f"bad samples: {len(summary['bad_samples'])} (listed in summary.json)")
+    if summary.get("missing_problems"):
+        lines.append(f"problems without a sample: {len(summary['missing_problems'])} (--allow-partial)")
+    lines.append(f"wrote {Path(out) / 'summary.json'} (everything above and more) and {Path(out) / 'results.jsonl'}")
+    return lines

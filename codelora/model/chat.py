@@ -205,12 +205,30 @@ def tied_embedding_modules(model: Any) -> list[str]:
     return sorted(set(names))
 
 
+def check_adapter_folder(adapter: str) -> None:
+    """UserError (one line) unless `adapter` is a PEFT adapter folder (adapter_config.json and its weights); a
+    checkpoint that does not exist names the ones beside it."""
+    path = Path(adapter)
+    if not path.exists():
+        near = ""
+        if path.parent.is_dir():
+            names = sorted(p.name for p in path.parent.iterdir() if (p / "adapter_config.json").is_file())
+            near = f"; adapters in {path.parent}: {', '.join(names)}" if names else ""
+        raise UserError(f"adapter folder {adapter} does not exist{near}")
+    if not (path / "adapter_config.json").is_file():
+        raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise UserError(f"{adapter} is not a complete LoRA adapter folder (no adapter_model.safetensors)")
+
+
 def load_with_adapter(source: str, adapter: str | None, cfg: Any):
     """(model, tokenizer): the base model of `source` per cfg.model, with the PEFT adapter folder applied (eval
     mode), and the pad token rule applied to the tokenizer. An adapter that does not fit: one line naming the
     first mismatching tensor."""
     from codelora.model.sources import load_model
 
+    if adapter:  # before the model loads: a wrong folder costs a second, not a model load
+        check_adapter_folder(adapter)
     model, tokenizer = load_model(
         source,
         dtype=cfg.model.dtype,
@@ -221,8 +239,6 @@ def load_with_adapter(source: str, adapter: str | None, cfg: Any):
     )
     set_pad_token(tokenizer)
     if adapter:
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
         from peft import PeftModel
 
         try:

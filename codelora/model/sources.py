@@ -331,6 +331,10 @@ def build_tiny_random(arch: str, vocab_size: int, attn_implementation: str = "sd
 
 def _hub_call(source: str, fn):
     """Run a transformers load; turn "not cached and no network" into one line, not a retry stack."""
+    if parse_source(source).kind == "hub":
+        from codelora.hub import go_offline_if_unreachable
+
+        go_offline_if_unreachable()  # an unreachable hub: offline at once, not 85 s of retries
     try:
         return fn()
     except UserError:

@@ -2,10 +2,11 @@
 
 RUN/report.html needs nothing but a browser: inline CSS, PNGs as base64 data URIs, no script, no external URL.
 RUN/report.md links the same PNGs relatively (plots/...), for a repository README. Both are written atomically.
-Sections: config (resolved config + recipe table), data, training (loss and lr curves, eval rows), comparison
-(table + plot), selection (choice, reasons, flags), matrix (which model solves which problem), samples (answers side
-by side with verdicts and first failing test). A section whose inputs do not exist yet says "not yet available", so
-the report works on a run that is still training.
+The page leads with the answer: selection (the chosen model, why it was chosen, warnings and flags), then the
+comparison (table + plot), the matrix (which model solves which problem, by title, the id as a tooltip), sample
+answers (side by side, wrapped, with verdicts and the first failing test); then how it came about: training (loss
+and lr curves, eval rows), data, config (recipe table + resolved config). A section whose inputs do not exist yet
+says "not yet available", so the report works on a run that is still training.
 """
 
 from __future__ import annotations
@@ -36,17 +37,27 @@ from codelora.run.layout import (
 )
 from codelora.run.selection import read_selection, selection_staleness
 from codelora.safetext import markdown_code_block, terminal_safe
-from codelora.selection.compare import TABLE_HEAD, compare_run, fmt, generator_label, protocol_label, table_cells
+from codelora.selection.compare import (
+    TABLE_HEAD,
+    compare_run,
+    fmt,
+    generator_label,
+    label_of,
+    protocol_label,
+    table_cells,
+)
 
+# in page order: the answer first, then what it rests on, then how the run was made
 SECTIONS = [
-    ("config", "Configuration"),
-    ("data", "Data"),
-    ("training", "Training"),
-    ("comparison", "Checkpoint comparison"),
     ("selection", "Selection"),
+    ("comparison", "Checkpoint comparison"),
     ("matrix", "Per-problem matrix"),
     ("samples", "Sample answers"),
+    ("training", "Training"),
+    ("data", "Data"),
+    ("config", "Configuration"),
 ]
+TITLES = dict(SECTIONS)
 NOT_YET = "not yet available"
 
 CSS = """
@@ -61,7 +72,9 @@ pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.82em;max-height:3
 .na{color:#6e7781;font-style:italic}
 .flag{background:#fff8c5;border-left:4px solid #d4a72c;padding:.4em .8em;margin:.4em 0}
 .ok{color:#1a7f37;font-weight:700;text-align:center}.no{color:#cf222e;text-align:center}.wide{overflow-x:auto}
-.side td{min-width:22em;max-width:40em}.verdict-accepted{color:#1a7f37;font-weight:700}
+table.side{table-layout:fixed;width:100%}.side td{overflow-wrap:anywhere}
+.side pre{white-space:pre-wrap;overflow-wrap:anywhere;overflow-x:visible}.verdict-accepted{color:#1a7f37;font-weight:700}
+.chosen{font-size:1.15em}.warning{background:#ddf4ff;border-left:4px solid #54aeff;padding:.4em .8em;margin:.4em 0}
 .verdict-other{color:#cf222e;font-weight:700}nav a{margin-right:1em}.meta{color:#57606a;font-size:.9em}
 """
 
@@ -88,6 +101,10 @@ class _Doc:
     def flag(self, text: str) -> None:
         self.html.append(f'<div class="flag">{html.escape(text)}</div>')
         self.md.append(f"> **flag:** {text}\n")
+
+    def warning(self, text: str) -> None:
+        self.html.append(f'<div class="warning">{html.escape(text)}</div>')
+        self.md.append(f"> **warning:** {text}\n")
 
     def bullets(self, items: list[str]) -> None:
         if items:
@@ -161,7 +178,7 @@ def _recipe_rows(cfg) -> list[list[str]]:
 
 
 def _config_section(doc: _Doc, run_dir: Path, cfg) -> None:
-    doc.section(*SECTIONS[0])
+    doc.section("config", TITLES["config"])
     doc.table(["field", "value"], _recipe_rows(cfg))
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     doc.raw("<details><summary>resolved config.yaml</summary>", "<details><summary>resolved config.yaml</summary>\n\n")
@@ -170,7 +187,7 @@ def _config_section(doc: _Doc, run_dir: Path, cfg) -> None:
 
 
 def _data_section(doc: _Doc, run_dir: Path) -> None:
-    doc.section(*SECTIONS[1])
+    doc.section("data", TITLES["data"])
     path = RunFolder(run_dir).data_report_file
     if not path.is_file():
         doc.not_yet("no data_report.json (written by codelora prepare / train)")
@@ -216,7 +233,7 @@ def _data_section(doc: _Doc, run_dir: Path) -> None:
 
 
 def _training_section(doc: _Doc, run_dir: Path, metrics: list[dict]) -> None:
-    doc.section(*SECTIONS[2])
+    doc.section("training", TITLES["training"])
     models, incomplete = run_models(run_dir)
     ckpts = [m for m in models if m["kind"] == "checkpoint"]
     final = next((m for m in models if m["kind"] == "final"), None)
@@ -376,31 +393,36 @@ def _load_selection(run_dir: Path, benchmark: str | None) -> tuple[dict | None, 
 
 
 def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -> None:
-    doc.section(*SECTIONS[3])
+    """Selection (the answer: chosen model, reasons, warnings, flags), comparison, matrix, samples."""
     if sel is None:
-        doc.not_yet(why)
-        for sid, title in SECTIONS[4:]:
-            doc.section(sid, title)
-            doc.not_yet("needs the comparison")
+        for sid in ("selection", "comparison", "matrix", "samples"):
+            doc.section(sid, TITLES[sid])
+            doc.not_yet(why if sid == "selection" else "needs the comparison")
         return
     label = protocol_label(sel.get("protocol")) + generator_label(sel.get("evaluation"))
+    doc.section("selection", TITLES["selection"])
+    doc.raw(
+        f'<p class="chosen">selected: <strong>{html.escape(sel["best"])}</strong></p>',
+        f"selected: **{sel['best']}**\n",
+    )
+    doc.bullets(list(sel.get("reasons") or []))
+    for w in sel.get("warnings") or []:
+        doc.warning(w.get("message", json.dumps(w)))
+    for f in sel.get("flags") or []:
+        doc.flag(f.get("message", json.dumps(f)))
+    if not sel.get("flags"):
+        doc.para("no overfitting flags")
     doc.para(f"benchmark: {sel['benchmark']}{label}; {why}", "meta")
+    for n in sel.get("notes") or []:
+        doc.para(f"note: {n}", "meta")
+
+    doc.section("comparison", TITLES["comparison"])
     best_rows = {i for i, r in enumerate(sel["table"]) if r["model"] == sel["best"]}
     doc.table(TABLE_HEAD, [table_cells(r) for r in sel["table"]], best_rows)
     if not doc.image(run_dir, "compare", "pass@1 and losses against step"):
         doc.para(f"comparison plot {NOT_YET} (written by codelora compare)", "na")
 
-    doc.section(*SECTIONS[4])
-    doc.raw(f"<p>selected: <strong>{html.escape(sel['best'])}</strong></p>", f"selected: **{sel['best']}**\n")
-    doc.bullets(list(sel.get("reasons") or []))
-    for f in sel.get("flags") or []:
-        doc.flag(f.get("message", json.dumps(f)))
-    if not sel.get("flags"):
-        doc.para("no overfitting flags")
-    for n in sel.get("notes") or []:
-        doc.para(f"note: {n}", "meta")
-
-    doc.section(*SECTIONS[5])
+    doc.section("matrix", TITLES["matrix"])
     m = sel.get("matrix") or {}
     if not m.get("problems"):
         doc.not_yet("no per-problem results")
@@ -409,7 +431,11 @@ def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -
         dis = set(m.get("disagreements") or [])
         head = "".join(f"<th>{html.escape(n)}</th>" for n in models)
         rows_html, rows_md = [], []
-        for i, pid in enumerate(m["problems"]):
+        # problems by name (the id, often a 40-hex key, is the tooltip and the Markdown's short id column)
+        order = sorted(range(len(m["problems"])), key=lambda i: label_of(sel, m["problems"][i]).lower())
+        for i in order:
+            pid = m["problems"][i]
+            name = terminal_safe(label_of(sel, pid))
             cells = [m["solved"][n][i] for n in models]
             tds = "".join(
                 '<td class="ok">&#10003;</td>'
@@ -418,33 +444,45 @@ def _comparison_sections(doc: _Doc, run_dir: Path, sel: dict | None, why: str) -
                 for v in cells
             )
             mark = " *" if pid in dis else ""
-            rows_html.append(f"<tr><td>{html.escape(pid)}{mark}</td>{tds}</tr>")
+            rows_html.append(f'<tr><td title="{html.escape(pid)}">{html.escape(name)}{mark}</td>{tds}</tr>')
+            md_name = name.replace("|", "\\|")
             rows_md.append(
-                f"| {pid}{mark} | " + " | ".join("✓" if v else ("✗" if v is False else "-") for v in cells) + " |"
+                f"| {md_name}{mark} | `{_short(pid)}` | "
+                + " | ".join("✓" if v else ("✗" if v is False else "-") for v in cells)
+                + " |"
             )
         totals = [sum(1 for v in m["solved"][n] if v) for n in models]
         foot = "".join(f"<td><strong>{t}</strong></td>" for t in totals)
         doc.raw(
             f'<div class="wide"><table><thead><tr><th>problem</th>{head}</tr></thead><tbody>{"".join(rows_html)}'
             f"<tr><td><strong>solved</strong></td>{foot}</tr></tbody></table></div>",
-            "| problem | "
+            "| problem | id | "
             + " | ".join(models)
             + " |\n|"
-            + "---|" * (len(models) + 1)
+            + "---|" * (len(models) + 2)
             + "\n"
             + "\n".join(rows_md)
-            + "\n| **solved** | "
+            + "\n| **solved** | | "
             + " | ".join(str(t) for t in totals)
             + " |\n",
         )
-        doc.para(f"problems marked * are those the models disagree on ({len(dis)} of {len(m['problems'])})", "meta")
+        doc.para(
+            f"problems marked * are those the models disagree on ({len(dis)} of {len(m['problems'])}); "
+            "hover a name for its id",
+            "meta",
+        )
 
-    doc.section(*SECTIONS[6])
+    doc.section("samples", TITLES["samples"])
     examples = sel.get("examples") or []
     if not examples:
         doc.not_yet("no answers recorded")
     for ex in examples:
-        _example(doc, ex)
+        _example(doc, ex, label_of(sel, ex["problem"]))
+
+
+def _short(pid: str) -> str:
+    """A problem id for a column: a 40-hex problem key cut to 8 characters, any other id whole."""
+    return pid[:8] if re.fullmatch(r"[0-9a-f]{40}", pid) else pid
 
 
 def _failure_text(f: Any) -> str:
@@ -459,9 +497,13 @@ def _failure_text(f: Any) -> str:
     return terminal_safe("\n".join(parts))  # program output may hold escape sequences
 
 
-def _example(doc: _Doc, ex: dict) -> None:
-    problem = terminal_safe(ex["problem"])
-    doc.raw(f"<h3>{html.escape(problem)}</h3>", f"\n### {problem}\n")
+def _example(doc: _Doc, ex: dict, name: str) -> None:
+    pid = terminal_safe(ex["problem"])
+    name = terminal_safe(name)
+    doc.raw(
+        f'<h3 title="{html.escape(pid)}">{html.escape(name)}</h3>',
+        f"\n### {name}" + (f" (`{_short(pid)}`)" if name != pid else "") + "\n",
+    )
     cells_h, md = [], []
     for a in ex["answers"]:
         v = a.get("verdict") or "not graded"
@@ -489,12 +531,12 @@ def build_report(run_dir: str | Path, benchmark: str | None = None) -> tuple[str
     cfg = load_run_config(run_dir)
     metrics = read_metrics(run_dir)
     doc = _Doc()
-    _config_section(doc, run_dir, cfg)
-    _data_section(doc, run_dir)
+    sel, why = _load_selection(run_dir, benchmark)
+    _comparison_sections(doc, run_dir, sel, why)  # the answer first
     _training_section(doc, run_dir, metrics)
     _rl_part(doc, run_dir)
-    sel, why = _load_selection(run_dir, benchmark)
-    _comparison_sections(doc, run_dir, sel, why)
+    _data_section(doc, run_dir)
+    _config_section(doc, run_dir, cfg)
 
     from codelora import __version__
 

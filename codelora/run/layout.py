@@ -228,16 +228,28 @@ def meta_file(folder: str | Path) -> Path:
 # ------------------------------------------------------------------------------------------------ the folder itself
 
 
-def require_run(run_dir: str | Path) -> Path:
-    """The folder as a Path if it is a run folder (has config.yaml), else one clear UserError."""
+def require_run(run_dir: str | Path, resume: bool = False) -> Path:
+    """The folder as a Path if it is a run folder (has config.yaml), else one clear UserError; a missing one names
+    the runs that do exist beside it. resume: the message says `cannot resume`."""
     p = Path(run_dir)
     if not p.exists():
-        raise UserError(f"{p}: no such run folder")
+        head = f"cannot resume {p}: it does not exist" if resume else f"{p}: no such run folder"
+        raise UserError(f"{head}; {runs_beside(p)}")
     if not p.is_dir():
         raise UserError(f"{p} is not a run folder (it is a file)")
     if not RunFolder(p).config_file.is_file():
         raise UserError(f"{p} is not a run folder (no config.yaml; run folders are written by `codelora train`)")
     return p
+
+
+def runs_beside(run_dir: str | Path) -> str:
+    """`runs in PARENT: a, b` (folders with a config.yaml beside run_dir) or `no runs in PARENT`, for messages."""
+    parent = Path(run_dir).parent
+    try:
+        names = sorted(d.name for d in parent.iterdir() if (d / "config.yaml").is_file())
+    except OSError:
+        names = []
+    return f"runs in {parent}: {', '.join(names)}" if names else f"no runs in {parent}"
 
 
 def step_of(path: Path) -> int:

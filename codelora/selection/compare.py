@@ -18,6 +18,7 @@ interval is Wilson's (one sample per problem) or a seeded bootstrap over problem
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -127,7 +128,9 @@ def _key_valid(row: dict) -> float:
 def select_best(rows: list[dict]) -> tuple[str, list[str]]:
     """Highest pass@1; ties -> lower validation loss (missing = worst); ties -> earlier step; then table order.
 
-    Each row needs model, step, pass1 (exact Fraction or float), solved, problems and valid_loss.
+    `final` and the checkpoint saved at the same step are one model (the same weights): they never tie with each
+    other, the checkpoint stands for both. Each row needs model, step, pass1 (exact Fraction or float), solved,
+    problems and valid_loss. The first reason says why the model was chosen ("X chosen because ...").
     """
     if not rows:
         raise UserError("no evaluated models to choose from")
@@ -138,42 +141,50 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
     def step(r: dict) -> int:
         return r["step"] if r.get("step") is not None else 10**12
 
-    top = max(p1(r) for r in rows)
-    tied = [r for r in rows if p1(r) == top]
+    ck_steps = {r["step"]: r["model"] for r in rows if str(r["model"]).startswith("checkpoint-")}
+    same = {r["model"]: ck_steps[r["step"]] for r in rows if r["model"] == "final" and r.get("step") in ck_steps}
+    candidates = [r for r in rows if r["model"] not in same]
+    also = ""
+    top = max(p1(r) for r in candidates)
+    tied = [r for r in candidates if p1(r) == top]
     best = tied[0]
-    reasons = []
-    lead = f"{best['model']} has the highest pass@1 ({float(top):.3f}, {best['solved']}/{best['problems']} solved)"
+    if same.get("final") == best["model"]:
+        also = f" (final is the same model: the weights at step {best['step']})"
+    score = f"{float(top):.3f}, {best['solved']}/{best['problems']} solved"
     if len(tied) == 1:
-        others = sorted((r for r in rows if r is not best), key=p1, reverse=True)
+        others = sorted((r for r in rows if r is not best and r["model"] not in same), key=p1, reverse=True)
+        lead = f"{best['model']} chosen because it has the highest pass@1 ({score}){also}"
         if others:
             lead += f"; next: {others[0]['model']} ({float(p1(others[0])):.3f})"
         return best["model"], [lead]
-    names = ", ".join(r["model"] for r in tied)
-    reasons.append(f"pass@1 {float(top):.3f} is shared by {names}")
+    names = ", ".join(r["model"] for r in tied[1:])
     low = min(_key_valid(r) for r in tied)
     tied2 = [r for r in tied if _key_valid(r) == low]
-    if len(tied2) < len(tied):
+    if len(tied2) == 1:
         best = tied2[0]
-        if len(tied2) == 1:
-            rest = sorted((r for r in tied if r is not best), key=_key_valid)
-            reasons.append(
-                f"{best['model']} chosen for the lower validation loss ({fmt(best.get('valid_loss'))} < "
-                f"{fmt(rest[0].get('valid_loss'))} of {rest[0]['model']})"
-            )
-            return best["model"], reasons
-        reasons.append(f"validation loss {fmt(low)} is also shared by {', '.join(r['model'] for r in tied2)}")
-    else:
-        reasons.append(f"validation loss also ties ({fmt(None if low == float('inf') else low)})")
+        names = ", ".join(r["model"] for r in tied if r is not best)
+        rest = sorted((r for r in tied if r is not best), key=_key_valid)
+        return best["model"], [
+            f"{best['model']} chosen because it shares the highest pass@1 ({float(top):.3f}, with {names}) and has "
+            f"the lower validation loss ({fmt(best.get('valid_loss'))} < {fmt(rest[0].get('valid_loss'))} of "
+            f"{rest[0]['model']}){also if same.get('final') == best['model'] else ''}"
+        ]
+    valid = "no validation loss" if low == float("inf") else f"the same validation loss ({fmt(low)})"
     first = min(step(r) for r in tied2)
     tied3 = [r for r in tied2 if step(r) == first]
     best = tied3[0]
+    names = ", ".join(r["model"] for r in tied if r is not best)
+    also = also if same.get("final") == best["model"] else ""
     if len(tied3) < len(tied2):
-        reasons.append(f"{best['model']} chosen as the earliest step ({first})")
-    else:
-        reasons.append(
-            f"{best['model']} chosen: same step ({first}) as {', '.join(r['model'] for r in tied3[1:])}, listed first"
-        )
-    return best["model"], reasons
+        return best["model"], [
+            f"{best['model']} chosen because it shares the highest pass@1 ({float(top):.3f}, with {names}) and "
+            f"{valid} with {', '.join(r['model'] for r in tied2 if r is not best)}, and is the earliest step "
+            f"({first}){also}"
+        ]
+    return best["model"], [
+        f"{best['model']} chosen by the last tie-break: it shares the highest pass@1 ({float(top):.3f}), {valid} and "
+        f"the step ({first}) with {', '.join(r['model'] for r in tied3[1:])}, and is listed first{also}"
+    ]
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -267,6 +278,38 @@ def final_flag(test: dict, alpha: float = ALPHA) -> dict | None:
     return None
 
 
+# Wider than this (the 95% interval of a pass@1 of 0.5) and a comparison's problem set is called too small.
+SMALL_SET_WIDTH = 0.35
+
+
+def size_flag(problems: int, alpha: float = ALPHA) -> dict | None:
+    """A warning when `problems` (graded per model) are too few to separate checkpoints: fewer than the number an
+    exact McNemar test needs to reach p < alpha even when one model solves every problem the other misses, or so
+    few that the 95% Wilson interval of a pass@1 of 0.5 is wider than SMALL_SET_WIDTH (below ~31 problems)."""
+    need = next(k for k in range(1, 64) if mcnemar_exact(k, 0) < alpha)
+    lo, hi = wilson_interval(problems // 2, problems)
+    if problems >= need and hi - lo <= SMALL_SET_WIDTH:
+        return None
+    if problems < need:
+        why = (
+            f"no two models can be told apart: an exact McNemar test needs at least {need} problems solved by one "
+            f"model and not the other for p < {alpha}"
+        )
+    else:
+        why = (
+            f"a pass@1 of {problems // 2}/{problems} has the 95% interval [{lo:.2f}, {hi:.2f}], and two models differ "
+            f"significantly only when one solves at least {need} problems the other does not"
+        )
+    return {
+        "kind": "few_problems",
+        "problems": problems,
+        "message": (
+            f"only {problems} problems: {why}; read the ranking as a hint (a larger test split, data.test_fraction, "
+            "or another benchmark separates checkpoints better)"
+        ),
+    }
+
+
 # --------------------------------------------------------------------------------------------------- consistency
 
 
@@ -324,6 +367,34 @@ def check_consistent(evals: dict[str, dict], force: bool) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ per-problem view
+
+
+def problem_labels(run_dir: Path | None, benchmark: str, evals: dict[str, dict]) -> dict[str, str]:
+    """{task id: how people call the problem} for every problem of `evals`: the evaluations' own `problem_labels`
+    (title or the dataset's id, see benchmarks.base.problem_label), else for the held-out benchmark the titles in
+    the run's eval/heldout/problems.jsonl (results written before labels were recorded), else the id itself."""
+    from codelora.benchmarks.base import problem_label
+
+    labels: dict[str, str] = {}
+    for ev in evals.values():
+        labels.update((ev.get("summary") or {}).get("problem_labels") or {})
+    ids = {p for ev in evals.values() for p in ev["problems"]}
+    missing = ids - set(labels)
+    if missing and run_dir is not None and benchmark == "heldout":
+        path = rf.eval_dir(run_dir, "heldout") / "problems.jsonl"
+        try:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line) if line.strip() else None
+                if isinstance(rec, dict) and str(rec.get("task_id")) in missing:
+                    labels[str(rec["task_id"])] = problem_label(rec, str(rec["task_id"]))
+        except (OSError, ValueError):
+            pass  # no titles: the ids stand
+    return {p: labels.get(p, p) for p in sorted(ids)}
+
+
+def label_of(doc: dict, pid: str) -> str:
+    """The label a selection document records for problem `pid` (the id when it has none)."""
+    return (doc.get("labels") or {}).get(pid, pid)
 
 
 def build_matrix(scores: dict[str, dict]) -> dict:
@@ -584,8 +655,9 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
     elif best == "base":
         reasons.append("no fine-tuned model beats the base model on this benchmark")
     flags += loss_flags(metrics)
+    small = size_flag(min(sc["problems"] for sc in scores.values()))
     final = "final" if "final" in scores else None
-    if final and best != final:
+    if final and best != final and steps.get(final) != steps.get(best):  # the same step: the same weights
         t = paired_test(best, scores[best], final, scores[final])
         tests.append(t)
         flag = final_flag(t)
@@ -610,6 +682,8 @@ def _finish(run_dir, benchmark, entries, evals, notes, force, problems) -> dict:
         "result_keys": {n: ev["summary"].get("result_key") for n, ev in evals.items()},
         **_verdict(reasons, flags, notes, rows, tests, matrix, build_examples(evals, matrix, problems, best, final)),
         "evaluation": {k: v for k, v in _signature(next(iter(evals.values()))).items() if k != "problems"},
+        "warnings": [small] if small else [],  # not a verdict on a model: about how far the problem set can tell
+        "labels": problem_labels(run_dir, benchmark, evals),  # task id -> title or the dataset's own id
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return doc
@@ -898,7 +972,11 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
     console.print(table)
     m = doc["matrix"]
     if m["problems"] and len(m["problems"]) <= 80:
-        console.print("per problem (# solved, . not solved; problems in id order):")
+        order = ", ".join(f"{i}: {label_of(doc, p)}" for i, p in enumerate(m["problems"][:12], 1))
+        more = f", ... ({len(m['problems'])} in all)" if len(m["problems"]) > 12 else ""
+        console.print(
+            terminal_safe(f"per problem (# solved, . not solved), in this order: {order}{more}"), markup=False
+        )
         mt = Table(show_header=True)
         mt.add_column("model")
         mt.add_column("problems 1.." + str(len(m["problems"])))
@@ -906,11 +984,12 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
             mt.add_row(name, "".join("#" if v else ("." if v is not None else " ") for v in vals))
         console.print(mt)
     if m["disagreements"]:
-        shown = ", ".join(m["disagreements"][:10]) + (" ..." if len(m["disagreements"]) > 10 else "")
-        console.print(f"models disagree on {len(m['disagreements'])} problems: {shown}")
+        names = [label_of(doc, p) for p in m["disagreements"][:10]]
+        shown = ", ".join(names) + (" ..." if len(m["disagreements"]) > 10 else "")
+        console.print(terminal_safe(f"models disagree on {len(m['disagreements'])} problems: {shown}"), markup=False)
     if show_examples:
         for ex in doc["examples"]:
-            side = Table(title=terminal_safe(f"problem {ex['problem']}"), show_lines=True)
+            side = Table(title=terminal_safe(f"problem {label_of(doc, ex['problem'])}"), show_lines=True)
             for a in ex["answers"]:
                 side.add_column(f"{a['model']}: {a['verdict'] or 'not graded'}", overflow="fold")
             cells = []
@@ -923,6 +1002,8 @@ def print_selection(doc: dict, path_note: str, show_examples: bool = False) -> N
     console.print(f"[bold]selected: {doc['best']}[/bold]")
     for r in doc["reasons"]:
         console.print(f"  - {r}")
+    for w in doc.get("warnings") or []:
+        console.print(f"[yellow]warning: {w['message']}[/yellow]", highlight=False)
     for f in doc["flags"]:
         console.print(f"[yellow]flag: {f['message']}[/yellow]")
     for n in doc.get("notes", []):

@@ -19,6 +19,7 @@ logs, checkpoint metadata and final/ (the Trainer itself saves weights on rank 0
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -63,6 +64,7 @@ __all__ = [
     "resume_config_diff",
     "run_result",
     "run_with_signal_handling",
+    "SignalWatch",
     "save_final",
     "schedule_steps",
     "setup_data",
@@ -84,6 +86,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.epochs",
         "train.logging_steps",
         "train.eval_steps",
+        "train.eval_test",
         "train.save_steps",
         "train.report_to",
         "train.gradient_checkpointing",
@@ -172,6 +175,7 @@ class Start:
     meta: dict[str, Any] = field(default_factory=dict)  # that checkpoint's meta.json (step, tokens_seen, ...)
     reset_optimizer: bool = False  # continue from it with fresh AdamW moments (it has no optimizer state)
     finished_step: int | None = None  # --resume of a run that already covers its length: the step it ended at
+    loaded: tuple | None = None  # data.load_rows's (rows, report) when the data is to be prepared (checked early)
 
     @property
     def step(self) -> int:
@@ -194,9 +198,13 @@ def check_start(
     """
     resume = resume or resume_from is not None
     if not resume and (all_checkpoints(run_dir) or RunFolder(run_dir).final_dir.exists()):
-        raise UserError(f"run folder {run_dir} already exists; use --resume or another --run-name")
+        raise UserError(f"run folder {run_dir} already exists; use --resume or another --run folder")
     start = Start()
     if resume:
+        if not run_dir.exists():
+            from codelora.run.layout import runs_beside
+
+            raise UserError(f"cannot resume {run_dir}: it does not exist; {runs_beside(run_dir)}")
         done_at = finished_step(run_dir)
         if resume_from is None and done_at is not None and _reached(cfg, run_dir, done_at):
             # extending a finished run takes a larger train.max_steps / train.epochs
@@ -218,6 +226,12 @@ def check_start(
     check_quantization(cfg.model.quantization)  # bitsandbytes is there for model.quantization, before any load
     require_writable(run_dir, "run folder")
     check_target_modules(cfg.model.source, cfg.lora.target_modules, cfg.model.revision)  # before the weights load
+    if _data_problem(cfg, run_dir) not in (None, "unverified"):
+        # a bad row stops the run in a second, before the model loads and before the run folder is made
+        from codelora.data.load import load_rows
+
+        d = cfg.data
+        start = dataclasses.replace(start, loaded=load_rows(d.dataset, target=d.target, skip_bad_rows=d.skip_bad_rows))
     return start
 
 
@@ -322,7 +336,8 @@ def setup_model(cfg: RunConfig, device: str, main_process: bool = True) -> tuple
 def setup_data(
     cfg: RunConfig, run_dir: Path, tokenizer: Any, start: Start, dist: Any
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """The tokenized splits: (train rows, {"valid": rows, "test": rows} without the empty ones).
+    """The tokenized splits: (train rows, {"valid": rows, "test": rows (with train.eval_test)} without the empty
+    ones).
 
     Each row is {"input_ids": [int], "labels": [int] (-100 where no loss), ...} as codelora.data.prepare writes it.
     Rank 0 prepares run_dir/data (again when it no longer matches cfg: another data config, tokenizer or dataset
@@ -336,11 +351,11 @@ def setup_data(
         if problem is not None and not (start.checkpoint is not None and problem == "unverified"):
             if problem not in ("missing", "unverified"):
                 print(f"codelora: re-preparing {run_dir}/data: {problem}", file=sys.stderr)
-            prepare(cfg, run_dir, tokenizer)
+            prepare(cfg, run_dir, tokenizer, loaded=start.loaded)
         save_run_config(cfg, run_dir)
     dist.wait_for_everyone()
     train_ds = load_tokenized(run_dir, "train")
-    evals = {s: load_tokenized(run_dir, s) for s in ("valid", "test")}
+    evals = {s: load_tokenized(run_dir, s) for s in ("valid", "test") if s == "valid" or cfg.train.eval_test}
     if not train_ds:
         raise UserError(f"the training split of {run_dir} is empty; see data_report.json")
     evals = {k: v for k, v in evals.items() if v}
@@ -454,6 +469,7 @@ def build_trainer(
     resumed = start.checkpoint is not None
     metrics = MetricsLog(run_dir, keep_up_to_step=start.step if resumed else -1, write=dist.is_main_process)
     callback = RunCallback(run_dir, cfg, metrics, elapsed_before=float(start.meta.get("elapsed_seconds") or 0.0))
+    callback.eval_keys = tuple(f"{split}_loss" for split in evals)
     callbacks = [callback]
     if cfg.train.report_to == "tensorboard":
         # our own instance, pointed at the run folder (TrainingArguments.logging_dir is gone in transformers 5);
@@ -481,6 +497,13 @@ def build_trainer(
         data_collator=collate_packed if cfg.train.packing else padded,
         callbacks=callbacks,
     )
+    # one progress bar for training, metrics as formatted lines (codelora.training.trainer.RunCallback), no eval bars
+    from transformers.trainer_callback import ProgressCallback
+
+    from codelora.training.trainer import QuietProgress
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress())
     trainer.eval_collator = padded
     if cfg.train.packing:
         trainer.pack_max_tokens = cfg.train.per_device_batch_size * cfg.data.max_length
@@ -494,23 +517,17 @@ def build_trainer(
 def run_with_signal_handling(trainer: Any, callback: Any, checkpoint: Path | None) -> tuple[int, int | None]:
     """Train (from `checkpoint` when resuming); return (last optimizer step, the signal that stopped it or None).
 
-    SIGTERM / SIGINT (Ctrl-C) finish the current step, save a checkpoint and stop cleanly: the handlers set
-    callback.stop_requested and are restored afterwards (installed only from the main thread, where Python allows
-    it). A full disk raises TrainingError (one line; the earlier checkpoints are intact).
+    SIGTERM / SIGINT (Ctrl-C) are acknowledged at once on stderr ("stopping after step N ...") and finish the
+    current step, save a checkpoint and stop cleanly; a second one stops at once (StopNow, exit status 130/143),
+    leaving every complete checkpoint as it was (see SignalWatch). Installed only from the main thread, where
+    Python allows it, and restored afterwards. A full disk raises TrainingError (one line; the earlier
+    checkpoints are intact).
     """
     from codelora.files import DISK_FULL_ERRNOS
     from codelora.training.trainer import disk_full_error
 
-    old_handlers = {}
-    received: list[int] = []
-
-    def on_signal(signum, frame):
-        received.append(signum)
-        callback.stop_requested = True
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            old_handlers[sig] = signal.signal(sig, on_signal)
+    watch = SignalWatch(trainer, callback)
+    watch.install()
     try:
         out = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except OSError as e:
@@ -518,9 +535,111 @@ def run_with_signal_handling(trainer: Any, callback: Any, checkpoint: Path | Non
             raise
         raise disk_full_error(e, f"{e.filename or 'the logs'} at step {trainer.state.global_step}") from None
     finally:
-        for sig, h in old_handlers.items():
+        watch.uninstall()
+    return out.global_step, watch.first
+
+
+class SignalWatch:
+    """SIGINT / SIGTERM during training: the first asks the run to stop after the current step, the second stops
+    the process now.
+
+    Python runs a signal handler only between bytecodes of the main thread, and a CPU training step spends most
+    of its time in one backward call: a handler alone answered a Ctrl-C 40-70 s late. So the handler is empty and
+    the signal number reaches a watcher thread through `signal.set_wakeup_fd`, written by the C-level handler the
+    moment the signal arrives; torch releases the GIL while it computes, so the thread prints the acknowledgement
+    at once and sets callback.stop_requested (RunCallback saves and stops at the end of the step). On the second
+    signal it names the last complete checkpoint and ends the process with os._exit(128 + signal): nothing is
+    half-written that could look whole, because every file a run keeps is written atomically and a checkpoint
+    counts as complete only once its meta.json is (a folder being saved stays incomplete, and `--resume`
+    removes it).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, trainer: Any, callback: Any):
+        self.trainer = trainer
+        self.callback = callback
+        self.first: int | None = None  # the signal that stopped the run
+        self.count = 0  # signals the watcher has seen
+        self._old_handlers: dict[int, Any] = {}
+        self._old_fd: int | None = None
+        self._pipe: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        for sig in self.SIGNALS:
+            self._old_handlers[sig] = signal.signal(sig, self._handler)
+        self._old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="codelora-signals", daemon=True)
+        self._thread.start()
+
+    def uninstall(self) -> None:
+        if self._pipe is None:
+            return
+        signal.set_wakeup_fd(self._old_fd if self._old_fd is not None else -1)
+        for sig, h in self._old_handlers.items():
             signal.signal(sig, h)
-    return out.global_step, received[0] if received else None
+        r, w = self._pipe
+        self._pipe = None
+        os.close(w)  # the watcher's read returns b"" and it ends
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        os.close(r)
+
+    def _handler(self, signum, frame) -> None:
+        """The Python-level handler (main thread, between bytecodes): the stop request only, so Python's default
+        KeyboardInterrupt does not unwind the Trainer mid-step; the watcher counts, prints and stops now."""
+        self.callback.stop_requested = True
+        if self.first is None:
+            self.first = signum
+
+    def _watch(self) -> None:
+        r = self._pipe[0]
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum in self.SIGNALS:
+                    self.on_signal(signum)
+
+    def on_signal(self, signum: int) -> None:
+        """One SIGINT/SIGTERM: acknowledge and stop after the step (first), or stop now (second)."""
+        self.count += 1
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        again = "Ctrl-C again" if signum == signal.SIGINT else f"{name} again"
+        main = self.trainer.is_world_process_zero() if hasattr(self.trainer, "is_world_process_zero") else True
+        if self.count == 1:
+            self.callback.stop_requested = True
+            if self.first is None:
+                self.first = signum
+            step = self.trainer.state.global_step + 1
+            if main:
+                print(
+                    f"codelora: {name}: stopping after step {step} (it finishes, then checkpoint-{step} is saved); "
+                    f"{again} to stop now",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return
+        done = complete_checkpoints(self.callback.run_dir)
+        if main:
+            kept = f"the last complete checkpoint is {done[-1].name}" if done else "no checkpoint was complete yet"
+            print(
+                f"codelora: {name} again: stopping now; {kept}; continue with --resume",
+                file=sys.stderr,
+                flush=True,
+            )
+        sys.stdout.flush()
+        os._exit(128 + signum)
 
 
 def run_result(run_dir: Path, global_step: int, trainer: Any, callback: Any, signum: int | None) -> dict[str, Any]:
@@ -658,7 +777,7 @@ def _check_resume_config(cfg: RunConfig, run_dir: Path, resume_from: Path) -> di
         shown = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in diff)
         raise UserError(
             f"cannot resume {run_dir}: the config differs from {resume_from.name}'s on keys that change training: "
-            f"{shown}; use the run's own config.yaml or start a new run (--run-name)"
+            f"{shown}; use the run's own config.yaml or start a new run (another --run folder)"
         )
     flat_saved, flat_new = _flatten(saved), _flatten(cfg.to_dict())
     changed = [k for k in ("train.max_steps", "train.epochs") if k in flat_saved and flat_saved[k] != flat_new[k]]

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from codelora.config import RunConfig
@@ -344,11 +346,52 @@ def resume_state(args, step: int) -> dict[str, int]:
     }
 
 
+class QuietProgress(ProgressCallback):
+    """The Trainer's training progress bar alone: no nested bar per eval pass, and no `{'loss': '1.234', ...}` dict
+    per log (RunCallback prints one formatted line per logging step instead, above the bar)."""
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        return None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
+def metrics_line(row: dict[str, Any], max_steps: int | None = None) -> str:
+    """One metrics row as the terminal shows it: `step 4/8  loss 1.234  lr 2.00e-04  grad norm 0.53  312 tok/s`,
+    or for an eval row `step 4/8  valid loss 0.8123` (and the test loss when logged); numbers as numbers."""
+    step = f"step {row['step']}" + (f"/{max_steps}" if max_steps and max_steps > 0 else "")
+    parts = [step]
+    if row.get("train_loss") is not None:
+        parts.append(f"loss {row['train_loss']:.4f}")
+        if row.get("learning_rate") is not None:
+            parts.append(f"lr {row['learning_rate']:.2e}")
+        if row.get("grad_norm") is not None:
+            parts.append(f"grad norm {row['grad_norm']:.3g}")
+        if row.get("tokens_per_second") is not None:
+            parts.append(f"{row['tokens_per_second']:.0f} tok/s")
+    else:
+        for key in ("valid_loss", "test_loss"):
+            if row.get(key) is not None:
+                parts.append(f"{key.replace('_loss', '')} loss {row[key]:.4f}")
+    if row.get("elapsed_seconds") is not None:
+        parts.append(f"{row['elapsed_seconds']:.0f} s")
+    return "  ".join(parts)
+
+
+def _print_line(text: str) -> None:
+    """A line above the progress bar (tqdm.write keeps the bar whole), on stderr with the bar."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
 class RunCallback(TrainerCallback):
     """Turns the Trainer's events into the run folder's records.
 
     on_log: a train row per logging step (loss, lr, grad norm, tokens_seen, tokens_per_second over training time
-      only, elapsed_seconds) and an eval row once both valid and test losses of a step are in, then the plots;
+      only, elapsed_seconds) and an eval row once the losses of every eval split (eval_keys) of a step are in,
+      then the plots;
       a NaN or infinite training loss raises TrainingError naming the step (nothing is saved for it).
     on_save: checkpoints/checkpoint-N/meta.json, written last, marks the checkpoint complete (see `meta`).
     on_step_end: after `stop_requested` is set (by a signal handler), saves and stops at the end of the step;
@@ -371,6 +414,8 @@ class RunCallback(TrainerCallback):
         self.pending: dict[int, dict[str, Any]] = {}
         self.stop_requested = False
         self.commit = git_commit()
+        # the losses one eval logs ({split}_loss of each eval split: valid, and test with train.eval_test)
+        self.eval_keys: tuple[str, ...] = ("valid_loss", "test_loss") if cfg.train.eval_test else ("valid_loss",)
 
     def elapsed(self) -> float:
         """Seconds trained, this process's time plus elapsed_before, rounded to ms."""
@@ -406,7 +451,8 @@ class RunCallback(TrainerCallback):
             dt = now - self.last_time - (self.trainer.eval_seconds - self.last_eval_seconds)  # training time only
             tps = (tokens - self.last_tokens) / dt if dt > 0 else None
             self.last_time, self.last_tokens, self.last_eval_seconds = now, tokens, self.trainer.eval_seconds
-            self.metrics.add(
+            self._add(
+                state,
                 {
                     "step": step,
                     "epoch": logs.get("epoch", state.epoch),
@@ -416,29 +462,36 @@ class RunCallback(TrainerCallback):
                     "tokens_seen": tokens,
                     "tokens_per_second": round(tps, 2) if tps is not None else None,
                     "elapsed_seconds": self.elapsed(),
-                }
+                },
             )
         for split in ("valid", "test"):
             key = f"eval_{split}_loss"
             if key in logs:
                 self.pending.setdefault(step, {})[f"{split}_loss"] = logs[key]
         got = self.pending.get(step, {})
-        if "valid_loss" in got and "test_loss" in got:
+        if got and all(k in got for k in self.eval_keys):
             del self.pending[step]
             same = [r["learning_rate"] for r in self.metrics.rows if r["step"] == step and r["learning_rate"]]
             lr = same[-1] if same else None  # the lr the step was trained with, as in its train row
-            self.metrics.add(
+            self._add(
+                state,
                 {
                     "step": step,
                     "epoch": state.epoch or 0.0,
                     "learning_rate": lr,
-                    "valid_loss": got["valid_loss"],
-                    "test_loss": got["test_loss"],
+                    "valid_loss": got.get("valid_loss"),
+                    "test_loss": got.get("test_loss"),
                     "tokens_seen": tokens,
                     "elapsed_seconds": self.elapsed(),
-                }
+                },
             )
             self.metrics.plot()
+
+    def _add(self, state, row: dict[str, Any]) -> None:
+        """Record a metrics row and print it as one line (rank 0)."""
+        self.metrics.add(row)
+        if state.is_world_process_zero:
+            _print_line(metrics_line(self.metrics.rows[-1], state.max_steps))
 
     def meta(self, state) -> dict[str, Any]:
         """The meta.json of a checkpoint or final/ at `state`: step, epoch, tokens_seen, elapsed_seconds, the metric
