@@ -27,6 +27,13 @@ def check_dataset(path: str, target: str = "solution") -> tuple[list[str], list[
     rows, report = load_rows(path, target=target, skip_bad_rows=True, allow_empty=True)
     sep = ":" if report["unit"] == "line" else ": row "
     errors = [f"{report['source']}{sep}{b['line']}: {b['reason']}" for b in report["bad_rows"]]
+    if any(r.get("split") for r in rows):  # a split column: prepare refuses rows without a value
+        errors += [
+            f"{report['source']}{sep}{r.get('_line', '?')}: no 'split' value, but other rows have one "
+            "(give every row train, valid or test, or none)"
+            for r in rows
+            if not r.get("split")
+        ]
     problems: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         problems.setdefault(problem_key(r["input"]), []).append(r)
@@ -39,7 +46,6 @@ def check_dataset(path: str, target: str = "solution") -> tuple[list[str], list[
             "split column: "
             + ", ".join(f"{splits[s]} {s}" for s in ("train", "valid", "test", "none") if splits[s])
             + " problems"
-            + (" (rows without a split go to train)" if splits["none"] else "")
         )
     else:
         notes.append("no split column: prepare splits problems by hashing them (data.valid_fraction, test_fraction)")
