@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM = false
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install --progress-bar on -e '.[dev]'  # ~2 minutes on a fresh clone: let pip show it
 	touch $@
 
 # bubblewrap is the sandbox and libseccomp2 builds its system-call filter; without them codelora
@@ -37,10 +37,16 @@ embedded: $(STAMP)
 # evaluate base and final on the held-out split (and re-grade final's samples file with score; final again with the
 # llamacpp backend, into its own folder: quantised answers never mix with the run's) -> compare every
 # checkpoint and choose -> report -> export (merged, verified) -> push --dry-run.
+# A finished demo run is reused (every later step then reuses its results too): `make demo FRESH=1` starts over.
+# An interrupted one continues from its last complete checkpoint.
 demo: $(STAMP) sandbox-deps embedded
-	rm -rf outputs/demo
-	$(VENV)/bin/codelora train --config demo --set train.execution_eval=heldout
-	$(VENV)/bin/codelora rl --run outputs/demo
+	$(if $(FRESH),rm -rf outputs/demo)
+	@if [ -d outputs/demo/checkpoints ]; then \
+	  echo "outputs/demo exists: reusing it (make demo FRESH=1 starts over)"; \
+	  $(VENV)/bin/codelora train --run outputs/demo --resume; \
+	else $(VENV)/bin/codelora train --config demo --run outputs/demo --set train.execution_eval=heldout; fi
+	@if [ -d outputs/demo/rl/checkpoints ]; then $(VENV)/bin/codelora rl --run outputs/demo --resume; \
+	else $(VENV)/bin/codelora rl --run outputs/demo; fi
 	$(VENV)/bin/codelora generate --config demo --adapter outputs/demo/final --problem-file examples/sum_of_two.txt
 	$(VENV)/bin/codelora score --benchmark livecodebench --problems tests/fixtures/lcb_problems.jsonl \
 	  --samples examples/lcb_samples.json --out outputs/demo/score-fixture

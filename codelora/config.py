@@ -47,7 +47,7 @@ class DataConfig:
     """`data:` section: the dataset, what the model learns to write, lengths and the by-problem split."""
 
     dataset: str = "deep"
-    """`deep` (Naholav/CodeGen-Deep-5K), `diverse` (Naholav/CodeGen-Diverse-5K), `sample` (bundled), a hub id or a local file/folder."""
+    """`deep` (Naholav/CodeGen-Deep-5K), `diverse` (Naholav/CodeGen-Diverse-5K), `sample` (bundled), `demo` (the sample plus its VERY_EASY tier), a hub id or a local file/folder."""
     target: Literal["solution", "output"] = "solution"
     """What the model learns to write: `solution` (code only, as the original project) or `output` (reasoning + code)."""
     system_prompt: str = SYSTEM_PROMPT

@@ -3,6 +3,14 @@
 Each problem is authored below; expected example outputs are computed by
 running the first reference solution, so statements and code stay consistent.
 Run: python scripts/make_sample_dataset.py
+
+Tiers (the `difficulty` field): EASY and MEDIUM problems (sample-001..063, competitive-programming style) in
+sample_problems.jsonl (`data.dataset: sample`), then a VERY_EASY tier (sample-064..) of one-line programs in
+sample_very_easy.jsonl: read a value, print a simple function of it. `data.dataset: demo` is both files. The
+VERY_EASY tier exists for the demo: the embedded SmolLM2-135M solves none of the EASY ones, so a demo held out on
+those alone showed 0/9 for every checkpoint; on the VERY_EASY held-out problems it can solve some, and training on
+the VERY_EASY train problems (same shapes, other functions) can move that number. They are stated as very easy in
+the data (difficulty VERY_EASY) and in the docs; they say nothing about a model's skill at real problems.
 """
 
 from __future__ import annotations
@@ -12,14 +20,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "codelora" / "data" / "sample_problems.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "codelora" / "data"
+OUT = DATA / "sample_problems.jsonl"  # `data.dataset: sample`: the EASY and MEDIUM problems
+OUT_VERY_EASY = DATA / "sample_very_easy.jsonl"  # `data.dataset: demo` is both files
 
-# (title, difficulty, legend, input spec, output spec, [example inputs], [(think, code), ...])
+# (title, difficulty, legend, input spec, output spec, [example inputs], [(think, code), ...], split or None)
 P = []
+# The EASY/MEDIUM problems' split is by position (the last 12: 9 test, then 3 valid); the VERY_EASY tier names its own.
+N_CLASSIC = 63
 
 
-def add(title, diff, legend, inp, outp, examples, sols):
-    P.append((title, diff, legend, inp, outp, examples, sols))
+def add(title, diff, legend, inp, outp, examples, sols, split=None):
+    P.append((title, diff, legend, inp, outp, examples, sols, split))
 
 
 add(
@@ -961,6 +973,76 @@ add(
 )
 
 
+# ------------------------------------------------------------------------------------------------ VERY_EASY tier
+# One-line programs. Train and test problems have the same shapes (read one value or two, print a function of it)
+# with different functions, so what training teaches (read stdin, print only the answer, code only) carries over.
+
+VE = "VERY_EASY"
+
+
+def very_easy(title, legend, inp, outp, examples, code, think, split):
+    add(title, VE, legend, inp, outp, examples, [(think, code)], split)
+
+
+very_easy("Add Two Numbers", "Print the sum of two integers a and b.", "One line with two integers a and b.",
+          "Print a + b.", ["2 3\n", "10 -4\n"], "a, b = map(int, input().split())\nprint(a + b)\n",
+          "Read both numbers from one line and add them.", "train")
+very_easy("Double It", "Print twice the integer n.", "One integer n.", "Print 2 * n.", ["4\n", "-7\n"],
+          "n = int(input())\nprint(2 * n)\n", "Multiply by two.", "train")
+very_easy("Square", "Print the square of the integer n.", "One integer n.", "Print n * n.", ["5\n", "-3\n"],
+          "n = int(input())\nprint(n * n)\n", "Multiply n by itself.", "train")
+very_easy("Add One", "Print the integer that follows n.", "One integer n.", "Print n + 1.", ["9\n", "-1\n"],
+          "n = int(input())\nprint(n + 1)\n", "Add one.", "train")
+very_easy("Subtract", "Print a minus b.", "One line with two integers a and b.", "Print a - b.", ["7 2\n", "3 10\n"],
+          "a, b = map(int, input().split())\nprint(a - b)\n", "Subtract the second number from the first.", "train")
+very_easy("Bigger of Two", "Print the larger of two integers.", "One line with two integers a and b.",
+          "Print the larger one.", ["3 8\n", "5 -2\n"], "a, b = map(int, input().split())\nprint(max(a, b))\n",
+          "max() picks the larger.", "train")
+very_easy("Shout", "Print the word s in capital letters.", "One word s of lowercase letters.",
+          "Print s in uppercase.", ["hello\n", "code\n"], "s = input().strip()\nprint(s.upper())\n",
+          "str.upper() capitalises every letter.", "train")
+very_easy("Word Length", "Print how many letters the word s has.", "One word s.", "Print the length of s.",
+          ["apple\n", "hi\n"], "s = input().strip()\nprint(len(s))\n", "len() counts the characters.", "train")
+very_easy("Last Letter", "Print the last letter of the word s.", "One word s.", "Print the last character of s.",
+          ["python\n", "abc\n"], "s = input().strip()\nprint(s[-1])\n", "Index -1 is the last character.", "train")
+very_easy("Say Hello", "Greet the person whose name is given.", "One word: a name.", "Print Hello, NAME!",
+          ["Alice\n", "Bob\n"], "name = input().strip()\nprint(f'Hello, {name}!')\n",
+          "Format the name into the greeting.", "train")
+very_easy("Half", "Print n divided by 2, rounded down.", "One non-negative integer n.", "Print n // 2.",
+          ["9\n", "10\n"], "n = int(input())\nprint(n // 2)\n", "Integer division rounds down.", "train")
+very_easy("Absolute Value", "Print the absolute value of n.", "One integer n.", "Print |n|.", ["-5\n", "3\n"],
+          "n = int(input())\nprint(abs(n))\n", "abs() drops the sign.", "train")
+# held out (the demo's test split)
+very_easy("Multiply Two Numbers", "Print the product of two integers a and b.", "One line with two integers a and b.",
+          "Print a * b.", ["3 4\n", "-2 6\n"], "a, b = map(int, input().split())\nprint(a * b)\n",
+          "Read both numbers and multiply them.", "test")
+very_easy("Triple It", "Print three times the integer n.", "One integer n.", "Print 3 * n.", ["4\n", "-2\n"],
+          "n = int(input())\nprint(3 * n)\n", "Multiply by three.", "test")
+very_easy("Cube", "Print the cube of the integer n.", "One integer n.", "Print n * n * n.", ["3\n", "-2\n"],
+          "n = int(input())\nprint(n ** 3)\n", "Raise n to the third power.", "test")
+very_easy("Subtract One", "Print the integer before n.", "One integer n.", "Print n - 1.", ["9\n", "0\n"],
+          "n = int(input())\nprint(n - 1)\n", "Subtract one.", "test")
+very_easy("Smaller of Two", "Print the smaller of two integers.", "One line with two integers a and b.",
+          "Print the smaller one.", ["3 8\n", "5 -2\n"], "a, b = map(int, input().split())\nprint(min(a, b))\n",
+          "min() picks the smaller.", "test")
+very_easy("Whisper", "Print the word s in lowercase letters.", "One word s of uppercase letters.",
+          "Print s in lowercase.", ["HELLO\n", "CODE\n"], "s = input().strip()\nprint(s.lower())\n",
+          "str.lower() lowers every letter.", "test")
+very_easy("First Letter", "Print the first letter of the word s.", "One word s.", "Print the first character of s.",
+          ["python\n", "abc\n"], "s = input().strip()\nprint(s[0])\n", "Index 0 is the first character.", "test")
+very_easy("Say Goodbye", "Say goodbye to the person whose name is given.", "One word: a name.",
+          "Print Goodbye, NAME!", ["Alice\n", "Bob\n"], "name = input().strip()\nprint(f'Goodbye, {name}!')\n",
+          "Format the name into the farewell.", "test")
+very_easy("Sum of Three", "Print the sum of three integers.", "One line with three integers a, b and c.",
+          "Print a + b + c.", ["1 2 3\n", "10 -5 2\n"], "a, b, c = map(int, input().split())\nprint(a + b + c)\n",
+          "Read the three numbers and add them.", "test")
+# validation (the demo's selection uses the validation loss only to break pass@1 ties)
+very_easy("Ten Times", "Print ten times the integer n.", "One integer n.", "Print 10 * n.", ["4\n", "-3\n"],
+          "n = int(input())\nprint(10 * n)\n", "Multiply by ten.", "valid")
+very_easy("Word Twice", "Print the word s twice, with no space between.", "One word s.", "Print s twice.",
+          ["ab\n", "go\n"], "s = input().strip()\nprint(s + s)\n", "Concatenate s with itself.", "valid")
+
+
 # A few problems get a third, structurally different solution.
 EXTRA = {
     "Sum of Numbers": (
@@ -1011,9 +1093,11 @@ def render(idx, title, legend, inp, outp, examples):
 def main():
     n = len(P)
     rows = []
-    for idx, (title, diff, legend, inp, outp, ex_inputs, sols) in enumerate(P):
+    assert all(p[7] is None for p in P[:N_CLASSIC]) and all(p[7] for p in P[N_CLASSIC:])
+    for idx, (title, diff, legend, inp, outp, ex_inputs, sols, split) in enumerate(P):
         pid = f"sample-{idx + 1:03d}"
-        split = "train" if idx < n - 12 else ("test" if idx < n - 3 else "valid")
+        if split is None:
+            split = "train" if idx < N_CLASSIC - 12 else ("test" if idx < N_CLASSIC - 3 else "valid")
         examples = [(i, run(sols[0][1], i)) for i in ex_inputs]
         statement = render(idx, title, legend, inp, outp, examples)
         for k, (think, code) in enumerate(sols, 1):
@@ -1031,10 +1115,12 @@ def main():
                     "dataset": "codelora-sample",
                 }
             )
-    with OUT.open("w") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    print(f"{n} problems, {len(rows)} rows -> {OUT}")
+    for path, keep in ((OUT, lambda r: r["difficulty"] != VE), (OUT_VERY_EASY, lambda r: r["difficulty"] == VE)):
+        chosen = [r for r in rows if keep(r)]
+        with path.open("w") as f:
+            for r in chosen:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        print(f"{len({r['problem_id'] for r in chosen})} problems, {len(chosen)} rows -> {path}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def run(tmp_path_factory):
             "train.eval_steps=2",
             "train.save_steps=2",
             "data.max_length=256",
+            "data.dataset=sample",  # the counts below are the sample set's 9 test problems
             f"output_dir={tmp}",
         ],
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from codelora.data.examples import parse_examples
 
 DATA = Path(__file__).resolve().parents[1] / "codelora" / "data" / "sample_problems.jsonl"
+VERY_EASY = DATA.with_name("sample_very_easy.jsonl")  # `data.dataset: demo` = both files
 FIELDS = {
     "id",
     "problem_id",
@@ -26,9 +27,12 @@ FENCE_RE = re.compile(r"```python\n(.*?)```", re.DOTALL)
 PYTHON = shutil.which("python3") or sys.executable
 
 
-def _rows():
-    with DATA.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _rows(paths=(DATA, VERY_EASY)):
+    rows = []
+    for path in paths:
+        with path.open(encoding="utf-8") as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return rows
 
 
 ROWS = _rows()
@@ -46,7 +50,7 @@ def _by_problem():
 
 
 def test_file_is_small():
-    assert DATA.stat().st_size < 300_000
+    assert DATA.stat().st_size + VERY_EASY.stat().st_size < 300_000
 
 
 def test_schema():
@@ -58,7 +62,7 @@ def test_schema():
         ids.add(r["id"])
         assert r["id"].startswith(r["problem_id"] + "-")
         assert r["split"] in {"train", "test", "valid"}
-        assert r["difficulty"] in {"EASY", "MEDIUM"}
+        assert r["difficulty"] in {"VERY_EASY", "EASY", "MEDIUM"}
         assert r["source"] == "codelora-sample"
         assert r["dataset"] == "codelora-sample"
         assert r["license"] == "MIT"
@@ -127,3 +131,26 @@ def test_solutions_pass_statement_examples():
         results = list(pool.map(_check_row, ROWS))
     failures = [f for res in results for f in res]
     assert not failures, "\n".join(failures[:20])
+
+
+def test_very_easy_tier_for_the_demo():
+    """The VERY_EASY tier (issue #28): one-liners in every split, after the 63 classic problems, whose rows and
+    splits it leaves as they were; held-out problems of the same shapes as trained ones."""
+    groups = _by_problem()
+    tier = {pid: rows for pid, rows in groups.items() if rows[0]["difficulty"] == "VERY_EASY"}
+    assert min(int(pid.split("-")[1]) for pid in tier) == 64 and len(groups) - len(tier) == 63
+    by_split = defaultdict(list)
+    for pid, rows in tier.items():
+        by_split[rows[0]["split"]].append(pid)
+        assert len(rows) == 1 and rows[0]["solution"].count("\n") <= 2, pid  # a one- or two-line program
+    assert len(by_split["train"]) >= 10 and len(by_split["test"]) >= 8 and by_split["valid"]
+    classic = _rows((DATA,))
+    assert all(r["difficulty"] != "VERY_EASY" for r in classic) and len(classic) == 104  # `sample` as it was
+    assert all(r["difficulty"] == "VERY_EASY" for r in _rows((VERY_EASY,)))
+    assert "VERY_EASY" in (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+
+    from codelora.data.load import load_rows
+
+    demo, report = load_rows("demo")
+    assert len(demo) == len(ROWS) and report["rows_read"] == len(ROWS) and not report["bad_rows"]
+    assert len(load_rows("sample")[0]) == 104

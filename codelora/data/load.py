@@ -3,7 +3,8 @@
 Sources (``data.dataset``):
 
 * ``deep`` / ``diverse``: ``Naholav/CodeGen-Deep-5K`` / ``Naholav/CodeGen-Diverse-5K`` on the hub;
-* ``sample``: the small bundled ``codelora/data/sample_problems.jsonl``;
+* ``sample``: the small bundled ``codelora/data/sample_problems.jsonl`` (EASY and MEDIUM problems);
+* ``demo``: the sample set plus its VERY_EASY tier (``sample_very_easy.jsonl``), what the demo trains on;
 * a local ``.jsonl``, ``.json`` (a list or JSON lines), ``.parquet`` or a ``save_to_disk`` folder;
 * any other ``owner/name``: a hub dataset id.
 
@@ -23,9 +24,11 @@ from typing import Any
 
 from codelora.errors import UserError
 
-__all__ = ["HUB_DATASETS", "SPLIT_NAMES", "load_rows", "validate_rows"]
+__all__ = ["BUNDLED", "HUB_DATASETS", "SPLIT_NAMES", "bundled_bytes", "load_rows", "validate_rows"]
 
 HUB_DATASETS = {"deep": "Naholav/CodeGen-Deep-5K", "diverse": "Naholav/CodeGen-Diverse-5K"}
+# data.dataset names of the bundled files (codelora/data/), read in this order as one JSON-lines file
+BUNDLED = {"sample": ("sample_problems.jsonl",), "demo": ("sample_problems.jsonl", "sample_very_easy.jsonl")}
 SPLIT_NAMES = {"train": "train", "test": "test", "valid": "valid", "validation": "valid", "val": "valid"}
 SHOW_FIRST = 5
 
@@ -99,20 +102,28 @@ def _check_row(row: Any, target: str) -> str | None:
 Numbered = list[tuple[int, Any]]
 
 
+def bundled_bytes(name: str) -> bytes:
+    """The bytes of bundled dataset `name` (BUNDLED): its files joined, each ending in a newline."""
+    parts = []
+    for fname in BUNDLED[name]:
+        data = resources.files("codelora.data").joinpath(fname).read_bytes()
+        parts.append(data if data.endswith(b"\n") else data + b"\n")
+    return b"".join(parts)
+
+
 def _read(dataset: str) -> tuple[Numbered, list[dict], str, str, str]:
     """Return (numbered raw rows, bad rows found while reading, source name, kind, 'line'|'row')."""
-    if dataset == "sample":
-        ref = resources.files("codelora.data").joinpath("sample_problems.jsonl")
-        data = ref.read_bytes()
-        raw, bad = _parse_json_lines(data, "sample_problems.jsonl")
-        return raw, bad, "sample_problems.jsonl", "sample", "line"
+    if dataset in BUNDLED:
+        source = " + ".join(BUNDLED[dataset])
+        raw, bad = _parse_json_lines(bundled_bytes(dataset), source)
+        return raw, bad, source, "sample", "line"
     path = Path(dataset).expanduser()
     if path.exists():
         return _read_local(path)
     if dataset in HUB_DATASETS or (dataset.count("/") == 1 and not dataset.startswith((".", "/", "~"))):
         return _read_hub(HUB_DATASETS.get(dataset, dataset))
     raise UserError(
-        f"dataset {dataset!r} not found: use deep, diverse, sample, a hub id (owner/name) "
+        f"dataset {dataset!r} not found: use deep, diverse, sample, demo, a hub id (owner/name) "
         "or a local .jsonl/.json/.parquet file or save_to_disk folder"
     )
 

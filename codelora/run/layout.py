@@ -303,19 +303,17 @@ def git_commit() -> str | None:
 
 def _local_path(value: str) -> bool:
     """A dataset/problems value that names a local file or folder (not a preset name or hub id)."""
-    return bool(value) and Path(value).expanduser().exists() and value not in ("deep", "diverse", "sample")
+    return bool(value) and Path(value).expanduser().exists() and value not in ("deep", "diverse", "sample", "demo")
 
 
 def dataset_sha256(dataset: str) -> str | None:
     """sha256 of a dataset's source bytes: a local file, a local folder (every file, by relative name) or the bundled
     sample; None for a hub dataset (its revision is the hub's business). Recorded by prepare, so an edited file
     is noticed before its old prepared rows are reused."""
-    if dataset == "sample":
-        from importlib import resources
+    from codelora.data.load import BUNDLED, bundled_bytes
 
-        return hashlib.sha256(
-            resources.files("codelora.data").joinpath("sample_problems.jsonl").read_bytes()
-        ).hexdigest()
+    if dataset in BUNDLED:
+        return hashlib.sha256(bundled_bytes(dataset)).hexdigest()
     path = Path(dataset).expanduser()
     if path.is_file():
         return sha256_file(path)
@@ -353,7 +351,11 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
     run_dir = Path(run_dir)
     cfg = load_config(RunFolder(run_dir).config_file, list(overrides))
     ds = cfg.data.dataset
-    if isinstance(ds, str) and ds not in ("deep", "diverse", "sample") and not Path(ds).expanduser().is_absolute():
+    if (
+        isinstance(ds, str)
+        and ds not in ("deep", "diverse", "sample", "demo")
+        and not Path(ds).expanduser().is_absolute()
+    ):
         beside = run_dir / ds
         if beside.exists():
             cfg.data.dataset = str(beside.resolve())
