@@ -23,7 +23,7 @@ codelora download diverse
 for run in deep diverse; do
   # Resume when a previous attempt left checkpoints behind (a finished run: "already finished", nothing trained).
   if [ -d "outputs/seed-$run/checkpoints" ]; then resume=--resume; else resume=; fi
-  codelora train --config "seed-$run" $resume
+  codelora train --config "seed-$run" --run "outputs/seed-$run" $resume
 
   # The course's standard: pass@1 on LiveCodeBench AtCoder easy (2408-2502, 41 problems), every checkpoint, under
   # LiveCodeBench's rules and under the course's own grader (numbers comparable with its published 13/41, 15/41).
