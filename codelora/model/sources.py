@@ -444,6 +444,9 @@ def llama_cpp_token_ids(gguf: Path, texts) -> list[list[int]]:
     such as `<|im_start|>` parsed), the reference the converted tokenizer must equal."""
     from llama_cpp import Llama
 
+    from codelora.llamacpp import quiet_logs
+
+    quiet_logs()
     vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     try:
         return [vocab.tokenize(t.encode(), add_bos=False, special=True) for t in texts]

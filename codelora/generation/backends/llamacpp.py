@@ -98,6 +98,32 @@ def require_llama_cpp():
     return llama_cpp
 
 
+_LOG_CALLBACK = None  # kept referenced: llama.cpp calls it from C
+
+
+def quiet_logs() -> None:
+    """Route llama.cpp's log through a filter (once per process): its errors still reach stderr, except
+    `n_ctx_seq (512) > n_ctx_train (0) -- possible training context overflow`, which llama.cpp logs at error level
+    whenever a GGUF is opened for its vocabulary only (n_ctx_train is 0 when no weights are read): it means nothing
+    about the user's model and was printed by every llamacpp evaluation. Anything below error level is dropped, as
+    llama-cpp-python's own `verbose=False` does."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level, text, user_data):
+        msg = (text or b"").decode("utf-8", errors="replace")
+        if level == 3 and not ("n_ctx_train (0)" in msg and "training context overflow" in msg):
+            print(msg, end="", file=sys.stderr, flush=True)
+
+    _LOG_CALLBACK = callback
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
 def cpu_count() -> int:
     """CPUs this process may run on (its affinity mask; a container's cpuset), the thread count llama.cpp uses."""
     try:
@@ -191,6 +217,7 @@ def check_base_gguf(
 
     config = model_config(source, revision)
     arch, _ = _arch(config, source)
+    quiet_logs()
     try:
         vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
     except ValueError:
@@ -562,6 +589,7 @@ class LlamaCppBackend(Backend):
         from llama_cpp import Llama
 
         lora = str(cached_adapter(adapter, self.config)) if adapter else None
+        quiet_logs()
         try:
             return Llama(
                 model_path=str(self.gguf),
