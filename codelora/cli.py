@@ -244,10 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     # peft reads transformers' deprecated `is_gradient_checkpointing` on every adapter load; the warning is about
     # the two libraries, not the user's run, and buried every evaluate/export log.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-    # bitsandbytes (installed for QLoRA) tries, when peft imports it on a CPU with AVX512-BF16, to fetch a faster
-    # 4-bit CPU kernel from the Hub and logs a warning when it cannot (always, offline); it then uses its own
-    # kernel: one line on every command, none of it about the user's run.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quiet_third_party_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -278,6 +275,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+# Loggers of libraries whose warnings say nothing about the user's run, each with the reason (errors still show).
+QUIET_LOGGERS = {
+    # bitsandbytes, imported by peft, tries on CPUs with AVX512-BF16 to fetch an optional 4-bit CPU kernel from the
+    # Hub; offline it logs "Failed to load CPU gemm_4bit_forward from kernels-community ..." at every command,
+    # though codelora never runs 4-bit matmuls on CPU and bitsandbytes falls back to its own code anyway
+    "bitsandbytes.backends.cpu.ops": "optional 4-bit CPU kernel not fetched",
+    # ... and the `kernels` package it asks logs "Skipping publisher trust check ... offline mode" first
+    "kernels": "publisher trust check skipped offline",
+}
+
+
+def quiet_third_party_logs() -> None:
+    """Raise QUIET_LOGGERS to ERROR (their warnings are noise to a codelora user; errors still reach stderr)."""
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 class Terminated(BaseException):
