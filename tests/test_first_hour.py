@@ -82,9 +82,10 @@ def test_resume_reads_the_runs_own_config(tiny_run, capsys):
     # no --config: the run's config.yaml (tiny-random), not the demo preset (the embedded model), is resumed
     capsys.readouterr()
     assert main(["train", "--run", str(tiny_run), "--resume", "--set", "train.max_steps=3"]) == 0
-    err = capsys.readouterr().err
+    # the lines as a terminal shows them: tqdm.write clears the bar with "\r", writes the line, redraws the bar
+    err = "\n".join(re.split(r"[\r\n]", capsys.readouterr().err))
     # one formatted line per logged step, numbers as numbers; no Trainer dict, no nested eval bars
-    assert re.search(r"^step 3/3  loss \d+\.\d{4}  lr \d\.\d\de-\d\d  grad norm [\d.]+", err, re.MULTILINE), err
+    assert re.search(r"^step 3/3  loss \d+\.\d{4}  lr \d\.\d\de[+-]\d\d  grad norm [\d.]+", err, re.MULTILINE), err
     assert "{'loss'" not in err and "'eval_" not in err
     assert json.loads((tiny_run / "final" / "meta.json").read_text())["step"] == 3
     assert yaml.safe_load((tiny_run / "config.yaml").read_text())["model"]["source"] == "tiny-random:qwen2"
@@ -243,58 +244,81 @@ def test_compare_warns_when_the_problems_cannot_separate_checkpoints():
 
 # ------------------------------------------------------------------------------------------------ signals
 
-# Runs `codelora train` with each optimizer step slowed to STEP_SECONDS (a CPU step of a real model takes a minute),
-# so signals arrive mid-step.
-STEP_SECONDS = 2.0
-SLOW_TRAIN = f"""
-import sys, time
+# Runs `codelora train` on the tiny model and signals it from inside step AT, at a known point: the main thread stands
+# for a long CPU step (one backward call that runs no Python, 40-70 s on a real model) by blocking SIGINT and waiting,
+# so Python's own signal handler cannot run until the step ends; only codelora's watcher thread can answer in time.
+# It waits up to 30 s for the acknowledgement (an implementation that answers only between bytecodes never gives it),
+# then (mode "twice") signals again and waits for the process to end, or (mode "once") lets the step finish.
+# stderr gets `test: ...` lines: the complete checkpoints at the signal (name -> sha256), whether the acknowledgement
+# came during the step, and a line if the process outlived the second signal.
+SIGNAL_AT = 2
+SIGNAL_TRAIN = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+import codelora.training.sft as sft
 import codelora.training.trainer as t
+from codelora.files import sha256_file
+
+AT, MODE = int(sys.argv[1]), sys.argv[2]
+acked = threading.Event()
+on_signal = sft.SignalWatch.on_signal
+def watched(self, signum):
+    on_signal(self, signum)  # the second one ends the process (os._exit)
+    acked.set()
+sft.SignalWatch.on_signal = watched
+
+def say(text):
+    from tqdm import tqdm
+    tqdm.write("test: " + text, file=sys.stderr)  # above the progress bar, as codelora's own lines
+
 orig = t.CodeloraTrainer.training_step
-def slow(self, *a, **k):
-    time.sleep({STEP_SECONDS} / self.args.gradient_accumulation_steps)
+def step(self, *a, **k):
+    if self.state.global_step + 1 == AT and not acked.is_set():
+        ckpts = Path(self.args.output_dir)
+        done = {c.name: sha256_file(c / "adapter_model.safetensors") for c in sorted(ckpts.glob("checkpoint-*"))
+                if (c / "meta.json").is_file()}
+        say("complete " + json.dumps(done))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        os.kill(os.getpid(), signal.SIGINT)
+        say(f"acknowledged during the step: {acked.wait(30)}")
+        if MODE == "twice":
+            acked.clear()
+            os.kill(os.getpid(), signal.SIGINT)
+            acked.wait(30)
+            time.sleep(1)
+            say("still running after the second signal")
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     return orig(self, *a, **k)
-t.CodeloraTrainer.training_step = slow
+t.CodeloraTrainer.training_step = step
 from codelora.cli import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
-def _start_slow_training(tmp_path: Path, max_steps: int = 50):
+def _signalled_training(tmp_path: Path, mode: str) -> tuple[subprocess.CompletedProcess, Path, dict[str, str]]:
+    """Train (at most 50 steps) with SIGINT sent from inside step SIGNAL_AT (see SIGNAL_TRAIN); the finished process,
+    the run folder, and the complete checkpoints at the moment of the signal ({name: sha256 of the weights})."""
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY_RUN, "train": {**TINY_RUN["train"], "max_steps": max_steps}}))
+    train = {**TINY_RUN["train"], "max_steps": 50, "eval_steps": 100}  # no evaluation after step 0
+    config.write_text(yaml.safe_dump({**TINY_RUN, "train": train}))
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_TRAIN, "train", "--config", str(config), "--run", str(run)],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    return proc, run
-
-
-def _wait_for(proc, predicate, what: str, timeout: float = 240.0) -> list[str]:
-    """Read proc's stderr line by line until predicate(line); the lines read."""
-    import select
-    import time
-
-    lines: list[str] = []
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        ready, _, _ = select.select([proc.stderr], [], [], 1.0)
-        if not ready:
-            if predicate(None):
-                return lines
-            continue
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if predicate(line):
-            return lines
-    proc.kill()
-    raise AssertionError(f"no {what} within {timeout}s; stderr so far:\n{''.join(lines)[-3000:]}")
+    argv = [
+        sys.executable,
+        "-c",
+        SIGNAL_TRAIN,
+        str(SIGNAL_AT),
+        mode,
+        "train",
+        "--config",
+        str(config),
+        "--run",
+        str(run),
+    ]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    marks = [line for line in re.split(r"[\r\n]", proc.stderr) if line.startswith("test: complete ")]
+    assert marks, proc.stderr[-3000:]
+    return proc, run, json.loads(marks[0].removeprefix("test: complete "))
 
 
 def _complete(run: Path) -> dict[str, str]:
@@ -308,55 +332,45 @@ def _complete(run: Path) -> dict[str, str]:
     }
 
 
-def test_ctrl_c_is_acknowledged_and_a_second_one_stops_at_once(tmp_path):
-    import signal
-    import time
+def _ack_line(stderr: str) -> str:
+    """The acknowledgement, which must come before the test's 'acknowledged during the step' line."""
+    lines = re.split(r"[\r\n]", stderr)
+    during = next(i for i, line in enumerate(lines) if line.startswith("test: acknowledged during the step"))
+    assert lines[during] == "test: acknowledged during the step: True", stderr[-3000:]
+    acks = [line for line in lines[:during] if "Ctrl-C again to stop now" in line]
+    assert len(acks) == 1, stderr[-3000:]
+    return acks[0]
 
-    proc, run = _start_slow_training(tmp_path)
-    try:
-        _wait_for(proc, lambda line: len(_complete(run)) >= 2, "second checkpoint")
-        before = _complete(run)
-        proc.send_signal(signal.SIGINT)
-        sent = time.monotonic()
-        lines = _wait_for(proc, lambda line: line is not None and "Ctrl-C again to stop now" in line, "acknowledgement")
-        acked = time.monotonic() - sent
-        assert "stopping after step" in lines[-1], lines
-        step = int(lines[-1].split("stopping after step ")[1].split()[0])
-        proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=60)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, rest[-2000:]
-    assert "stopping now; the last complete checkpoint is checkpoint-" in rest
-    assert acked < STEP_SECONDS * 3, acked  # before the step being trained ended (it sleeps STEP_SECONDS)
+
+def test_ctrl_c_is_acknowledged_and_a_second_one_stops_at_once(tmp_path):
+    proc, run, before = _signalled_training(tmp_path, "twice")
+    err = proc.stderr
+    assert proc.returncode == 130, err[-3000:]
+    ack = _ack_line(err)
+    assert (
+        f"codelora: Ctrl-C: stopping after step {SIGNAL_AT} (it finishes, then checkpoint-{SIGNAL_AT} is saved)" in ack
+    )
+    assert "still running after the second signal" not in err
+    assert "stopping now; the last complete checkpoint is checkpoint-1; continue with --resume" in err
     after = _complete(run)
     # every checkpoint complete before the signals is untouched; the step in progress did not become one
-    assert {k: after[k] for k in before} == before
-    assert f"checkpoint-{step}" not in after
+    assert before == {"checkpoint-1": after["checkpoint-1"]} and after == before
     assert not (run / "final").exists()
     # and the run continues from the last complete checkpoint, reading its own config
-    last = max(int(k.split("-")[1]) for k in after)
-    assert main(["train", "--run", str(run), "--resume", "--set", f"train.max_steps={last + 1}"]) == 0
-    assert json.loads((run / "final" / "meta.json").read_text())["step"] == last + 1
+    assert main(["train", "--run", str(run), "--resume", "--set", "train.max_steps=2"]) == 0
+    assert json.loads((run / "final" / "meta.json").read_text())["step"] == 2
 
 
 def test_one_ctrl_c_finishes_the_step_and_saves_it(tmp_path):
-    import signal
-
-    proc, run = _start_slow_training(tmp_path)
-    try:
-        _wait_for(proc, lambda line: len(_complete(run)) >= 1, "first checkpoint")
-        proc.send_signal(signal.SIGINT)
-        lines = _wait_for(proc, lambda line: line is not None and "stopping after step" in line, "acknowledgement")
-        step = int(lines[-1].split("stopping after step ")[1].split()[0])
-        rest = proc.communicate(timeout=120)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, rest[-2000:]
-    assert f"checkpoint-{step}" in _complete(run) and not (run / "final").exists()
-    assert "interrupted at step" in rest and "--resume" in rest
+    proc, run, before = _signalled_training(tmp_path, "once")
+    err = proc.stderr
+    assert proc.returncode == 130, err[-3000:]
+    assert "stopping after step 2" in _ack_line(err)
+    after = _complete(run)
+    assert list(before) == ["checkpoint-1"] and after["checkpoint-1"] == before["checkpoint-1"]
+    assert sorted(after) == ["checkpoint-1", "checkpoint-2"] and not (run / "final").exists()
+    assert "interrupted at step 2; checkpoint saved. Continue with --resume" in err
+    assert "stopping now" not in err
 
 
 # ------------------------------------------------------------------------------------------------ names and report

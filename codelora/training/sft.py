@@ -623,23 +623,25 @@ class SignalWatch:
                 self.first = signum
             step = self.trainer.state.global_step + 1
             if main:
-                print(
+                _above_bar(
                     f"codelora: {name}: stopping after step {step} (it finishes, then checkpoint-{step} is saved); "
-                    f"{again} to stop now",
-                    file=sys.stderr,
-                    flush=True,
+                    f"{again} to stop now"
                 )
             return
         done = complete_checkpoints(self.callback.run_dir)
         if main:
             kept = f"the last complete checkpoint is {done[-1].name}" if done else "no checkpoint was complete yet"
-            print(
-                f"codelora: {name} again: stopping now; {kept}; continue with --resume",
-                file=sys.stderr,
-                flush=True,
-            )
+            _above_bar(f"codelora: {name} again: stopping now; {kept}; continue with --resume")
         sys.stdout.flush()
         os._exit(128 + signum)
+
+
+def _above_bar(text: str) -> None:
+    """A line on stderr above the training progress bar (tqdm.write clears the bar, writes, redraws it), flushed."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def run_result(run_dir: Path, global_step: int, trainer: Any, callback: Any, signum: int | None) -> dict[str, Any]:
