@@ -45,6 +45,7 @@ def _trainer(run_dir: Path, packing: bool) -> tuple[CodeloraTrainer, RunCallback
             "train.eval_steps=2",
             "train.save_steps=2",
             f"train.packing={str(packing).lower()}",
+            "train.eval_test=true",  # the trainer below evaluates a test split too (the demo preset does not)
             f"output_dir={run_dir.parent}",
         ],
     )
