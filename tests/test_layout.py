@@ -39,7 +39,7 @@ RUN_DIRS = {"checkpoints", "final", "final.tmp", "logs", "plots", "eval", "data"
 # Layers, earliest first: a module may import its own layer and earlier ones, never a later one. Within a layer the
 # modules are independent concerns; `cli` wires every stage.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "files", "safetext", "sandbox", "presets", "registry"),
+    ("errors", "files", "safetext", "sandbox", "presets", "registry", "hub"),
     # the registries and plain data every layer may name: "=x" is the module x alone, not its package
     (
         "=benchmarks",
@@ -54,7 +54,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("commands",),
     ("run",),
     ("model",),
-    ("=data", "data.load", "data.split", "data.examples", "data.format"),
+    ("=data", "data.load", "data.split", "data.examples", "data.format", "data.check"),
     ("benchmarks", "data.generated_tests", "evaluation.reward"),
     ("evaluation.score",),
     ("data.prepare", "generation"),

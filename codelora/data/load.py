@@ -17,14 +17,16 @@ Bad rows stop the load with one line naming the file, the first few line numbers
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
+from codelora.files import sha256_file
 
-__all__ = ["BUNDLED", "HUB_DATASETS", "SPLIT_NAMES", "bundled_bytes", "load_rows", "validate_rows"]
+__all__ = ["BUNDLED", "HUB_DATASETS", "SPLIT_NAMES", "bundled_bytes", "dataset_sha256", "load_rows", "validate_rows"]
 
 HUB_DATASETS = {"deep": "Naholav/CodeGen-Deep-5K", "diverse": "Naholav/CodeGen-Diverse-5K"}
 # data.dataset names of the bundled files (codelora/data/), read in this order as one JSON-lines file
@@ -229,3 +231,20 @@ def _from_hf(obj: Any) -> Numbered:
                 out.append(row)
         return list(enumerate(out, 1))
     return list(enumerate((dict(r) for r in obj), 1))
+
+
+def dataset_sha256(dataset: str) -> str | None:
+    """sha256 of a dataset's source bytes: a local file, a local folder (every file, by relative name) or the bundled
+    sample; None for a hub dataset (its revision is the hub's business). Recorded by prepare, so an edited file
+    is noticed before its old prepared rows are reused."""
+    if dataset in BUNDLED:
+        return hashlib.sha256(bundled_bytes(dataset)).hexdigest()
+    path = Path(dataset).expanduser()
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+        return h.hexdigest()
+    return None

@@ -16,12 +16,12 @@ from typing import Any
 
 from codelora.config import RunConfig
 from codelora.data.format import fit_example
-from codelora.data.load import load_rows
+from codelora.data.load import dataset_sha256, load_rows
 from codelora.data.split import SPLITS, normalise_problem, split_rows, write_split_json
 from codelora.errors import UserError
 from codelora.files import atomic_write_text, require_writable
 from codelora.model.chat import encode_prompt_completion
-from codelora.run.layout import RunFolder, dataset_sha256, has_training, portable_config, save_run_config
+from codelora.run.layout import RunFolder, has_training, portable_config, save_run_config
 
 __all__ = ["data_fingerprint", "load_tokenized", "prepare", "prepare_run", "print_report", "split_notes"]
 

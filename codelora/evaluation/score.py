@@ -256,5 +256,8 @@ def summary_lines(summary: dict, out: Path | str) -> list[str]:
         lines.append(f"bad samples: {len(summary['bad_samples'])} (listed in summary.json)")
     if summary.get("missing_problems"):
         lines.append(f"problems without a sample: {len(summary['missing_problems'])} (--allow-partial)")
-    lines.append(f"wrote {Path(out) / 'summary.json'} (everything above and more) and {Path(out) / 'results.jsonl'}")
+    from codelora.run.layout import ResultFolder
+
+    folder = ResultFolder(out)
+    lines.append(f"wrote {folder.summary_file} (everything above and more) and {folder.results_file}")
     return lines

@@ -444,7 +444,7 @@ def llama_cpp_token_ids(gguf: Path, texts) -> list[list[int]]:
     such as `<|im_start|>` parsed), the reference the converted tokenizer must equal."""
     from llama_cpp import Llama
 
-    from codelora.generation.backends.llamacpp import quiet_logs
+    from codelora.model.llamacpp_log import quiet_logs
 
     quiet_logs()
     vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -304,25 +303,6 @@ def git_commit() -> str | None:
 def _local_path(value: str) -> bool:
     """A dataset/problems value that names a local file or folder (not a preset name or hub id)."""
     return bool(value) and Path(value).expanduser().exists() and value not in ("deep", "diverse", "sample", "demo")
-
-
-def dataset_sha256(dataset: str) -> str | None:
-    """sha256 of a dataset's source bytes: a local file, a local folder (every file, by relative name) or the bundled
-    sample; None for a hub dataset (its revision is the hub's business). Recorded by prepare, so an edited file
-    is noticed before its old prepared rows are reused."""
-    from codelora.data.load import BUNDLED, bundled_bytes
-
-    if dataset in BUNDLED:
-        return hashlib.sha256(bundled_bytes(dataset)).hexdigest()
-    path = Path(dataset).expanduser()
-    if path.is_file():
-        return sha256_file(path)
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
-        return h.hexdigest()
-    return None
 
 
 def portable_config(cfg, run_dir: str | Path):

@@ -381,7 +381,7 @@ def problem_labels(run_dir: Path | None, benchmark: str, evals: dict[str, dict])
     ids = {p for ev in evals.values() for p in ev["problems"]}
     missing = ids - set(labels)
     if missing and run_dir is not None and benchmark == "heldout":
-        path = rf.eval_dir(run_dir, "heldout") / "problems.jsonl"
+        path = rf.ResultFolder(rf.eval_dir(run_dir, "heldout")).problems_file
         try:
             for line in path.read_text(encoding="utf-8").splitlines():
                 rec = json.loads(line) if line.strip() else None

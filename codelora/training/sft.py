@@ -714,8 +714,8 @@ def _data_ready(run_dir: Path) -> bool:
 def _data_problem(cfg: RunConfig, run_dir: Path) -> str | None:
     """Why the prepared data in run_dir cannot be reused for cfg (None: it can). 'unverified' when it predates
     the fingerprint in data_report.json."""
+    from codelora.data.load import dataset_sha256
     from codelora.data.prepare import data_fingerprint
-    from codelora.run.layout import dataset_sha256
 
     if not _data_ready(run_dir):
         return "missing"
