@@ -134,6 +134,18 @@ def read_json(path: Path | str) -> Any:
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_json_object(path: Path | str, missing_ok: bool = False) -> dict | None:
+    """A JSON file holding one object, as a dict; None when the file is absent and `missing_ok`. Unreadable,
+    invalid or not an object is one UserError naming the file."""
+    path = Path(path)
+    if missing_ok and not path.is_file():
+        return None
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file, read in 4 MiB chunks (model weights do not fit in memory twice)."""
     h = hashlib.sha256()

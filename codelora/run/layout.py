@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, read_json, read_jsonl, sha256_file
+from codelora.files import atomic_write_text, read_json, read_json_object, read_jsonl, sha256_file
 
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 LOCK_NAME = ".lock"
@@ -448,12 +448,9 @@ def adapter_config_canonical(adapter_dir: str | Path | None) -> dict | None:
     line) for an unreadable one."""
     if adapter_dir is None:
         return None
-    path = Path(adapter_dir) / "adapter_config.json"
-    if not path.is_file():
+    doc = read_json_object(Path(adapter_dir) / "adapter_config.json", missing_ok=True)
+    if doc is None:
         return None
-    doc = read_json(path)
-    if not isinstance(doc, dict):
-        raise UserError(f"{path}: expected a JSON object")
     out = {}
     for k, v in doc.items():
         if k in ADAPTER_CONFIG_INERT or v is None or v == [] or v == {} or (k in _FALSE_IS_DEFAULT and v is False):

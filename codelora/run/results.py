@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codelora.errors import UserError
-from codelora.files import read_json, read_jsonl
+from codelora.files import read_json_object, read_jsonl
 
 # canonical_sha256 lives in layout (adapter_sha256 needs it and layout is below results); results.canonical_sha256
 # is the name the stages use
@@ -152,13 +152,7 @@ def staleness(summary: dict, model: Model | None) -> str | None:
 
 
 def read_summary(folder: str | Path) -> dict | None:
-    path = Path(folder) / "summary.json"
-    if not path.is_file():
-        return None
-    summary = read_json(path)
-    if not isinstance(summary, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return summary
+    return read_json_object(Path(folder) / "summary.json", missing_ok=True)
 
 
 def read_result(

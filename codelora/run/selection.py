@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from codelora.errors import UserError
-from codelora.files import read_json
+from codelora.files import read_json, read_json_object
 from codelora.run.layout import find_model, list_models, result_dir, selection_path, update_text
 from codelora.run.results import read_summary, staleness
 
@@ -17,11 +17,9 @@ def read_selection(run_dir: str | Path, check: bool = True) -> dict | None:
     """RUN/selection.json (None if absent). With `check`, a selection whose chosen model's weights changed since
     (e.g. a resumed run replaced final/) is one UserError: it no longer says which model is best."""
     path = selection_path(run_dir)
-    if not path.is_file():
+    sel = read_json_object(path, missing_ok=True)
+    if sel is None:
         return None
-    sel = read_json(path)
-    if not isinstance(sel, dict):
-        raise UserError(f"{path}: expected a JSON object")
     if check and sel.get("best") not in (None, "base") and sel.get("best_weights_sha256"):
         try:
             model = find_model(run_dir, sel["best"])

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from codelora.errors import UserError
-from codelora.files import atomic_write_text, follow_umask, read_json
+from codelora.files import atomic_write_text, follow_umask, read_json_object
 from codelora.run import layout as runs
 from codelora.run import results as run_results
 from codelora.training import Method, register
@@ -443,9 +443,7 @@ def _start_model(run_dir: Path, start: str) -> runs.Model:
 
 
 def _read_meta(folder: Path) -> dict:
-    meta = read_json(runs.meta_file(folder))
-    if not isinstance(meta, dict):
-        raise UserError(f"{runs.meta_file(folder)}: expected a JSON object")
+    meta = read_json_object(runs.meta_file(folder))
     return meta
 
 
