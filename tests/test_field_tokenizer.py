@@ -151,7 +151,9 @@ def test_prepare_accepts_a_tokenizer_only_folder(tmp_path, capsys):
     out = tmp_path / "outputs"
     argv = ["prepare", "--config", "demo", "--set", f"model.source={tok_dir}", "--set", f"output_dir={out}"]
     assert main(argv) == 0
-    assert json.loads((out / "demo" / "data_report.json").read_text())["rows_valid"] == 104
+    assert (
+        json.loads((out / "demo" / "data_report.json").read_text())["rows_valid"] == 127
+    )  # the demo set: 104 sample rows + 23 VERY_EASY rows (codelora/data/sample_very_easy.jsonl)
     with pytest.raises(UserError, match=r"tok is not a model folder \(no config.json\)"):
         load_model(str(tok_dir))
     empty = tmp_path / "empty"

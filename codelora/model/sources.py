@@ -330,8 +330,10 @@ def build_tiny_random(arch: str, vocab_size: int, attn_implementation: str = "sd
 
 
 def _hub_call(source: str, fn):
-    """Run a transformers load; turn "not cached and no network" into one line, not a retry stack."""
-    if parse_source(source).kind == "hub":
+    """Run a transformers load; turn "not cached and no network" into one line, not a retry stack. `source` was
+    checked by the caller (a tokenizer-only folder is a valid source for `load_tokenizer`): only its kind is read."""
+    kind = parse_source(source, tokenizer_only=True).kind
+    if kind == "hub":
         from codelora.hub import go_offline_if_unreachable
 
         go_offline_if_unreachable()  # an unreachable hub: offline at once, not 85 s of retries
@@ -340,7 +342,7 @@ def _hub_call(source: str, fn):
     except UserError:
         raise
     except (OSError, ValueError) as e:
-        if parse_source(source).kind != "hub":
+        if kind != "hub":
             raise UserError(f"cannot load model from {source}: {str(e).splitlines()[0]}") from None
         raise UserError(
             f"model '{source}' is not in the local Hugging Face cache and the hub cannot be reached; "
