@@ -10,6 +10,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 
 from codelora.config import load_config
+from codelora.run.layout import adapter_sha256
 from codelora.publish.model_card import build_card, check_front_matter, eval_results, front_matter
 
 WEIGHTS = b"adapter weights"
@@ -18,7 +19,11 @@ WEIGHTS = b"adapter weights"
 def _summary(path: Path, pass1: float, **extra) -> None:
     """A result of the run's checkpoint-4 as it is on disk (provenance: its weights' sha256)."""
     path.mkdir(parents=True)
-    prov = {"weights_sha256": None if path.name == "base" else hashlib.sha256(WEIGHTS).hexdigest()}
+    base = path.name == "base"
+    ck = path.parents[2] / "checkpoints" / "checkpoint-4"
+    prov = {"weights_sha256": None if base else hashlib.sha256(WEIGHTS).hexdigest()}
+    if not base:  # a result's identity includes the adapter's config since the repro work (run.layout)
+        prov["adapter_sha256"] = adapter_sha256(ck)
     summary = {"pass@1": pass1, "problems": 4, "samples": 4, "provenance": prov, **extra}
     (path / "summary.json").write_text(json.dumps(summary))
 

@@ -63,7 +63,7 @@ def test_resume_under_two_processes_is_refused(one_process_run, tmp_path):
     before = sorted(p.name for p in (run / "checkpoints").iterdir())
     accelerate = str(Path(sys.executable).parent / "accelerate")
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "codelora", "train", "--config", "demo", "--run-name", "r",
+           "--dynamo_backend", "no", "-m", "codelora", "train", "--config", "demo", "--run", str(run),
            "--resume-from", "2", *[a for kv in COMMON + [f"output_dir={tmp_path}"] for a in ("--set", kv)]]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
