@@ -479,6 +479,34 @@ def test_selection_says_when_only_the_last_tie_break_decided():
     assert "lower validation loss (0.4000 < 0.5000 of checkpoint-4)" in reasons[0]
 
 
+def test_a_methods_final_and_its_checkpoint_at_the_same_step_do_not_tie():
+    # as the demo's compare saw them: rl-final is rl-checkpoint-2's weights (a tie-break "listed first" before)
+    from fractions import Fraction
+
+    from codelora.selection.compare import select_best
+
+    def row(model, solved, step=None, rl_step=None, valid_loss=None):
+        extra = {"rl_step": rl_step} if rl_step is not None else {}
+        return {"model": model, "pass1": Fraction(solved, 18), "solved": solved, "problems": 18, "step": step,
+                "valid_loss": valid_loss, **extra}  # fmt: skip
+
+    rows = [
+        row("checkpoint-8", 4, step=8, valid_loss=0.69),
+        row("final", 4, step=8, valid_loss=0.69),
+        row("rl-checkpoint-2", 5, rl_step=2),
+        row("rl-final", 5, rl_step=2),
+    ]
+    best, reasons = select_best(rows)
+    assert best == "rl-checkpoint-2"
+    assert reasons[0].startswith("rl-checkpoint-2 chosen because it has the highest pass@1 (0.278, 5/18 solved)")
+    assert "rl-final is the same model: the weights at rl step 2" in reasons[0]
+    assert "tie-break" not in reasons[0] and "1000000000000" not in reasons[0]
+    # two RL models that are not the same weights still tie, and the text names no sentinel step
+    best, reasons = select_best([row("rl-checkpoint-2", 5, rl_step=2), row("rl-checkpoint-4", 5, rl_step=4)])
+    assert "chosen by the last tie-break" in reasons[0] and "no SFT step" in reasons[0]
+    assert "1000000000000" not in reasons[0]
+
+
 # ------------------------------------------------------------------------------------------------ dataset check
 
 

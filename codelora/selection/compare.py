@@ -128,7 +128,8 @@ def _key_valid(row: dict) -> float:
 def select_best(rows: list[dict]) -> tuple[str, list[str]]:
     """Highest pass@1; ties -> lower validation loss (missing = worst); ties -> earlier step; then table order.
 
-    `final` and the checkpoint saved at the same step are one model (the same weights): they never tie with each
+    `final` and the checkpoint saved at the same step are one model (the same weights), and so are a later
+    method's `<method>-final` and `<method>-checkpoint-N` at the same `<method>_step`: they never tie with each
     other, the checkpoint stands for both. Each row needs model, step, pass1 (exact Fraction or float), solved,
     problems and valid_loss. The first reason says why the model was chosen ("X chosen because ...").
     """
@@ -141,15 +142,36 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
     def step(r: dict) -> int:
         return r["step"] if r.get("step") is not None else 10**12
 
-    ck_steps = {r["step"]: r["model"] for r in rows if str(r["model"]).startswith("checkpoint-")}
-    same = {r["model"]: ck_steps[r["step"]] for r in rows if r["model"] == "final" and r.get("step") in ck_steps}
+    def own(r: dict) -> tuple[str, Any]:
+        """(name prefix, step) in the model's own method's steps: ("", 8) for final, ("rl-", 2) for rl-final."""
+        name = str(r["model"])
+        for key, value in r.items():
+            method = key.removesuffix("_step")
+            if key.endswith("_step") and value is not None and name.startswith(method + "-"):
+                return method + "-", value
+        return "", r.get("step")
+
+    # a method's final and its checkpoint saved at the same step are one model: the checkpoint stands for both
+    ck_steps = {own(r): r["model"] for r in rows if str(r["model"]).removeprefix(own(r)[0]).startswith("checkpoint-")}
+    same = {
+        r["model"]: ck_steps[own(r)]
+        for r in rows
+        if str(r["model"]).removeprefix(own(r)[0]) == "final" and own(r) in ck_steps
+    }
+    twin = {ck: final for final, ck in same.items()}
+
+    def also_of(r: dict) -> str:
+        if r["model"] not in twin:
+            return ""
+        prefix, at = own(r)
+        where = f"{prefix[:-1]} step {at}" if prefix else f"step {at}"
+        return f" ({twin[r['model']]} is the same model: the weights at {where})"
+
     candidates = [r for r in rows if r["model"] not in same]
-    also = ""
     top = max(p1(r) for r in candidates)
     tied = [r for r in candidates if p1(r) == top]
     best = tied[0]
-    if same.get("final") == best["model"]:
-        also = f" (final is the same model: the weights at step {best['step']})"
+    also = also_of(best)
     score = f"{float(top):.3f}, {best['solved']}/{best['problems']} solved"
     if len(tied) == 1:
         others = sorted((r for r in rows if r is not best and r["model"] not in same), key=p1, reverse=True)
@@ -167,14 +189,15 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
         return best["model"], [
             f"{best['model']} chosen because it shares the highest pass@1 ({float(top):.3f}, with {names}) and has "
             f"the lower validation loss ({fmt(best.get('valid_loss'))} < {fmt(rest[0].get('valid_loss'))} of "
-            f"{rest[0]['model']}){also if same.get('final') == best['model'] else ''}"
+            f"{rest[0]['model']}){also_of(best)}"
         ]
     valid = "no validation loss" if low == float("inf") else f"the same validation loss ({fmt(low)})"
     first = min(step(r) for r in tied2)
     tied3 = [r for r in tied2 if step(r) == first]
     best = tied3[0]
     names = ", ".join(r["model"] for r in tied if r is not best)
-    also = also if same.get("final") == best["model"] else ""
+    also = also_of(best)
+    at = "no SFT step" if first == 10**12 else f"the step ({first})"
     if len(tied3) < len(tied2):
         return best["model"], [
             f"{best['model']} chosen because it shares the highest pass@1 ({float(top):.3f}, with {names}) and "
@@ -183,7 +206,7 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
         ]
     return best["model"], [
         f"{best['model']} chosen by the last tie-break: it shares the highest pass@1 ({float(top):.3f}), {valid} and "
-        f"the step ({first}) with {', '.join(r['model'] for r in tied3[1:])}, and is listed first{also}"
+        f"{at} with {', '.join(r['model'] for r in tied3[1:])}, and is listed first{also}"
     ]
 
 
