@@ -103,8 +103,6 @@ def _check_dataset(a: PrepareArgs) -> int:
 
 
 def _cmd_train(a: TrainArgs) -> int:
-    import json
-
     from codelora.training.sft import train
 
     cfg, run_dir = _run_config(a)
@@ -113,38 +111,29 @@ def _cmd_train(a: TrainArgs) -> int:
     result = train(
         cfg, run_dir, resume=a.resume, resume_from=a.resume_from, reset_optimizer=a.reset_optimizer, evaluator=evaluate
     )
-    if result.get("already_finished"):
-        print(
-            f"{run_dir}: already finished at step {result['global_step']}; nothing to do "
-            "(to train longer, raise train.max_steps or train.epochs)",
-            file=sys.stderr,
-        )
-        return 0
-    print(json.dumps(result, indent=2, default=str))
-    if result.get("interrupted"):
-        print(f"interrupted at step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr)
-        # not 0: a `set -e` script must not go on to evaluate and export an unfinished run
-        return 128 + int(result.get("signal") or signal.SIGINT)
-    return 0
+    return _training_outcome(result, run_dir, "step", "to train longer, raise train.max_steps or train.epochs")
 
 
 def _cmd_rl(a: RLArgs) -> int:
-    import json
-
     from codelora.training.grpo import rl
 
     result = rl(a.run, a.start, a.overrides, resume=a.resume, resume_from=a.resume_from)
+    return _training_outcome(result, result.get("rl_dir"), "RL step", "to train longer, raise rl.steps")
+
+
+def _training_outcome(result: dict, where, step: str, longer: str) -> int:
+    """Print a training method's result (SFT, RL) and give the exit status: 0 when finished or nothing was left to
+    do; 128 + the signal when interrupted, so that a `set -e` script does not go on to evaluate and export an
+    unfinished run."""
+    import json
+
     if result.get("already_finished"):
-        print(
-            f"{result['rl_dir']}: already finished at RL step {result['global_step']}; nothing to do "
-            "(to train longer, raise rl.steps)",
-            file=sys.stderr,
-        )
+        print(f"{where}: already finished at {step} {result['global_step']}; nothing to do ({longer})", file=sys.stderr)
         return 0
     print(json.dumps(result, indent=2, default=str))
     if result.get("interrupted"):
         print(
-            f"interrupted at RL step {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr
+            f"interrupted at {step} {result['global_step']}; checkpoint saved. Continue with --resume", file=sys.stderr
         )
         return 128 + int(result.get("signal") or signal.SIGINT)
     return 0
