@@ -160,6 +160,30 @@ def test_interrupted_rl_resumes_to_the_same_state(sft, uninterrupted, tmp_path):
         rl(run, "final", RL)
 
 
+def test_rl_checkpoints_record_their_resume_state_and_refuse_another_process_count(
+    uninterrupted, tmp_path, monkeypatch
+):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run)
+    meta = json.loads((run / "rl" / "checkpoints" / "checkpoint-2" / "meta.json").read_text())
+    rs = meta["resume_state"]
+    assert (
+        rs["num_processes"] == 1
+        and rs["global_batch_size"] == rs["per_device_batch_size"] * rs["gradient_accumulation_steps"]
+    )
+    assert rs["examples_seen"] == 2 * rs["global_batch_size"]
+    before = sorted(p.name for p in (run / "rl" / "checkpoints").iterdir())
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets it, before joining
+    with pytest.raises(
+        UserError, match=r"cannot resume .* from checkpoint-2 with 2 process\(es\): it was trained by 1"
+    ):
+        rl(run, "final", RL, resume_from="rl-checkpoint-2")
+    assert sorted(p.name for p in (run / "rl" / "checkpoints").iterdir()) == before  # nothing removed
+    assert (run / "rl" / "final" / "meta.json").is_file()
+
+
 def test_rl_models_are_listed_and_found_by_name(uninterrupted):
     run, _ = uninterrupted
     models, incomplete = runs.list_models(run)

@@ -298,14 +298,23 @@ def _callback_class():
             )
             self.metrics.plot()
 
+        def on_init_end(self, args, state, control, **kw):
+            self.args = args  # the Trainer's arguments: how its prompts are dealt (resume_state)
+
         def meta(self, state) -> dict[str, Any]:
-            """meta.json of an RL checkpoint or final/: step, elapsed seconds, provenance, config, metric rows."""
+            """meta.json of an RL checkpoint or final/: step, elapsed seconds, provenance, config, metric rows and
+            `resume_state` (how many processes dealt how many prompts per step: a resume under another process
+            count is refused, as for SFT)."""
+            from codelora.training.trainer import resume_state
+
+            args = getattr(self, "args", None)
             return {
                 **self.base_meta,
                 "step": state.global_step,
                 "epoch": None,
                 "elapsed_seconds": self.elapsed(),
                 "metrics": self.metrics.rows,
+                **({"resume_state": resume_state(args, state.global_step)} if args is not None else {}),
             }
 
         def on_save(self, args, state, control, **kw):
@@ -342,7 +351,7 @@ def rl(
     {run_dir, rl_dir, global_step, already_finished: True}. Raises UserError (one line) for a refused value,
     start model or resume; TrainingError for a full disk.
     """
-    from codelora.training.sft import resolve_resume_checkpoint
+    from codelora.training.sft import check_resume_processes, launch_processes, resolve_resume_checkpoint
 
     run_dir = runs.require_run(run_dir)
     cfg = runs.load_run_config(run_dir, list(overrides))
@@ -378,6 +387,7 @@ def rl(
         ck = resolve_resume_checkpoint(folder, which)
         ck_meta = _read_meta(ck)
         _check_same(ck_meta, provenance, ck)
+        check_resume_processes(folder, ck, ck_meta, launch_processes())
 
     from accelerate import PartialState
 
