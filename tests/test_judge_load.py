@@ -140,12 +140,21 @@ def test_bounded_decoding_is_refused_before_json_sees_the_text(monkeypatch):
 
 
 def _hold_the_interpreter_lock(seconds: float) -> None:
-    """Scorer work that never releases the GIL (a long C call), as decoding a huge integer was."""
+    """Scorer work that does not release the GIL for `seconds` of wall time (long C calls), as decoding a huge
+    integer did.
+
+    One C call sized by a calibration alone could be shorter than asked: on a loaded machine the calibration ran
+    slower than the hold (CI saw 2.6 s for 6). So the fastest of three calibrations sizes it, and should the call
+    still end early, another covers the rest (the GIL may change hands for one switch interval in between)."""
     n = 2_000_000
-    t = time.monotonic()
-    sum(range(n))
-    per = max(time.monotonic() - t, 1e-4) / n
-    sum(range(int(seconds / per)))
+    per = 1.0
+    for _ in range(3):
+        t = time.monotonic()
+        sum(range(n))
+        per = min(per, max(time.monotonic() - t, 1e-4) / n)
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0.05:
+        sum(range(int(left / per)))
 
 
 NEAR_LIMIT = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.5:\n    pass\nprint(int(input()) * 2)\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 
 from codelora.config import load_config
-from codelora.run.layout import adapter_sha256
 from codelora.publish.model_card import build_card, check_front_matter, eval_results, front_matter
+from codelora.run.layout import adapter_sha256
 
 WEIGHTS = b"adapter weights"
 
