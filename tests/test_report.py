@@ -86,7 +86,7 @@ def test_report_on_finished_run_has_every_section_and_is_self_contained(tmp_path
     assert "not yet available" not in page
     assert "selected: <strong>checkpoint-4</strong>" in page
     assert "highest pass@1" in page and "r 16, alpha 32" in page and "embedded:smollm2-135m-instruct" in page
-    assert "greedy, max 128 new tokens" in page
+    assert "greedy, max 64 new tokens" in page
     # nothing fetched from anywhere: every image is a data URI, no script, no external URL at all
     srcs = re.findall(r'src="([^"]*)"', page)
     assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)  # lengths, loss, lr, compare
