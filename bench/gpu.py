@@ -7,8 +7,8 @@ weights' values (a random model never stops early, so generation always runs to 
 
 1. Training (bench/train_throughput.py's runs, each in its own process, bf16 + SDPA + gradient checkpointing,
    batch 1 x 16, the bundled sample set's rows, max length 1024): the original recipe (pad to 1024, loss on
-   everything) vs codelora's default (each step's 16 examples packed, the LM head at labelled positions) vs padded
-   micro-batches (train.packing=false) vs QLoRA (model.quantization=nf4: the base's linear layers in bitsandbytes NF4,
+   everything) vs codelora's default (micro-batches of one example, the LM head at labelled positions) vs packed
+   steps (train.packing=true: each step's 16 examples in one row) vs QLoRA (model.quantization=nf4: the base's linear layers in bitsandbytes NF4,
    the adapter, norms and embeddings in fp32 as peft's prepare_model_for_kbit_training leaves them; its peak memory
    and whether it fits in 8 GiB). Real tokens/s, peak GPU memory (allocated and reserved), MFU against the measured bf16 matmul rate, and whether the original recipe fits in 8 GiB (the course's card).
 2. Generation: codelora's batched HF generation (`codelora.generation.generate.generate_batch`, greedy) of the course's 41

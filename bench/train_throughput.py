@@ -2,15 +2,17 @@
 project's recipe; same steps, model, data and machine, one invocation.
 
 Rows (keys of `runs`; the `label` of codelora's default starts with "codelora default", TRL's name TRL):
-(b) codelora: `codelora.training.sft.train` as shipped: batch 1 x A, each step's A examples packed into one row
-    (train.packing, default), completion-only labels, the LM head only at the labelled positions;
+(b) codelora: `codelora.training.sft.train` as shipped: batch 1 x A (A micro-batches of one example: no padding),
+    completion-only labels, the LM head only at the labelled positions, LoRA dropout drawn as dropped positions
+    (train.sparse_dropout);
 (d) TRL's `SFTTrainer`: the same rows given as conversational prompt/completion pairs (TRL applies the chat template
     itself), `completion_only_loss=True`, batch 1 x A;
 (e) TRL with `padding_free=True`, batch A x 1 (the A examples of a step in one row, position ids restarting per
     example; transformers turns those into a block-diagonal SDPA mask);
---levers, each lever of codelora's default off, in the same run (before/after against b):
-(c) train.packing=false: padded 1 x A micro-batches, length-grouped; (f) the LM head at every position;
-(h) both off: codelora's default before issue #25;
+--levers, each lever of codelora's default off, in the same run (before/after against b): (f) the LM head at
+every position; (i) train.sparse_dropout=false: PEFT's nn.Dropout for the LoRA dropout
+(codelora.training.lora_dropout); (h) both off: codelora's default before issue #25; and the option not taken:
+(c) train.packing=true, each step's A examples packed into one row (faster, more memory: `option_packing`);
 --original: (a) every example padded to max_length 1024 with pad = eos, labels = input_ids (loss on the prompt and
     on the padding), random order, batch 1 x A (the recipe's 1 x 16, scaled down);
 --qlora: (g) codelora's default with model.quantization=nf4 (bitsandbytes).
@@ -105,7 +107,9 @@ def _metered(trainer_cls, meter: Meter):
 EXTRA_SET: list[str] = []  # --set KEY=VALUE overrides for every run (e.g. bench/gpu.py --tiny's small data)
 
 
-def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path, packing: bool = False):
+def _config(
+    model: str, steps: int, batch: int, accum: int, gc: bool, out: Path, packing: bool = False, sparse_dropout=True
+):
     from codelora.config import load_config
 
     return load_config(
@@ -124,6 +128,7 @@ def _config(model: str, steps: int, batch: int, accum: int, gc: bool, out: Path,
             f"train.save_steps={steps}",
             f"train.gradient_checkpointing={str(gc).lower()}",
             f"train.packing={str(packing).lower()}",
+            f"train.sparse_dropout={str(sparse_dropout).lower()}",
             f"output_dir={out}",
             # every training row, no eval splits (no step-0 evaluation: outside the timed window, but minutes)
             "data.split=by_problem",
@@ -192,13 +197,21 @@ def run_original(model: str, steps: int, accum: int, gc: bool, work: Path, meter
 
 
 def run_codelora(
-    model: str, steps: int, accum: int, gc: bool, work: Path, meter: Meter, packing: bool, full_logits: bool = False
+    model: str,
+    steps: int,
+    accum: int,
+    gc: bool,
+    work: Path,
+    meter: Meter,
+    packing: bool,
+    full_logits: bool = False,
+    sparse_dropout: bool = True,
 ) -> dict:
     import codelora.training.sft as tr
     import codelora.training.trainer
 
     batch, acc = 1, accum  # the recipe's shape; train.packing packs each step's examples (codelora.training.sft)
-    cfg = _config(model, steps, batch, acc, gc, work, packing=packing)
+    cfg = _config(model, steps, batch, acc, gc, work, packing=packing, sparse_dropout=sparse_dropout)
     # train() looks CodeloraTrainer up in codelora.training.trainer when it builds the trainer: meter that class, this run only
     shipped = codelora.training.trainer.CodeloraTrainer
     metered = _metered(shipped, meter)
@@ -345,9 +358,12 @@ def child(args) -> None:
     else:
         if kind == "qlora":
             EXTRA_SET.append("model.quantization=nf4")
-        packing = kind not in ("padded", "before")
+        packing = kind == "packed"
         full_logits = kind in ("full-logits", "before")
-        info = run_codelora(args.model, args.steps, args.accum, gc, work, meter, packing, full_logits=full_logits)
+        sparse = kind not in ("peft-dropout", "before")
+        info = run_codelora(
+            args.model, args.steps, args.accum, gc, work, meter, packing, full_logits=full_logits, sparse_dropout=sparse
+        )
     seconds = meter.t1 - meter.t0
     res = {
         **info,
@@ -370,31 +386,34 @@ def child(args) -> None:
 
 LABELS = {
     "a": "original recipe (pad to 1024, labels = input_ids, pad = eos)",
-    "b": "codelora default (each step's examples packed into one row, completion-only labels, LM head at labelled "
-    "positions only)",
-    "c": "lever: codelora default with train.packing=false (padded 1 x A micro-batches, length-grouped)",
+    "b": "codelora default (micro-batches of one example, completion-only labels, LM head at labelled positions only, "
+    "sparse LoRA dropout)",
+    "c": "option: codelora default with train.packing=true (each step's examples packed into one row)",
     "d": "TRL SFTTrainer (prompt/completion, completion_only_loss)",
     "e": "TRL SFTTrainer + padding_free",
     "f": "lever: codelora default with the LM head at every position",
     "g": "codelora + QLoRA (model.quantization=nf4, bitsandbytes)",
-    "h": "before #25: train.packing=false and the LM head at every position (the previous default)",
+    "h": "before #25: train.packing=false, the LM head at every position, PEFT's dropout (the previous default)",
+    "i": "lever: codelora default with PEFT's nn.Dropout (train.sparse_dropout=false)",
 }
 QWEN_SUFFIX = " [Qwen2.5 vocabulary, 2 layers]"
 # row key -> (group, kind). Group "smollm2": --model (SmolLM2-135M by default); group "qwen25-vocab": a 2-layer
 # model of Qwen2.5-Coder-1.5B's width with the real Qwen2.5 tokenizer (vocabulary 151,936: the real head).
-# Kinds: codelora (the default), padded / full-logits / before (levers off), packing-free lever rows, trl, qlora.
+# Kinds: codelora (the default), full-logits / peft-dropout / before (levers off), packed (an option on), trl, qlora.
 ROWS = {
     "a": ("smollm2", "original"),
     "b": ("smollm2", "codelora"),
-    "c": ("smollm2", "padded"),
+    "c": ("smollm2", "packed"),
     "f": ("smollm2", "full-logits"),
+    "i": ("smollm2", "peft-dropout"),
     "h": ("smollm2", "before"),
     "d": ("smollm2", "trl"),
     "e": ("smollm2", "trl-padding-free"),
     "g": ("smollm2", "qlora"),
     "qb": ("qwen25-vocab", "codelora"),
-    "qc": ("qwen25-vocab", "padded"),
+    "qc": ("qwen25-vocab", "packed"),
     "qf": ("qwen25-vocab", "full-logits"),
+    "qi": ("qwen25-vocab", "peft-dropout"),
     "qh": ("qwen25-vocab", "before"),
     "qd": ("qwen25-vocab", "trl"),
     "qe": ("qwen25-vocab", "trl-padding-free"),
@@ -461,7 +480,9 @@ def main() -> None:
     ap.add_argument("--accum", type=int, default=4, help="examples per optimizer step (default 4; the recipe: 16)")
     ap.add_argument("--no-gc", action="store_true", help="without gradient checkpointing (both recipes use it)")
     ap.add_argument(
-        "--levers", action="store_true", help="add the lever rows: packing off (c), head everywhere (f), both (h)"
+        "--levers",
+        action="store_true",
+        help="add the lever rows: head everywhere (f), PEFT's dropout (i), both (h); and packing on (c)",
     )
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL rows (d, e, qd, qe)")
     ap.add_argument("--original", action="store_true", help="add row (a), the original recipe (slow: ~3 minutes)")
@@ -493,7 +514,7 @@ def selected_rows(args) -> list[str]:
             continue
         if kind == "original" and not getattr(args, "original", not getattr(args, "no_original", True)):
             continue
-        if kind in ("padded", "full-logits", "before") and not getattr(args, "levers", False):
+        if kind in ("packed", "full-logits", "peft-dropout", "before") and not getattr(args, "levers", False):
             continue
         if kind == "qlora" and not getattr(args, "qlora", False):
             continue
@@ -581,7 +602,16 @@ def _group_summary(group: str, runs: dict, mem: str, target: float) -> dict:
         f"speed_at_least_{target}x_fastest_trl": out["real_tokens_per_second_vs_fastest_trl"] >= target,
         "peak_memory_not_higher_than_fastest_trl": b[mem] <= t[mem],
     }
-    for kind, lever in (("padded", "packing"), ("full-logits", "head_at_labels_only"), ("before", "both")):
+    packed = next((k for k in keys if ROWS[k][1] == "packed"), None)
+    if packed is not None:  # the option codelora leaves off: its speed and memory against the default
+        out["option_packing"] = {
+            "row": packed,
+            "speed_vs_default": round(runs[packed]["real_tokens_per_second"] / b["real_tokens_per_second"], 3),
+            "peak_memory_vs_default": round(runs[packed][mem] / b[mem], 3),
+            "peak_memory_vs_fastest_trl": round(runs[packed][mem] / t[mem], 3),
+        }
+    levers = (("full-logits", "head_at_labels_only"), ("peft-dropout", "sparse_dropout"))
+    for kind, lever in (*levers, ("before", "both")):
         off = next((k for k in keys if ROWS[k][1] == kind), None)
         if off is not None:  # before (the lever off) / after (codelora's default), in this run
             out[f"lever_{lever}"] = {

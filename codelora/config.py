@@ -135,10 +135,12 @@ class TrainConfig:
     """Seed of data order, dropout and initialisation."""
     gradient_checkpointing: bool = True
     """Trade compute for memory (use_reentrant=False)."""
-    packing: bool = True
-    """Train each optimizer step's examples (per_device_batch_size x gradient_accumulation_steps, the same examples and order as unpacked) packed into rows of at most per_device_batch_size x data.max_length tokens (position_ids restart per example, no padding); the loss is normalised per label token of the step either way, so the gradient is the padded one's. A start-of-training probe refuses it where the attention kernel cannot keep examples apart; `false`: padded micro-batches."""
+    packing: bool = False
+    """On CPU 1.14x the tokens/s at 1.25x the peak RSS (bench/train_throughput.py, docs/performance.md), hence off by default. Train each optimizer step's examples (per_device_batch_size x gradient_accumulation_steps, the same examples and order as unpacked) packed into rows of at most per_device_batch_size x data.max_length tokens (position_ids restart per example, no padding); the loss is normalised per label token of the step either way, so the gradient is the padded one's. A start-of-training probe refuses it where the attention kernel cannot keep examples apart; `false`: padded micro-batches."""
     group_by_length: bool = True
     """Batch examples of similar length to cut padding."""
+    sparse_dropout: bool = True
+    """LoRA dropout (lora.dropout) that draws only the dropped positions (codelora.training.lora_dropout): the same i.i.d. masks in distribution as PEFT's nn.Dropout, several times cheaper on CPU; `false`: PEFT's nn.Dropout. On a GPU torch's own dropout runs either way."""
     report_to: Literal["none", "tensorboard"] = "none"
     """Extra logging backend besides metrics.jsonl/csv; `tensorboard` writes events to outputs/<run>/logs/tensorboard."""
     execution_eval: str = "none"

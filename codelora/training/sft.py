@@ -91,6 +91,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.report_to",
         "train.gradient_checkpointing",
         "train.packing",
+        "train.sparse_dropout",  # the same dropout distribution, drawn another way
         "train.execution_eval",  # pass@1 while training: measured, never changes the updates
         "train.execution_eval_limit",
         "train.early_stopping.metric",
@@ -144,6 +145,10 @@ def train(
     train_ds, evals = setup_data(cfg, run_dir, tokenizer, start, dist)
     weights_dtype = next(model.parameters()).dtype  # before add_lora: QLoRA's preparation upcasts norms to fp32
     model = add_lora(model, cfg.lora, cfg.train.gradient_checkpointing, seed=cfg.train.seed)
+    if cfg.train.sparse_dropout:  # the same masks in distribution, several times cheaper on CPU
+        from codelora.training.lora_dropout import use_sparse_lora_dropout
+
+        use_sparse_lora_dropout(model)
     if cfg.train.packing:  # packs only where this probe shows the attention keeps packed examples apart
         check_packing(model, train_ds, cfg.model.attn_implementation)
     args = training_arguments(
