@@ -251,7 +251,10 @@ def test_select_best_missing_validation_loss_counts_as_worst():
         {"model": "a", "step": 2, "pass@1": 0.5, "solved": 1, "problems": 2, "valid_loss": None},
         {"model": "b", "step": 4, "pass@1": 0.5, "solved": 1, "problems": 2, "valid_loss": 0.9},
     ]
-    assert cmp.select_best(rows)[0] == "b"
+    best, reasons = cmp.select_best(rows)
+    assert best == "b"
+    # the reason names the missing loss as missing, not as a number compared with "-"
+    assert "< -" not in reasons[0] and "0.9000; a has none" in reasons[0], reasons[0]
 
 
 def test_multi_sample_pass_at_1_and_bootstrap_interval(tmp_path):

@@ -186,10 +186,16 @@ def select_best(rows: list[dict]) -> tuple[str, list[str]]:
         best = tied2[0]
         names = ", ".join(r["model"] for r in tied if r is not best)
         rest = sorted((r for r in tied if r is not best), key=_key_valid)
+        if rest[0].get("valid_loss") is None:  # e.g. an RL model: no validation loss is logged for it
+            loss = f"a validation loss ({fmt(best.get('valid_loss'))}; {rest[0]['model']} has none)"
+        else:
+            loss = (
+                f"the lower validation loss ({fmt(best.get('valid_loss'))} < {fmt(rest[0].get('valid_loss'))} of "
+                f"{rest[0]['model']})"
+            )
         return best["model"], [
             f"{best['model']} chosen because it shares the highest pass@1 ({float(top):.3f}, with {names}) and has "
-            f"the lower validation loss ({fmt(best.get('valid_loss'))} < {fmt(rest[0].get('valid_loss'))} of "
-            f"{rest[0]['model']}){also_of(best)}"
+            f"{loss}{also_of(best)}"
         ]
     valid = "no validation loss" if low == float("inf") else f"the same validation loss ({fmt(low)})"
     first = min(step(r) for r in tied2)
