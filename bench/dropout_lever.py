@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -96,7 +97,7 @@ def main() -> None:
         "tokens_per_step": tokens,
         "rounds": args.rounds,
         "torch": torch.__version__,
-        "load_average": [round(x, 2) for x in __import__("os").getloadavg()],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "layouts": {},
     }
     for lay in layouts:
