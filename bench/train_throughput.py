@@ -112,7 +112,14 @@ EXTRA_SET: list[str] = []  # --set KEY=VALUE overrides for every run (e.g. bench
 
 
 def _config(
-    model: str, steps: int, batch: int, accum: int, gc: bool, out: Path, packing: bool = False, sparse_dropout=True
+    model: str,
+    steps: int,
+    batch: int,
+    accum: int,
+    gc: bool,
+    out: Path,
+    packing: bool = False,
+    sparse_dropout: bool = True,
 ):
     from codelora.config import load_config
 
